@@ -1,0 +1,66 @@
+"""`ask_user`: a conversation with the user on the node's own chat.
+
+Ask (LLM writes the question) -> wait for the user (the invocation ends; the reply resumes the
+node) -> judge the answer (LLM) -> follow up while it does not suffice, up to `max_follow_ups` ->
+thank the user and report upward what they want.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_core.actions.context import StepContext
+from swarm_core.actions.execute import node_facts
+from swarm_core.actions.prompts import build_messages
+from swarm_core.actions.schemas import AskResponse, JudgeResponse
+from swarm_core.models import ChatRole, Lifecycle
+
+CLOSING_MESSAGE = "Thank you, that is what I needed."
+
+
+def start(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    node.lifecycle = Lifecycle.RUNNING
+    ctx.touch(node)
+    facts = node_facts(ctx, node)
+    ctx.call_llm("ask", build_messages("ask", ctx.settings_for(node), facts), "on_question", facts)
+
+
+def on_question(ctx: StepContext, args: dict[str, Any]) -> None:
+    answer = AskResponse.model_validate(args["completion"])
+    ctx.ask_user(answer.message, "on_answer")
+
+
+def on_answer(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    facts = {
+        **node_facts(ctx, node),
+        "conversation": node.context.get("conversation", []),
+        "follow_ups": node.execution_memory.get("follow_ups", 0),
+        "max_follow_ups": ctx.limits.max_follow_ups,
+    }
+    messages = build_messages("judge", ctx.settings_for(node), facts)
+    ctx.call_llm("judge", messages, "on_judgement", facts)
+
+
+def on_judgement(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    verdict = JudgeResponse.model_validate(args["completion"])
+    follow_ups = int(node.execution_memory.get("follow_ups", 0))
+    if not verdict.sufficient and verdict.follow_up and follow_ups < ctx.limits.max_follow_ups:
+        node.execution_memory["follow_ups"] = follow_ups + 1
+        ctx.touch(node)
+        ctx.ask_user(verdict.follow_up, "on_answer")
+        return
+    answers = [m["content"] for m in node.context.get("conversation", []) if m["role"] == "user"]
+    report = verdict.report or "The user said: " + " / ".join(answers)
+    ctx.chat(node, ChatRole.AGENT, CLOSING_MESSAGE)
+    ctx.terminate(report)
+
+
+FUNCTIONS = {
+    "start": start,
+    "on_question": on_question,
+    "on_answer": on_answer,
+    "on_judgement": on_judgement,
+}

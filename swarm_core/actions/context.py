@@ -1,0 +1,294 @@
+"""The step context: what an action function sees and the only way it says what should happen.
+
+An action function gets a `StepContext`, changes `ctx.node` (and, for termination, `ctx.parent`),
+and calls `ctx.call_llm`, `ctx.ask_user`, `ctx.terminate`, `ctx.spawn_children`, `ctx.chat` or
+`ctx.log`. Nothing here does I/O: `finish()` turns it all into a `StepResult` with ids derived from
+the operation, so that the same step on the same view always gives the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from swarm_core.llm import LLMMessage, LLMRequest, LLMResult
+from swarm_core.models import (
+    ActionType,
+    ChatMessage,
+    ChatRole,
+    Continuation,
+    EventType,
+    HistoryEvent,
+    LLMSettings,
+    LogEntry,
+    Node,
+    Operation,
+    OperationKind,
+    StepResult,
+    Swarm,
+    SwarmStatus,
+    derive_id,
+)
+
+DEFAULT_LLM_SETTINGS = LLMSettings(temperature=0.2, max_tokens=1200)
+
+
+class StepFailure(Exception):
+    """The node's step cannot succeed (bad model output, unknown function): fail the node."""
+
+
+class SwarmLimitExceeded(Exception):
+    """A limit of the swarm's config was hit: the swarm fails with this message."""
+
+
+@dataclass
+class StepView:
+    """What the worker read for the step: the swarm, the target node and its parent."""
+
+    swarm: Swarm
+    node: Node | None
+    parent: Node | None
+    now: datetime
+    llm_result: LLMResult | None = None
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A child the step decided to spawn."""
+
+    name: str
+    directive: str
+    action: ActionType
+
+
+class StepContext:
+    def __init__(self, operation: Operation, view: StepView) -> None:
+        self.op = operation
+        self.swarm = view.swarm
+        self.limits = view.swarm.config.limits
+        self.now = view.now
+        self.seq = view.swarm.seq + 1
+        self.llm_result = view.llm_result
+        # Copies: the view stays as read, so the worker can tell what changed.
+        self.node: Node | None = view.node.model_copy(deep=True) if view.node else None
+        self.parent: Node | None = view.parent.model_copy(deep=True) if view.parent else None
+        self._original = {n.node_id: n for n in (view.node, view.parent) if n is not None}
+        self._touched: dict[str, Node] = {}
+        self._new_nodes: list[Node] = []
+        self._operations: list[Operation] = []
+        self._chat: list[ChatMessage] = []
+        self._events: list[HistoryEvent] = []
+        self._logs: list[LogEntry] = []
+        self.nodes_reserved = 0
+        self.result = StepResult()
+
+    # --- node access ---------------------------------------------------------------------
+
+    def require_node(self) -> Node:
+        if self.node is None:
+            raise StepFailure(f"node {self.op.node_id} does not exist")
+        return self.node
+
+    def touch(self, node: Node) -> None:
+        """Mark a node of the view as changed (it will be written and announced)."""
+        node.updated_at = self.now
+        self._touched[node.node_id] = node
+
+    def settings_for(self, node: Node) -> LLMSettings:
+        """defaults -> swarm config -> node (a user level comes in from the HTTP layer)."""
+        return node.llm.merged_over(self.swarm.config.llm.merged_over(DEFAULT_LLM_SETTINGS))
+
+    # --- what a step can do --------------------------------------------------------------
+
+    def enqueue(self, kind: OperationKind, node_id: str, payload: dict[str, Any]) -> Operation:
+        op = Operation(
+            op_id=self.op.child_op_id(len(self._operations)),
+            kind=kind,
+            swarm_id=self.swarm.swarm_id,
+            node_id=node_id,
+            payload=payload,
+        )
+        self._operations.append(op)
+        return op
+
+    def call_action(self, node: Node, function: str, args: dict[str, Any] | None = None) -> None:
+        self.enqueue(OperationKind.ACTION, node.node_id, {"function": function, "args": args or {}})
+
+    def call_llm(
+        self,
+        task: str,
+        messages: list[LLMMessage],
+        next_function: str,
+        facts: dict[str, Any],
+        args: dict[str, Any] | None = None,
+    ) -> None:
+        """Ask for one LLM call (an `llm` operation); `next_function` gets the completion."""
+        node = self.require_node()
+        op_id = self.op.child_op_id(len(self._operations))
+        request = LLMRequest(
+            task=task,
+            messages=messages,
+            settings=self.settings_for(node),
+            seed=self.swarm.config.seed,
+            facts=facts,
+            swarm_id=self.swarm.swarm_id,
+            node_id=node.node_id,
+            op_id=op_id,
+        )
+        self.enqueue(
+            OperationKind.LLM,
+            node.node_id,
+            {
+                "request": request.model_dump(mode="json"),
+                "next_function": next_function,
+                "args": args or {},
+            },
+        )
+
+    def ask_user(
+        self, message: str, next_function: str, args: dict[str, Any] | None = None
+    ) -> None:
+        """Send the user a message and wait (an `ask_user` operation saves the continuation)."""
+        node = self.require_node()
+        continuation = Continuation(function_to_call=next_function, args=args or {})
+        self.enqueue(
+            OperationKind.ASK_USER,
+            node.node_id,
+            {"message": message, "continuation": continuation.model_dump(mode="json")},
+        )
+
+    def terminate(self, report: str) -> None:
+        node = self.require_node()
+        self.enqueue(OperationKind.TERMINATE, node.node_id, {"report": report})
+
+    def spawn_children(self, children: list[ChildSpec]) -> list[str]:
+        """Decide children of the node (spawn operations); returns their ids.
+
+        Applies the limits: children beyond `max_children` are dropped (logged), children at
+        `max_depth` cannot plan further (they execute), and exceeding `max_nodes` fails the swarm.
+        """
+        from swarm_core.actions.catalogue import CATALOGUE
+
+        node = self.require_node()
+        room = self.limits.max_children - len(node.children_ids)
+        if len(children) > room:
+            self.log(
+                node,
+                f"plan asked for {len(children)} children; max_children allows {max(room, 0)} more",
+                level="warning",
+            )
+            children = children[: max(room, 0)]
+        if not children:
+            return []
+        reserved = self.swarm.node_count + self.nodes_reserved + len(children)
+        if reserved > self.limits.max_nodes:
+            raise SwarmLimitExceeded(
+                f"max_nodes limit reached: the swarm would have {reserved} nodes "
+                f"(limit {self.limits.max_nodes})"
+            )
+        ids: list[str] = []
+        depth = node.depth + 1
+        for child in children:
+            action = child.action
+            if action == ActionType.PLAN and depth >= self.limits.max_depth:
+                action = ActionType.EXECUTE
+                self.log(node, f"child {child.name!r} is at max_depth {depth}: it executes")
+            child_id = derive_id(self.op.op_id, "node", len(ids))
+            ids.append(child_id)
+            policy = CATALOGUE[action].termination_policy
+            self.enqueue(
+                OperationKind.SPAWN,
+                child_id,
+                {
+                    "parent_id": node.node_id,
+                    "depth": depth,
+                    "action": action.value,
+                    "name": child.name,
+                    "directive": child.directive,
+                    "termination_policy": policy.value,
+                },
+            )
+        node.children_ids.extend(ids)
+        self.nodes_reserved += len(ids)
+        self.touch(node)
+        return ids
+
+    result_nodes_reserved = 0
+
+    def add_node(self, node: Node) -> None:
+        self._new_nodes.append(node)
+        self.event(EventType.NODE_SPAWNED, {"node": node.public_view()})
+
+    def chat(self, node: Node, role: ChatRole, content: str, message_id: str | None = None) -> None:
+        message = ChatMessage(
+            message_id=message_id or derive_id(self.op.op_id, "msg", len(self._chat)),
+            node_id=node.node_id,
+            role=role,
+            content=content,
+            created_at=self.now,
+            seq=self.seq,
+        )
+        self._chat.append(message)
+        node.chat_length += 1
+        node.last_message_at = self.now
+        self.touch(node)
+        self.event(EventType.CHAT_MESSAGE, message.model_dump(mode="json"))
+
+    def log(
+        self,
+        node: Node,
+        message: str,
+        *,
+        level: str = "info",
+        kind: str = "log",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._logs.append(
+            LogEntry.model_validate(
+                {
+                    "node_id": node.node_id,
+                    "kind": kind,
+                    "level": level,
+                    "message": message,
+                    "data": data or {},
+                    "at": self.now,
+                    "seq": self.seq,
+                }
+            )
+        )
+
+    def event(self, type_: EventType, data: dict[str, Any]) -> None:
+        self._events.append(
+            HistoryEvent(
+                type=type_,
+                swarm_id=self.swarm.swarm_id,
+                seq=self.seq,
+                index=len(self._events),
+                at=self.now,
+                data=data,
+            )
+        )
+
+    def set_swarm_status(self, status: SwarmStatus, **data: Any) -> None:
+        if status == self.swarm.status and not data:
+            return
+        self.result.swarm_status = status
+        self.event(EventType.SWARM_STATUS, {"status": status.value, **data})
+
+    # --- result ----------------------------------------------------------------------------
+
+    def finish(self) -> StepResult:
+        for node in self._touched.values():
+            original = self._original.get(node.node_id)
+            if original is not None and original.lifecycle != node.lifecycle:
+                self.log(node, f"lifecycle {original.lifecycle.value} -> {node.lifecycle.value}")
+            self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
+        self.result.updated_nodes = list(self._touched.values())
+        self.result.new_nodes = self._new_nodes
+        self.result.operations = self._operations
+        self.result.chat_messages = self._chat
+        self.result.events = self._events
+        self.result.logs = self._logs
+        self.result.nodes_reserved = self.nodes_reserved
+        return self.result

@@ -1,0 +1,116 @@
+"""`plan`: decompose a directive, spawn a child per sub-directive, review when all are done.
+
+Phases (kept in `execution_memory["phase"]`):
+- `planning`: one LLM call returns questions for the user or routed subtasks.
+- `clarifying`: the questions went to an `ask_user` child; its report becomes user context and the
+  node plans again with it.
+- `working`: the subtasks' children run; when every child is done the node reviews their reports
+  (one LLM call) and either reports upward or revises with more children (`max_revisions`).
+Its termination policy is `review_children`: a child's termination hands it its report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_core.actions.context import ChildSpec, StepContext
+from swarm_core.actions.execute import node_facts
+from swarm_core.actions.prompts import build_messages
+from swarm_core.actions.schemas import PlanResponse, ReviewResponse, Subtask
+from swarm_core.models import ActionType, Lifecycle, Node
+
+
+def _plan_facts(ctx: StepContext, node: Node) -> dict[str, Any]:
+    return {
+        **node_facts(ctx, node),
+        "asked_user": bool(node.execution_memory.get("asked_user")),
+        "can_plan_deeper": node.depth + 1 < ctx.limits.max_depth,
+        "max_children": ctx.limits.max_children,
+        "breadth": ctx.swarm.config.offline_breadth,
+        "plan_depth": ctx.swarm.config.offline_depth,
+    }
+
+
+def start(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    node.lifecycle = Lifecycle.RUNNING
+    node.execution_memory["phase"] = "planning"
+    ctx.touch(node)
+    _request_plan(ctx, node)
+
+
+def _request_plan(ctx: StepContext, node: Node) -> None:
+    facts = _plan_facts(ctx, node)
+    ctx.call_llm("plan", build_messages("plan", ctx.settings_for(node), facts), "on_plan", facts)
+
+
+def _spawn(ctx: StepContext, node: Node, subtasks: list[Subtask]) -> list[str]:
+    specs = [ChildSpec(s.name, s.directive, s.action) for s in subtasks]
+    ids = ctx.spawn_children(specs)
+    if ids:
+        node.lifecycle = Lifecycle.WAITING_FOR_CHILDREN
+        ctx.touch(node)
+    return ids
+
+
+def on_plan(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    plan = PlanResponse.model_validate(args["completion"])
+    node.context["rationale"] = plan.rationale
+    if plan.questions and not node.execution_memory.get("asked_user"):
+        node.execution_memory["asked_user"] = True
+        node.execution_memory["phase"] = "clarifying"
+        questions = " ".join(plan.questions)
+        clarify = Subtask(
+            name="Clarify preferences",
+            directive=f"{questions} (for: {node.directive})",
+            action="ask_user",
+        )
+        _spawn(ctx, node, [clarify])
+        return
+    node.execution_memory["phase"] = "working"
+    if not _spawn(ctx, node, plan.subtasks):
+        ctx.terminate(plan.rationale or f"Nothing to split for: {node.directive}")
+
+
+def on_children_done(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    node.lifecycle = Lifecycle.RUNNING
+    ctx.touch(node)
+    reports = node.context.get("child_reports", {})
+    if node.execution_memory.get("phase") == "clarifying":
+        answers = [reports[c]["report"] for c in node.children_ids if c in reports]
+        node.context["user_context"] = [*node.context.get("user_context", []), *answers]
+        node.execution_memory["phase"] = "planning"
+        _request_plan(ctx, node)
+        return
+    facts = {
+        **node_facts(ctx, node),
+        "child_reports": [reports[c] for c in node.children_ids if c in reports],
+        "revisions": node.execution_memory.get("revisions", 0),
+        "max_revisions": ctx.limits.max_revisions,
+    }
+    messages = build_messages("review", ctx.settings_for(node), facts)
+    ctx.call_llm("review", messages, "on_review", facts)
+
+
+def on_review(ctx: StepContext, args: dict[str, Any]) -> None:
+    node = ctx.require_node()
+    review = ReviewResponse.model_validate(args["completion"])
+    revisions = int(node.execution_memory.get("revisions", 0))
+    if review.decision == "revise" and review.subtasks and revisions < ctx.limits.max_revisions:
+        node.execution_memory["revisions"] = revisions + 1
+        ctx.touch(node)
+        if _spawn(ctx, node, review.subtasks):
+            return
+    ctx.terminate(review.report)
+
+
+FUNCTIONS = {
+    "start": start,
+    "on_plan": on_plan,
+    "on_children_done": on_children_done,
+    "on_review": on_review,
+}
+
+ROUTABLE = (ActionType.PLAN, ActionType.ASK_USER, ActionType.EXECUTE)

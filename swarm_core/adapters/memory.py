@@ -1,0 +1,235 @@
+"""In-memory adapters of every port: real implementations (ETags, conditional writes, idempotent
+appends, paging) for fast tests and the in-process demo. Thread-safe; they pass the same contract
+tests as the Azure adapters. Documents are stored as JSON so nothing is shared by reference."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary
+from swarm_core.ports import ConflictError, Versioned
+
+
+class MemorySwarmStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._etags = itertools.count(1)
+        self._swarms: dict[str, tuple[str, str]] = {}
+        self._nodes: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        self._commits: dict[str, dict[str, str]] = defaultdict(dict)
+        self._summaries: dict[str, dict[str, str]] = defaultdict(dict)
+
+    def _etag(self) -> str:
+        return f'"{next(self._etags)}"'
+
+    def create_swarm(self, swarm: Swarm) -> str:
+        with self._lock:
+            if swarm.swarm_id in self._swarms:
+                raise ConflictError(f"swarm {swarm.swarm_id} exists")
+            etag = self._etag()
+            self._swarms[swarm.swarm_id] = (swarm.model_dump_json(), etag)
+            return etag
+
+    def get_swarm(self, swarm_id: str) -> Versioned[Swarm] | None:
+        with self._lock:
+            got = self._swarms.get(swarm_id)
+        if got is None:
+            return None
+        return Versioned(Swarm.model_validate_json(got[0]), got[1])
+
+    def replace_swarm(self, swarm: Swarm, etag: str) -> str:
+        with self._lock:
+            current = self._swarms.get(swarm.swarm_id)
+            if current is None or current[1] != etag:
+                raise ConflictError(f"swarm {swarm.swarm_id} changed")
+            new = self._etag()
+            self._swarms[swarm.swarm_id] = (swarm.model_dump_json(), new)
+            return new
+
+    def delete_swarm(self, swarm_id: str) -> None:
+        with self._lock:
+            self._swarms.pop(swarm_id, None)
+            self._nodes.pop(swarm_id, None)
+            self._commits.pop(swarm_id, None)
+
+    def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None:
+        with self._lock:
+            got = self._nodes[swarm_id].get(node_id)
+        if got is None:
+            return None
+        return Versioned(Node.model_validate_json(got[0]), got[1])
+
+    def list_nodes(self, swarm_id: str) -> list[Node]:
+        with self._lock:
+            docs = [doc for doc, _ in self._nodes[swarm_id].values()]
+        return [Node.model_validate_json(d) for d in docs]
+
+    def write_node(self, node: Node, base_etag: str | None) -> bool:
+        with self._lock:
+            current = self._nodes[node.swarm_id].get(node.node_id)
+            if base_etag is None and current is not None:
+                return False
+            if base_etag is not None and (current is None or current[1] != base_etag):
+                return False
+            self._nodes[node.swarm_id][node.node_id] = (node.model_dump_json(), self._etag())
+            return True
+
+    def get_commit(self, swarm_id: str, op_id: str) -> CommitRecord | None:
+        with self._lock:
+            got = self._commits[swarm_id].get(op_id)
+        return CommitRecord.model_validate_json(got) if got else None
+
+    def put_commit(self, record: CommitRecord) -> None:
+        with self._lock:
+            self._commits[record.swarm_id][record.op_id] = record.model_dump_json()
+
+    def put_summary(self, summary: SwarmSummary) -> None:
+        with self._lock:
+            current = self._summaries[summary.user_id].get(summary.swarm_id)
+            if current is not None and SwarmSummary.model_validate_json(current).seq > summary.seq:
+                return
+            self._summaries[summary.user_id][summary.swarm_id] = summary.model_dump_json()
+
+    def get_summary(self, user_id: str, swarm_id: str) -> SwarmSummary | None:
+        with self._lock:
+            got = self._summaries[user_id].get(swarm_id)
+        return SwarmSummary.model_validate_json(got) if got else None
+
+    def list_summaries(
+        self, user_id: str, limit: int, continuation: str | None = None
+    ) -> tuple[list[SwarmSummary], str | None]:
+        with self._lock:
+            items = [SwarmSummary.model_validate_json(s) for s in self._summaries[user_id].values()]
+        items.sort(key=lambda s: (s.created_at, s.swarm_id), reverse=True)
+        start = int(base64.urlsafe_b64decode(continuation).decode()) if continuation else 0
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        token = base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
+        return page, token
+
+    def delete_summary(self, user_id: str, swarm_id: str) -> None:
+        with self._lock:
+            self._summaries[user_id].pop(swarm_id, None)
+
+
+class MemoryContentStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._streams: dict[str, list[tuple[int, list[str]]]] = defaultdict(list)
+        self._snapshots: dict[str, dict[int, str]] = defaultdict(dict)
+
+    def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
+        lines = [json.dumps(dict(r), default=str) for r in records]
+        with self._lock:
+            batches = self._streams[stream]
+            if batches and batches[-1][0] >= seq:
+                return False
+            batches.append((seq, lines))
+            return True
+
+    def read(
+        self, stream: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            batches = [b for b in self._streams.get(stream, []) if b[0] > after_seq]
+        out: list[dict[str, Any]] = []
+        for _, lines in batches:
+            if limit is not None and out and len(out) + len(lines) > limit:
+                break
+            out.extend(json.loads(line) for line in lines)
+        return out
+
+    def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._snapshots[swarm_id][seq] = json.dumps(dict(document), default=str)
+
+    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
+        with self._lock:
+            seqs = [s for s in self._snapshots.get(swarm_id, {}) if s <= at_or_before]
+            if not seqs:
+                return None
+            doc: dict[str, Any] = json.loads(self._snapshots[swarm_id][max(seqs)])
+            return doc
+
+    def delete_swarm(self, swarm_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._streams if k.startswith(f"{swarm_id}/")]:
+                del self._streams[key]
+            self._snapshots.pop(swarm_id, None)
+
+
+@dataclass
+class QueueMessage:
+    message_id: str
+    body: str
+    dequeue_count: int = 0
+
+
+class MemoryOperationQueue:
+    """A FIFO queue with at-least-once delivery: `receive` hides a message until `ack` or
+    `release` (the visibility timeout running out, as after a crash)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._ready: deque[QueueMessage] = deque()
+        self._invisible: dict[str, QueueMessage] = {}
+
+    def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None:
+        # No clock here: a delay only orders the message after those already queued.
+        self.send(operation.model_dump_json())
+
+    def send(self, body: str) -> None:
+        with self._lock:
+            self._ready.append(QueueMessage(f"m{next(self._ids)}", body))
+
+    def receive(self) -> QueueMessage | None:
+        with self._lock:
+            if not self._ready:
+                return None
+            message = self._ready.popleft()
+            message.dequeue_count += 1
+            self._invisible[message.message_id] = message
+            return message
+
+    def ack(self, message: QueueMessage) -> None:
+        with self._lock:
+            self._invisible.pop(message.message_id, None)
+
+    def release(self, message: QueueMessage) -> None:
+        with self._lock:
+            if self._invisible.pop(message.message_id, None) is not None:
+                self._ready.append(message)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ready) + len(self._invisible)
+
+    def pending_bodies(self) -> list[str]:
+        with self._lock:
+            return [m.body for m in self._ready] + [m.body for m in self._invisible.values()]
+
+
+class MemoryEventPublisher:
+    """Keeps every published event per swarm and calls the subscribers (the demo prints them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.published: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.subscribers: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def publish(self, swarm_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            for event in events:
+                self.published[swarm_id].append(dict(event))
+            subscribers = list(self.subscribers)
+        for event in events:
+            for subscriber in subscribers:
+                subscriber(swarm_id, dict(event))

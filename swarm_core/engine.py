@@ -1,0 +1,247 @@
+"""The step engine: `advance_one_step(operation, view) -> StepResult`, pure, no I/O.
+
+One operation advances one node by one step. The worker reads the view (swarm, node, parent),
+makes the one LLM call of an `llm` operation before calling in, and persists what comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from swarm_core.actions.catalogue import CATALOGUE
+from swarm_core.actions.context import StepContext, StepFailure, StepView, SwarmLimitExceeded
+from swarm_core.models import (
+    DONE_LIFECYCLES,
+    ActionType,
+    ChatRole,
+    Continuation,
+    EventType,
+    Lifecycle,
+    Node,
+    Operation,
+    OperationKind,
+    StepResult,
+    SwarmStatus,
+    TerminationPolicy,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StepFailure", "StepView", "advance_one_step", "nodes_to_read"]
+
+
+def nodes_to_read(operation: Operation) -> tuple[str | None, bool]:
+    """Which node the step targets (None for a spawn, whose node does not exist yet) and
+    whether it also needs the node's parent."""
+    if operation.kind == OperationKind.SPAWN:
+        return None, False
+    return operation.node_id, operation.kind == OperationKind.TERMINATE
+
+
+def advance_one_step(operation: Operation, view: StepView) -> StepResult:
+    """Advance the operation's node by one step on `view`; never raises for a node's failure."""
+    ctx = StepContext(operation, view)
+    limits = view.swarm.config.limits
+    try:
+        if view.swarm.seq >= limits.max_steps:
+            raise SwarmLimitExceeded(f"max_steps limit reached ({limits.max_steps} steps)")
+        _STEPS[operation.kind](ctx)
+    except SwarmLimitExceeded as exc:
+        return _fail_swarm(operation, view, str(exc))
+    except (StepFailure, ValidationError, KeyError) as exc:
+        return _fail_node(operation, view, f"{type(exc).__name__}: {exc}")
+    return ctx.finish()
+
+
+def _spawn(ctx: StepContext) -> None:
+    p = ctx.op.payload
+    node = Node(
+        node_id=ctx.op.node_id,
+        swarm_id=ctx.swarm.swarm_id,
+        parent_id=p.get("parent_id"),
+        depth=int(p.get("depth", 0)),
+        action=ActionType(p["action"]),
+        name=str(p["name"]),
+        directive=str(p["directive"]),
+        termination_policy=TerminationPolicy(p["termination_policy"]),
+        context=dict(p.get("context", {})),
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    ctx.node = node
+    ctx.add_node(node)
+    ctx.log(node, f"spawned as {node.action.value}: {node.directive}")
+    ctx.call_action(node, "start")
+
+
+def _live_node(ctx: StepContext) -> Node | None:
+    """The target node, or None (logged) when the operation came too late for it."""
+    node = ctx.require_node()
+    if node.lifecycle in DONE_LIFECYCLES:
+        ctx.log(
+            node, f"{ctx.op.kind.value} ignored: node is {node.lifecycle.value}", level="warning"
+        )
+        return None
+    return node
+
+
+def _action(ctx: StepContext) -> None:
+    node = _live_node(ctx)
+    if node is None:
+        return
+    function_name = str(ctx.op.payload["function"])
+    function = CATALOGUE[node.action].functions.get(function_name)
+    if function is None:
+        raise StepFailure(f"action {node.action.value} has no function {function_name!r}")
+    function(ctx, dict(ctx.op.payload.get("args", {})))
+
+
+def _llm(ctx: StepContext) -> None:
+    node = _live_node(ctx)
+    if node is None:
+        return
+    result = ctx.llm_result
+    if result is None:
+        raise StepFailure("llm step without an LLM result")
+    request = ctx.op.payload["request"]
+    ctx.log(
+        node,
+        f"llm {request['task']}: {result.usage.total_tokens} tokens ({result.model})",
+        kind="journal",
+        data={"task": request["task"], "messages": request["messages"], "response": result.content},
+    )
+    node.usage = node.usage.plus(result.usage)
+    ctx.touch(node)
+    ctx.result.usage = result.usage
+    args: dict[str, Any] = {**ctx.op.payload.get("args", {}), "completion": result.data}
+    ctx.call_action(node, str(ctx.op.payload["next_function"]), args)
+
+
+def _ask_user(ctx: StepContext) -> None:
+    node = _live_node(ctx)
+    if node is None:
+        return
+    message = str(ctx.op.payload["message"])
+    node.continuation = Continuation.model_validate(ctx.op.payload["continuation"])
+    node.lifecycle = Lifecycle.WAITING_FOR_USER
+    node.context["conversation"] = [
+        *node.context.get("conversation", []),
+        {"role": "agent", "content": message},
+    ]
+    ctx.chat(node, ChatRole.AGENT, message)
+
+
+def _user_reply(ctx: StepContext) -> None:
+    node = ctx.require_node()
+    content = str(ctx.op.payload["content"])
+    if node.lifecycle != Lifecycle.WAITING_FOR_USER or node.continuation is None:
+        ctx.log(node, "user reply ignored: the node is not waiting for the user", level="warning")
+        return
+    continuation = node.continuation
+    node.continuation = None
+    node.lifecycle = Lifecycle.RUNNING
+    node.context["conversation"] = [
+        *node.context.get("conversation", []),
+        {"role": "user", "content": content},
+    ]
+    ctx.chat(node, ChatRole.USER, content, message_id=str(ctx.op.payload["message_id"]))
+    if ctx.swarm.status == SwarmStatus.WAITING_FOR_USER:
+        ctx.set_swarm_status(SwarmStatus.RUNNING)
+    ctx.call_action(node, continuation.function_to_call, {**continuation.args, "reply": content})
+
+
+def _terminate(ctx: StepContext) -> None:
+    node = _live_node(ctx)
+    if node is None:
+        return
+    report = str(ctx.op.payload["report"])
+    node.lifecycle = Lifecycle.TERMINATED
+    node.report = report
+    node.continuation = None
+    ctx.touch(node)
+    if node.parent_id is None:
+        ctx.result.final_report = report
+        ctx.set_swarm_status(SwarmStatus.COMPLETED)
+        ctx.event(EventType.SWARM_COMPLETED, {"final_report": report, "root_node_id": node.node_id})
+        return
+    parent = ctx.parent
+    if parent is None:
+        raise StepFailure(f"parent {node.parent_id} of node {node.node_id} is missing")
+    _hand_report_to_parent(ctx, node, parent, report)
+
+
+def _hand_report_to_parent(ctx: StepContext, child: Node, parent: Node, report: str) -> None:
+    """The parent's termination policy decides what a child's termination does."""
+    if parent.lifecycle in DONE_LIFECYCLES:
+        ctx.log(parent, f"late report from {child.node_id} ignored", level="warning")
+        return
+    reports = dict(parent.context.get("child_reports", {}))
+    reports[child.node_id] = {"name": child.name, "action": child.action.value, "report": report}
+    parent.context["child_reports"] = reports
+    ctx.touch(parent)
+    policy = parent.termination_policy
+    if policy == TerminationPolicy.REVIEW_CHILDREN:
+        if all(c in reports for c in parent.children_ids):
+            ctx.call_action(parent, "on_children_done")
+    elif policy == TerminationPolicy.SIMPLE:
+        ctx.enqueue(OperationKind.TERMINATE, parent.node_id, {"report": report})
+    else:
+        ctx.call_action(parent, "on_child_terminated", {"child_id": child.node_id})
+
+
+def _fail(ctx: StepContext) -> None:
+    node = ctx.require_node()
+    error = str(ctx.op.payload.get("error", "unknown error"))
+    failed = ctx.op.payload.get("operation")
+    _mark_failed(ctx, node, error, failed if isinstance(failed, dict) else None)
+
+
+def _mark_failed(ctx: StepContext, node: Node, error: str, failed: dict[str, Any] | None) -> None:
+    node.lifecycle = Lifecycle.FAILED
+    node.error = error
+    node.failed_operation = failed
+    ctx.touch(node)
+    ctx.log(node, f"failed: {error}", level="error")
+    ctx.event(EventType.NODE_FAILED, {"node_id": node.node_id, "error": error})
+
+
+def _fail_node(operation: Operation, view: StepView, error: str) -> StepResult:
+    """A fresh context (nothing the failed step decided survives) that fails the node."""
+    log.warning(
+        "step failed swarm_id=%s node_id=%s op_id=%s: %s",
+        operation.swarm_id,
+        operation.node_id,
+        operation.op_id,
+        error,
+    )
+    ctx = StepContext(operation, view)
+    if ctx.node is None:
+        ctx.set_swarm_status(SwarmStatus.FAILED, error=error)
+        ctx.result.error = error
+        return ctx.finish()
+    _mark_failed(ctx, ctx.node, error, operation.model_dump(mode="json"))
+    return ctx.finish()
+
+
+def _fail_swarm(operation: Operation, view: StepView, error: str) -> StepResult:
+    log.warning("swarm failed swarm_id=%s op_id=%s: %s", operation.swarm_id, operation.op_id, error)
+    ctx = StepContext(operation, view)
+    ctx.set_swarm_status(SwarmStatus.FAILED, error=error)
+    ctx.result.error = error
+    if ctx.node is not None:
+        _mark_failed(ctx, ctx.node, error, operation.model_dump(mode="json"))
+    return ctx.finish()
+
+
+_STEPS = {
+    OperationKind.SPAWN: _spawn,
+    OperationKind.ACTION: _action,
+    OperationKind.LLM: _llm,
+    OperationKind.ASK_USER: _ask_user,
+    OperationKind.USER_REPLY: _user_reply,
+    OperationKind.TERMINATE: _terminate,
+    OperationKind.FAIL: _fail,
+}

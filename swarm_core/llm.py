@@ -1,0 +1,57 @@
+"""The LLM port: one call in, one validated structured answer out.
+
+Each action declares the pydantic model it expects back (`swarm_core.actions.schemas`); an
+implementation returns data that validates against it. Two implementations: the offline scripted
+LLM (`swarm_core.offline_llm`, the default) and the OpenAI adapter (`swarm_core.adapters`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from swarm_core.models import LLMSettings, Usage
+
+
+class LLMMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LLMRequest(BaseModel):
+    """One LLM call as an action asks for it (serialisable: it travels in an `llm` operation)."""
+
+    task: str
+    messages: list[LLMMessage]
+    settings: LLMSettings = Field(default_factory=LLMSettings)
+    seed: int = 0
+    # Structured facts behind the prompt (goal, directive, depth, answers, ...). A real model reads
+    # the messages; the offline LLM reads these.
+    facts: dict[str, Any] = Field(default_factory=dict)
+    swarm_id: str = ""
+    node_id: str = ""
+    op_id: str = ""
+
+
+class LLMResult(BaseModel):
+    """The answer: `data` validates against the task's response model."""
+
+    data: dict[str, Any]
+    content: str
+    model: str
+    usage: Usage = Field(default_factory=Usage)
+
+
+class LLMError(Exception):
+    """A failed call. Retryable errors are retried by the queue; permanent ones fail the node."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class LanguageModel(Protocol):
+    """The LLM port."""
+
+    def complete(self, request: LLMRequest, response_model: type[BaseModel]) -> LLMResult: ...

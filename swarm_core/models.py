@@ -1,0 +1,389 @@
+"""Domain models of a swarm: swarm, node, operations, chat messages, history events, step results.
+
+Everything here is pydantic v2, JSON-serialisable, and knows nothing of storage. Every stored
+document carries `schema_version` so that later versions can migrate old documents on read.
+Identifiers that steps create (op ids, node ids, message ids) are derived deterministically from
+the operation that creates them, so that re-running a step after a crash produces the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def derive_id(*parts: object, length: int = 24) -> str:
+    """A deterministic identifier from its parts (the same parts always give the same id)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:length]
+
+
+class Document(BaseModel):
+    """Base of every stored document."""
+
+    model_config = ConfigDict(extra="ignore")
+    schema_version: int = SCHEMA_VERSION
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class Limits(BaseModel):
+    """Limits that stop runaway trees with a clear failure instead of a hang."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_depth: int = Field(default=3, ge=0, le=10)
+    max_children: int = Field(default=4, ge=1, le=20)
+    max_nodes: int = Field(default=60, ge=1, le=2000)
+    max_steps: int = Field(default=2000, ge=1, le=100_000)
+    max_follow_ups: int = Field(default=2, ge=0, le=10)
+    max_revisions: int = Field(default=1, ge=0, le=5)
+
+
+class LLMSettings(BaseModel):
+    """Model settings; resolved defaults -> user -> swarm -> node (later wins where set)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, max_length=200)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
+    system_prompt: str | None = Field(default=None, max_length=8000)
+
+    def merged_over(self, base: LLMSettings) -> LLMSettings:
+        """These settings layered over `base`: a field set here wins."""
+        data = base.model_dump()
+        data.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return LLMSettings(**data)
+
+
+class SwarmConfig(BaseModel):
+    """Per-swarm configuration given at creation."""
+
+    model_config = ConfigDict(extra="forbid")
+    limits: Limits = Field(default_factory=Limits)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    seed: int = Field(default=0, ge=0, le=2**31)
+    # Shape of trees the offline LLM plans: breadth of a plan and how deep it still plans.
+    offline_breadth: int = Field(default=3, ge=1, le=10)
+    offline_depth: int = Field(default=2, ge=0, le=10)
+
+
+# --- swarm and nodes ---------------------------------------------------------------------------
+
+
+class SwarmStatus(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    WAITING_FOR_USER = "waiting_for_user"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINISHED_STATUSES = frozenset({SwarmStatus.COMPLETED, SwarmStatus.FAILED})
+
+
+class Lifecycle(StrEnum):
+    SPAWNED = "spawned"
+    RUNNING = "running"
+    WAITING_FOR_CHILDREN = "waiting_for_children"
+    WAITING_FOR_USER = "waiting_for_user"
+    TERMINATED = "terminated"
+    FAILED = "failed"
+
+
+DONE_LIFECYCLES = frozenset({Lifecycle.TERMINATED, Lifecycle.FAILED})
+
+
+class ActionType(StrEnum):
+    PLAN = "plan"
+    ASK_USER = "ask_user"
+    EXECUTE = "execute"
+
+
+class TerminationPolicy(StrEnum):
+    SIMPLE = "simple"
+    REVIEW_CHILDREN = "review_children"
+    CUSTOM = "custom"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            llm_calls=self.llm_calls + other.llm_calls,
+        )
+
+
+class Continuation(BaseModel):
+    """What resumes a node blocked on the user: the function to call and its saved context."""
+
+    function_to_call: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Node(Document):
+    """One agent node of a swarm's tree."""
+
+    kind: Literal["node"] = "node"
+    node_id: str
+    swarm_id: str
+    parent_id: str | None = None
+    children_ids: list[str] = Field(default_factory=list)
+    depth: int = 0
+    action: ActionType
+    name: str
+    directive: str
+    lifecycle: Lifecycle = Lifecycle.SPAWNED
+    termination_policy: TerminationPolicy = TerminationPolicy.SIMPLE
+    report: str | None = None
+    error: str | None = None
+    # What the action knows: the plan, questions asked, answers, reports of children, ...
+    context: dict[str, Any] = Field(default_factory=dict)
+    # Bookkeeping of the action's progress (counters, phase); survives between steps.
+    execution_memory: dict[str, Any] = Field(default_factory=dict)
+    continuation: Continuation | None = None
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    usage: Usage = Field(default_factory=Usage)
+    # The operation that failed, kept so that the user can retry it.
+    failed_operation: dict[str, Any] | None = None
+    chat_length: int = 0
+    last_message_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def public_view(self) -> dict[str, Any]:
+        """The node as clients see it in state snapshots and events."""
+        return self.model_dump(
+            mode="json",
+            include={
+                "node_id",
+                "parent_id",
+                "children_ids",
+                "depth",
+                "action",
+                "name",
+                "directive",
+                "lifecycle",
+                "termination_policy",
+                "report",
+                "error",
+                "usage",
+                "chat_length",
+                "created_at",
+                "updated_at",
+            },
+        )
+
+
+class PendingCommit(BaseModel):
+    """A committed step whose effects may not all be applied yet (see `swarm_core.worker`)."""
+
+    op_id: str
+    seq: int
+    effects: Effects
+
+
+class Swarm(Document):
+    """The swarm's runtime document: its status, its commit point (`seq`) and its parked work.
+
+    Every step of the swarm commits by replacing this document conditionally (ETag), which
+    serialises the steps of one swarm; `pending` holds the effects of the latest commit so that
+    anyone can finish applying them after a crash.
+    """
+
+    kind: Literal["swarm"] = "swarm"
+    swarm_id: str
+    user_id: str
+    goal: str
+    status: SwarmStatus = SwarmStatus.CREATED
+    spawned: bool = False
+    root_node_id: str | None = None
+    config: SwarmConfig = Field(default_factory=SwarmConfig)
+    seq: int = 0
+    node_count: int = 0
+    node_counts: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    final_report: str | None = None
+    error: str | None = None
+    parked: list[Operation] = Field(default_factory=list)
+    pending: PendingCommit | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def summary(self) -> SwarmSummary:
+        return SwarmSummary(
+            swarm_id=self.swarm_id,
+            user_id=self.user_id,
+            goal=self.goal,
+            status=self.status,
+            spawned=self.spawned,
+            seq=self.seq,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+class SwarmSummary(Document):
+    """One swarm as listed for its user (a projection of `Swarm`, kept for paging by user)."""
+
+    kind: Literal["summary"] = "summary"
+    swarm_id: str
+    user_id: str
+    goal: str
+    status: SwarmStatus
+    spawned: bool
+    seq: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+class OperationKind(StrEnum):
+    SPAWN = "spawn"
+    ACTION = "action"
+    LLM = "llm"
+    ASK_USER = "ask_user"
+    USER_REPLY = "user_reply"
+    TERMINATE = "terminate"
+    FAIL = "fail"
+
+
+class Operation(BaseModel):
+    """One queue message: advances one node by one step."""
+
+    model_config = ConfigDict(extra="forbid")
+    op_id: str
+    kind: OperationKind
+    swarm_id: str
+    node_id: str
+    # spawn: {action, name, directive, parent_id, depth}
+    # action: {function, args}; llm: {task, messages, next_function, args}
+    # ask_user: {message, continuation}; user_reply: {content, message_id}
+    # terminate: {report}; fail: {error, operation}
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    def child_op_id(self, index: int) -> str:
+        """The id of the `index`-th operation this operation's step enqueues."""
+        return derive_id(self.op_id, "op", index)
+
+
+# --- content: chats, history, logs ------------------------------------------------------------
+
+
+class ChatRole(StrEnum):
+    AGENT = "agent"
+    USER = "user"
+
+
+class ChatMessage(BaseModel):
+    message_id: str
+    node_id: str
+    role: ChatRole
+    content: str
+    created_at: datetime
+    seq: int = 0
+
+
+class EventType(StrEnum):
+    SWARM_STATUS = "swarm.status"
+    NODE_SPAWNED = "node.spawned"
+    NODE_UPDATED = "node.updated"
+    CHAT_MESSAGE = "chat.message"
+    SWARM_COMPLETED = "swarm.completed"
+    NODE_FAILED = "node.failed"
+
+
+class HistoryEvent(BaseModel):
+    """One event of a swarm's history; published to clients as it is stored."""
+
+    type: EventType
+    swarm_id: str
+    seq: int
+    index: int = 0
+    at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogEntry(BaseModel):
+    """A developer log or journal line of one node (prompts and responses live here)."""
+
+    node_id: str
+    kind: Literal["log", "journal"] = "log"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+    seq: int = 0
+
+
+# --- step results --------------------------------------------------------------------------------
+
+
+class NodeWrite(BaseModel):
+    """A node document to write; `base_etag` is the version the step read (None: a new node)."""
+
+    node: Node
+    base_etag: str | None = None
+
+
+class Effects(BaseModel):
+    """Everything a committed step changes outside the swarm document; re-applied idempotently."""
+
+    node_writes: list[NodeWrite] = Field(default_factory=list)
+    chat_messages: list[ChatMessage] = Field(default_factory=list)
+    events: list[HistoryEvent] = Field(default_factory=list)
+    logs: list[LogEntry] = Field(default_factory=list)
+    operations: list[Operation] = Field(default_factory=list)
+    summary: SwarmSummary | None = None
+
+
+class StepResult(BaseModel):
+    """What one step decided; the worker turns it into a commit and its effects."""
+
+    updated_nodes: list[Node] = Field(default_factory=list)
+    new_nodes: list[Node] = Field(default_factory=list)
+    operations: list[Operation] = Field(default_factory=list)
+    chat_messages: list[ChatMessage] = Field(default_factory=list)
+    events: list[HistoryEvent] = Field(default_factory=list)
+    logs: list[LogEntry] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    nodes_reserved: int = 0
+    swarm_status: SwarmStatus | None = None
+    final_report: str | None = None
+    error: str | None = None
+
+
+class CommitRecord(Document):
+    """Proof that an operation's step committed and all its effects were applied."""
+
+    kind: Literal["commit"] = "commit"
+    swarm_id: str
+    op_id: str
+    seq: int
+    committed_at: datetime = Field(default_factory=utcnow)
+
+
+PendingCommit.model_rebuild()
+Swarm.model_rebuild()

@@ -1,0 +1,127 @@
+"""Ports: the small interfaces through which the worker and the services reach the outside world.
+
+Adapters implement them: `swarm_core.adapters.memory` in memory (fast tests, the demo) and the Azure
+adapters on Cosmos DB, Blob storage, Storage queues and Web PubSub. Every adapter passes the same
+contract tests (`tests/contract`). The LLM port lives in `swarm_core.llm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary
+
+T = TypeVar("T")
+
+
+class ConflictError(Exception):
+    """A conditional write lost: the document changed (412) or already exists (409)."""
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A document as read, with the version (ETag) to make a conditional write against."""
+
+    value: T
+    etag: str
+
+
+class SwarmStore(Protocol):
+    """Swarm runtime documents, nodes and commit records (one partition per swarm), plus the
+    per-user summaries used for listing."""
+
+    def create_swarm(self, swarm: Swarm) -> str:
+        """Create the swarm document; ConflictError if it exists. Returns the ETag."""
+        ...
+
+    def get_swarm(self, swarm_id: str) -> Versioned[Swarm] | None: ...
+
+    def replace_swarm(self, swarm: Swarm, etag: str) -> str:
+        """Replace iff unchanged since `etag` (the commit point); ConflictError otherwise."""
+        ...
+
+    def delete_swarm(self, swarm_id: str) -> None:
+        """Delete the swarm document, its nodes and its commit records."""
+        ...
+
+    def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None: ...
+
+    def list_nodes(self, swarm_id: str) -> list[Node]: ...
+
+    def write_node(self, node: Node, base_etag: str | None) -> bool:
+        """Create the node (base_etag None) or replace it iff still at `base_etag`.
+
+        Returns False, changing nothing, when the node exists already / moved on: the write was
+        applied before (a re-driven commit), so skipping it is the idempotent outcome."""
+        ...
+
+    def get_commit(self, swarm_id: str, op_id: str) -> CommitRecord | None: ...
+
+    def put_commit(self, record: CommitRecord) -> None: ...
+
+    def put_summary(self, summary: SwarmSummary) -> None:
+        """Upsert the listing entry unless the stored one has a higher `seq` (never go back)."""
+        ...
+
+    def get_summary(self, user_id: str, swarm_id: str) -> SwarmSummary | None: ...
+
+    def list_summaries(
+        self, user_id: str, limit: int, continuation: str | None = None
+    ) -> tuple[list[SwarmSummary], str | None]:
+        """The user's swarms, newest first, one page; the token fetches the next page."""
+        ...
+
+    def delete_summary(self, user_id: str, swarm_id: str) -> None: ...
+
+
+class ContentStore(Protocol):
+    """Append-only streams (history, chats, logs) of JSON records, each carrying `seq`.
+
+    `append` is idempotent per (stream, seq): a batch is appended only if the stream's last batch
+    has a lower seq, atomically (two appliers racing with the same batch append it once). Steps of
+    one swarm commit in seq order and a commit's effects are applied before the next commits, so
+    this is exactly "append each committed batch once"."""
+
+    def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
+        """Append the batch; False if a batch with seq >= `seq` is there already."""
+        ...
+
+    def read(
+        self, stream: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Records with seq > after_seq in order; at most `limit` records (whole batches)."""
+        ...
+
+    def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None: ...
+
+    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None: ...
+
+    def delete_swarm(self, swarm_id: str) -> None:
+        """Delete every stream and snapshot of the swarm."""
+        ...
+
+
+class OperationQueue(Protocol):
+    """Where operations go to be run by a worker, one queue message each."""
+
+    def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Pushes a swarm's events to its connected clients (one group per swarm)."""
+
+    def publish(self, swarm_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+def history_stream(swarm_id: str) -> str:
+    return f"{swarm_id}/history"
+
+
+def chat_stream(swarm_id: str, node_id: str) -> str:
+    return f"{swarm_id}/chats/{node_id}"
+
+
+def log_stream(swarm_id: str, node_id: str) -> str:
+    return f"{swarm_id}/logs/{node_id}"
