@@ -1,0 +1,79 @@
+"""`python -m devstack up|down|status|env`: start, stop and describe the local emulator stack."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from devstack.stack import (
+    Ports,
+    ServiceState,
+    StackError,
+    settings_for,
+    stack_status,
+    start_stack,
+    stop_stack,
+)
+
+
+def _describe(state: ServiceState) -> str:
+    ports = ",".join(str(p) for p in state.ports)
+    parts = [f"{state.name:<10} {state.status:<8} ports {ports}"]
+    if state.pid is not None:
+        parts.append(f"pid {state.pid}")
+    if state.log is not None:
+        parts.append(f"log {state.log}")
+    if state.detail:
+        parts.append(f"({state.detail})")
+    return "  ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description="Local emulators: Azurite (blob/queue/table), Cosmos DB, Web PubSub. Ports "
+        "from AZURITE_BLOB_PORT, AZURITE_QUEUE_PORT, AZURITE_TABLE_PORT, COSMOS_PORT, "
+        "WEBPUBSUB_PORT; state (logs, pids) in DEVSTACK_DIR or .devstack/.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the emulators (reusing running ones), wait until ready")
+    up.add_argument("--only", help="comma-separated subset of azurite,cosmos,webpubsub")
+    up.add_argument("--timeout", type=float, help="seconds to wait for readiness (default 15)")
+    sub.add_parser("down", help="stop the emulators started from the state directory")
+    sub.add_parser("status", help="show what is running (exit 1 unless all are)")
+    env = sub.add_parser("env", help="print the connection settings as KEY=VALUE lines")
+    env.add_argument("--export", action="store_true", help="print shell `export` lines")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "up":
+            began = time.monotonic()
+            only = [s.strip() for s in args.only.split(",")] if args.only else None
+            info = start_stack(services=only, timeout=args.timeout)
+            for state in info.services.values():
+                print(_describe(state))
+            print(f"ready in {time.monotonic() - began:.1f}s; settings: python -m devstack env")
+        elif args.command == "down":
+            stopped = stop_stack()
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.command == "status":
+            states = stack_status()
+            for state in states.values():
+                print(_describe(state))
+            return 0 if all(s.status in ("running", "external") for s in states.values()) else 1
+        elif args.command == "env":
+            for key, value in settings_for(Ports.from_env()).items():
+                if args.export:
+                    print(f"export {key}={shlex.quote(value)}")
+                else:
+                    print(f"{key}={value}")
+    except StackError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,673 @@
+"""Start, stop and describe the local emulator stack (Azurite, Cosmos DB server, Web PubSub).
+
+Each emulator runs as a background process in its own session, with its log, pid and start
+record in a state directory (``.devstack/`` at the repository root unless told otherwise), so that
+``python -m devstack up`` in one shell and ``down`` in another, or a test fixture with its own
+state directory, all find what they started. Starting is idempotent: a service already running
+from the same state directory on the same ports is reused, and an emulator of the right kind
+already answering on a port (started by someone else) is used but never stopped.
+
+Ports come from the environment (defaults in brackets): ``AZURITE_BLOB_PORT`` [10000],
+``AZURITE_QUEUE_PORT`` [10001], ``AZURITE_TABLE_PORT`` [10002], ``COSMOS_PORT`` [8081],
+``WEBPUBSUB_PORT`` [7080]. Also ``DEVSTACK_DIR`` (state directory), ``WEBPUBSUB_ACCESS_KEY``,
+``DEVSTACK_START_TIMEOUT`` (seconds, default 15) and ``DEVSTACK_VERBOSE=1`` (Azurite access log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+try:  # POSIX only; without it concurrent `up` calls are simply not serialised.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = ROOT / ".devstack"
+HOST = "127.0.0.1"
+SERVICES = ("azurite", "cosmos", "webpubsub")
+
+# Well-known, public development credentials (not secrets).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+COSMOS_KEY = (
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+)
+DEFAULT_WEBPUBSUB_ACCESS_KEY = "ZGV2c3RhY2std2VicHVic3ViLWxvY2FsLWFjY2Vzcy1rZXktMDA="
+
+_PORT_ENV = {
+    "blob": "AZURITE_BLOB_PORT",
+    "queue": "AZURITE_QUEUE_PORT",
+    "table": "AZURITE_TABLE_PORT",
+    "cosmos": "COSMOS_PORT",
+    "webpubsub": "WEBPUBSUB_PORT",
+}
+_STOP_GRACE = 5.0
+
+
+class StackError(RuntimeError):
+    """An emulator could not be started (the message says which, why, and shows its log)."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
+    cosmos: int = 8081
+    webpubsub: int = 7080
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Ports:
+        env = os.environ if environ is None else environ
+        values: dict[str, int] = {}
+        for f in fields(cls):
+            raw = env.get(_PORT_ENV[f.name], "").strip()
+            if raw:
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise StackError(f"{_PORT_ENV[f.name]}={raw!r} is not a port number") from None
+        return cls(**values)
+
+
+@dataclass
+class ServiceState:
+    name: str
+    # started (by this call) | reused (ours, already running) | external (someone else's,
+    # never stopped by us) | skipped (not available) | running | stopped (for `status`)
+    status: str
+    ports: tuple[int, ...]
+    pid: int | None = None
+    log: Path | None = None
+    detail: str = ""
+
+
+@dataclass
+class StackInfo:
+    ports: Ports
+    settings: dict[str, str]
+    state_dir: Path
+    services: dict[str, ServiceState] = field(default_factory=dict)
+
+    @property
+    def started(self) -> list[str]:
+        """The services this call started (and so should stop)."""
+        return [n for n, s in self.services.items() if s.status == "started"]
+
+    def stop(self) -> list[str]:
+        """Stop only what this call started."""
+        return stop_stack(self.state_dir, services=self.started)
+
+
+def webpubsub_access_key() -> str:
+    return os.environ.get("WEBPUBSUB_ACCESS_KEY") or DEFAULT_WEBPUBSUB_ACCESS_KEY
+
+
+def settings_for(ports: Ports, access_key: str | None = None) -> dict[str, str]:
+    """The app settings that point the SDKs at the emulators on ``ports``."""
+    key = access_key or webpubsub_access_key()
+    storage = (
+        "DefaultEndpointsProtocol=http;"
+        f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://{HOST}:{ports.blob}/{AZURITE_ACCOUNT};"
+        f"QueueEndpoint=http://{HOST}:{ports.queue}/{AZURITE_ACCOUNT};"
+        f"TableEndpoint=http://{HOST}:{ports.table}/{AZURITE_ACCOUNT};"
+    )
+    return {
+        "AzureWebJobsStorage": storage,
+        "COSMOS_ENDPOINT": f"https://{HOST}:{ports.cosmos}",
+        "COSMOS_KEY": COSMOS_KEY,
+        "WEBPUBSUB_CONNECTION_STRING": (
+            f"Endpoint=http://{HOST}:{ports.webpubsub};AccessKey={key};Version=1.0;"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------- probes
+
+
+def _port_open(port: int, timeout: float = 0.5) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _request(
+    port: int, path: str, *, tls: bool = False, timeout: float = 1.0
+) -> tuple[int, dict[str, str], bytes] | None:
+    conn: http.client.HTTPConnection
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(HOST, port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def _azurite_probe(port: int, kind: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        answer = _request(port, "/")
+        return answer is not None and answer[1].get("server", "").startswith(f"Azurite-{kind}")
+
+    return probe
+
+
+def _cosmos_probe(port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        answer = _request(port, "/", tls=True)
+        if answer is None:
+            return False
+        status, _headers, body = answer
+        if status == 401:  # a real Cosmos DB emulator wants auth even for the account read
+            return True
+        try:
+            return status == 200 and "writableLocations" in json.loads(body)
+        except ValueError:
+            return False
+
+    return probe
+
+
+def _health_probe(port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        answer = _request(port, "/health")
+        return answer is not None and answer[0] == 200
+
+    return probe
+
+
+# ------------------------------------------------------------------------------- services
+
+
+@dataclass(frozen=True)
+class _Service:
+    name: str
+    argv: list[str]
+    ports: tuple[int, ...]
+    probes: tuple[Callable[[], bool], ...]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    skip_reason: str = ""
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise StackError(
+            "Node.js (`node`) is not on PATH; the Azurite and Cosmos emulators need it"
+        )
+    return node
+
+
+def _webpubsub_missing() -> str:
+    try:
+        found = importlib.util.find_spec("devstack.webpubsub_emulator") is not None
+    except ImportError:
+        found = False
+    if found:
+        return ""
+    return "module devstack.webpubsub_emulator not found; Web PubSub emulator skipped"
+
+
+def _services(
+    ports: Ports, state_dir: Path, access_key: str, node: str = "node"
+) -> dict[str, _Service]:
+    node_bin = ROOT / "node_modules" / ".bin"
+    quiet = [] if os.environ.get("DEVSTACK_VERBOSE") else ["--silent"]
+    azurite = [
+        node,
+        str(node_bin / "azurite"),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+        *quiet,
+    ]
+    for kind in ("blob", "queue", "table"):
+        azurite += [
+            f"--{kind}Host",
+            HOST,
+            f"--{kind}Port",
+            str(getattr(ports, kind)),
+            f"--{kind}KeepAliveTimeout",
+            "120",
+        ]
+    return {
+        "azurite": _Service(
+            name="azurite",
+            argv=azurite,
+            ports=(ports.blob, ports.queue, ports.table),
+            probes=(
+                _azurite_probe(ports.blob, "Blob"),
+                _azurite_probe(ports.queue, "Queue"),
+                _azurite_probe(ports.table, "Table"),
+            ),
+            cwd=state_dir,
+        ),
+        "cosmos": _Service(
+            name="cosmos",
+            argv=[
+                node,
+                str(ROOT / "devstack" / "cosmos_server.js"),
+                "--host",
+                HOST,
+                "--port",
+                str(ports.cosmos),
+            ],
+            ports=(ports.cosmos,),
+            probes=(_cosmos_probe(ports.cosmos),),
+            cwd=state_dir,
+        ),
+        "webpubsub": _Service(
+            name="webpubsub",
+            argv=[
+                sys.executable,
+                "-m",
+                "devstack.webpubsub_emulator",
+                "--host",
+                HOST,
+                "--port",
+                str(ports.webpubsub),
+                "--access-key",
+                access_key,
+            ],
+            ports=(ports.webpubsub,),
+            probes=(_health_probe(ports.webpubsub),),
+            cwd=ROOT,
+            env={"PYTHONUNBUFFERED": "1"},
+            skip_reason=_webpubsub_missing(),
+        ),
+    }
+
+
+def _ensure_node_packages() -> None:
+    """Fill the gap on a fresh checkout: `npm ci` when the pinned emulators are not installed."""
+    modules = ROOT / "node_modules"
+    needed = [modules / ".bin" / "azurite", modules / "@vercel" / "cosmosdb-server" / "lib"]
+    if all(p.exists() for p in needed):
+        return
+    npm = shutil.which("npm")
+    if npm is None or not (ROOT / "package-lock.json").exists():
+        raise StackError(
+            "the npm emulators are not installed (node_modules/ is missing) and npm is not "
+            "available; run `bash scripts/bootstrap.sh`"
+        )
+    print("devstack: installing the pinned npm emulators (npm ci) ...", file=sys.stderr)
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise StackError(f"`npm ci` failed:\n{done.stdout}{done.stderr}")
+
+
+# ------------------------------------------------------------------------ process records
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _record_path(state_dir: Path, name: str) -> Path:
+    return state_dir / f"{name}.json"
+
+
+def _read_record(state_dir: Path, name: str) -> dict[str, object] | None:
+    try:
+        data = json.loads(_record_path(state_dir, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+
+
+def _record_ports(record: Mapping[str, object]) -> tuple[int, ...]:
+    ports = record.get("ports")
+    return tuple(int(p) for p in ports) if isinstance(ports, list) else ()
+
+
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), or None when unknown; "" for a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat[stat.rindex(")") + 2 :].split()  # fields after "pid (comm) "
+    return "" if rest[0] in ("Z", "X") else rest[19]
+
+
+def _alive(record: Mapping[str, object]) -> bool:
+    pid = record["pid"]
+    assert isinstance(pid, int)
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    started = record.get("proc_start")
+    if started and Path("/proc/self/stat").exists():  # guard against a recycled pid and zombies
+        return _proc_start(pid) == started
+    return True
+
+
+def _log_tail(path: Path | None, lines: int = 30) -> str:
+    if path is None:
+        return ""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(log is empty)"
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(state_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _die_with_caller() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGTERM the child when the calling thread dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
+    prctl = libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the caller died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _launch(svc: _Service, state_dir: Path, *, bind_to_caller: bool = False) -> ServiceState:
+    log = state_dir / f"{svc.name}.log"
+    env = {**os.environ, **svc.env}
+    with open(log, "wb") as out:
+        try:
+            proc = subprocess.Popen(
+                svc.argv,
+                cwd=svc.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: survives the shell, killed as one
+                preexec_fn=_die_with_caller() if bind_to_caller else None,
+            )
+        except OSError as exc:
+            raise StackError(f"{svc.name}: cannot run {svc.argv[0]}: {exc}") from exc
+    _children[proc.pid] = proc
+    record = {
+        "pid": proc.pid,
+        "proc_start": _proc_start(proc.pid),
+        "argv": svc.argv,
+        "ports": list(svc.ports),
+        "log": str(log),
+        "started_at": time.time(),
+    }
+    (state_dir / f"{svc.name}.pid").write_text(f"{proc.pid}\n")
+    _record_path(state_dir, svc.name).write_text(json.dumps(record, indent=2) + "\n")
+    return ServiceState(svc.name, "started", svc.ports, pid=proc.pid, log=log)
+
+
+def _wait_ready(
+    pending: dict[str, tuple[_Service, ServiceState]], deadline: float
+) -> dict[str, str]:
+    """Wait for every pending service to answer; returns {name: failure} for those that did not."""
+    failures: dict[str, str] = {}
+    todo = dict(pending)
+    while todo:
+        for name, (svc, state) in list(todo.items()):
+            if all(probe() for probe in svc.probes):
+                del todo[name]
+                continue
+            child = _children.get(state.pid or -1)
+            if child is not None and child.poll() is not None:
+                failures[name] = f"exited with code {child.returncode}"
+                del todo[name]
+        if todo and time.monotonic() > deadline:
+            failures.update((name, "did not answer in time") for name in todo)
+            break
+        if todo:
+            time.sleep(0.05)
+    return failures
+
+
+# ------------------------------------------------------------------------------ the API
+
+
+def _state_dir(state_dir: Path | str | None) -> Path:
+    if state_dir is not None:
+        return Path(state_dir)
+    return Path(os.environ.get("DEVSTACK_DIR") or DEFAULT_STATE_DIR)
+
+
+def start_stack(
+    ports: Ports | None = None,
+    *,
+    state_dir: Path | str | None = None,
+    services: Iterable[str] | None = None,
+    timeout: float | None = None,
+    bind_to_caller: bool = False,
+) -> StackInfo:
+    """Start the emulators (or reuse running ones) and wait until each answers.
+
+    ``ports`` defaults to :meth:`Ports.from_env`. ``services`` selects a subset of
+    ``azurite``, ``cosmos``, ``webpubsub``. ``bind_to_caller`` (for test fixtures; Linux) makes
+    the kernel stop the emulators started here when the calling thread ends, even if it is
+    killed before it can call :func:`stop_stack`. Raises :class:`StackError` (after stopping
+    whatever this call started) when one cannot be started.
+    """
+    ports = ports or Ports.from_env()
+    state = _state_dir(state_dir).resolve()
+    wanted = list(services) if services is not None else list(SERVICES)
+    unknown = sorted(set(wanted) - set(SERVICES))
+    if unknown:
+        raise StackError(f"unknown service(s) {unknown}; known: {list(SERVICES)}")
+    if timeout is None:
+        timeout = float(os.environ.get("DEVSTACK_START_TIMEOUT") or 15)
+    key = webpubsub_access_key()
+    info = StackInfo(ports=ports, settings=settings_for(ports, key), state_dir=state)
+
+    with _locked(state):
+        node = "node"
+        if any(n in wanted for n in ("azurite", "cosmos")):
+            _ensure_node_packages()
+            node = _node()
+        specs = _services(ports, state, key, node)
+        pending: dict[str, tuple[_Service, ServiceState]] = {}
+        try:
+            for name in wanted:
+                svc = specs[name]
+                if svc.skip_reason:
+                    info.services[name] = ServiceState(
+                        name, "skipped", svc.ports, detail=svc.skip_reason
+                    )
+                    continue
+                result = _adopt(svc, state, timeout)
+                if result is None:
+                    result = _launch(svc, state, bind_to_caller=bind_to_caller)
+                    pending[name] = (svc, result)
+                info.services[name] = result
+            failures = _wait_ready(pending, time.monotonic() + timeout)
+        except BaseException:
+            _stop_names(state, list(pending))
+            raise
+        if failures:
+            _stop_names(state, list(pending))
+            report = "\n\n".join(
+                f"{name} ({' '.join(pending[name][0].argv)}) {why}; "
+                f"log {pending[name][1].log}:\n{_log_tail(pending[name][1].log)}"
+                for name, why in failures.items()
+            )
+            raise StackError(f"the emulator stack did not start:\n{report}")
+    return info
+
+
+def _adopt(svc: _Service, state_dir: Path, timeout: float) -> ServiceState | None:
+    """Reuse a running instance of ``svc`` if there is one; None when it must be started."""
+    record = _read_record(state_dir, svc.name)
+    if record is not None:
+        if _alive(record):
+            if _record_ports(record) != svc.ports:
+                raise StackError(
+                    f"{svc.name} is already running from {state_dir} on ports "
+                    f"{record.get('ports')} (pid {record['pid']}), not {list(svc.ports)}; "
+                    "run `python -m devstack down` first"
+                )
+            deadline = time.monotonic() + timeout  # it may still be starting
+            while not all(p() for p in svc.probes):
+                if time.monotonic() > deadline or not _alive(record):
+                    raise StackError(
+                        f"{svc.name} (pid {record['pid']}) is running but does not answer on "
+                        f"{list(svc.ports)}; log:\n{_log_tail(Path(str(record.get('log'))))}"
+                    )
+                time.sleep(0.05)
+            pid = record["pid"]
+            assert isinstance(pid, int)
+            return ServiceState(
+                svc.name, "reused", svc.ports, pid=pid, log=Path(str(record.get("log")))
+            )
+        _forget(state_dir, svc.name)
+    busy = [p for p in svc.ports if _port_open(p)]
+    if busy:
+        if all(p() for p in svc.probes):
+            return ServiceState(
+                svc.name, "external", svc.ports, detail="already answering; not started by us"
+            )
+        raise StackError(
+            f"{svc.name}: port(s) {busy} already in use by another program; "
+            f"free them or choose other ports ({', '.join(_env_names(svc.name))})"
+        )
+    return None
+
+
+def _env_names(name: str) -> list[str]:
+    keys = {"azurite": ("blob", "queue", "table"), "cosmos": ("cosmos",)}.get(name, (name,))
+    return [_PORT_ENV[k] for k in keys]
+
+
+def _forget(state_dir: Path, name: str) -> None:
+    for suffix in (".json", ".pid"):
+        with contextlib.suppress(OSError):
+            (state_dir / f"{name}{suffix}").unlink()
+
+
+def _stop_one(state_dir: Path, name: str) -> bool:
+    record = _read_record(state_dir, name)
+    if record is None:
+        return False
+    pid = record["pid"]
+    assert isinstance(pid, int)
+    stopped = False
+    if _alive(record):
+        stopped = True
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + (_STOP_GRACE if sig == signal.SIGTERM else 2.0)
+            while _alive(record) and time.monotonic() < deadline:
+                child = _children.get(pid)
+                if child is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(timeout=0.05)
+                else:
+                    time.sleep(0.05)
+            if not _alive(record):
+                break
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+    _forget(state_dir, name)
+    return stopped
+
+
+def _stop_names(state_dir: Path, names: Iterable[str]) -> list[str]:
+    return [n for n in names if _stop_one(state_dir, n)]
+
+
+def stop_stack(
+    state_dir: Path | str | None = None, *, services: Iterable[str] | None = None
+) -> list[str]:
+    """Stop the emulators started from ``state_dir`` (all of them, or only ``services``).
+
+    Returns the names of the services that were running and are now stopped.
+    """
+    state = _state_dir(state_dir).resolve()
+    if not state.exists():
+        return []
+    with _locked(state):
+        return _stop_names(state, list(services) if services is not None else list(SERVICES))
+
+
+def stack_status(
+    ports: Ports | None = None, *, state_dir: Path | str | None = None
+) -> dict[str, ServiceState]:
+    """What runs from ``state_dir`` (with its recorded ports), or answers on ``ports``."""
+    ports = ports or Ports.from_env()
+    state = _state_dir(state_dir).resolve()
+    specs = _services(ports, state, webpubsub_access_key())
+    result: dict[str, ServiceState] = {}
+    for name, svc in specs.items():
+        record = _read_record(state, name)
+        if record is not None and _alive(record):
+            pid = record["pid"]
+            assert isinstance(pid, int)
+            result[name] = ServiceState(
+                name, "running", _record_ports(record), pid=pid, log=Path(str(record.get("log")))
+            )
+        elif all(p() for p in svc.probes):
+            result[name] = ServiceState(name, "external", svc.ports, detail="not started by us")
+        elif svc.skip_reason:
+            result[name] = ServiceState(name, "skipped", svc.ports, detail=svc.skip_reason)
+        else:
+            result[name] = ServiceState(name, "stopped", svc.ports)
+    return result
