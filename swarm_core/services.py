@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -61,13 +61,14 @@ class SwarmServices:
     content: ContentStore
     committer: SwarmCommitter
     clock: Callable[[], datetime] = utcnow
+    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
 
     # --- swarms -----------------------------------------------------------------------------
 
     def create_swarm(self, user_id: str, goal: str, config: SwarmConfig | None = None) -> Swarm:
         now = self.clock()
         swarm = Swarm(
-            swarm_id=uuid.uuid4().hex,
+            swarm_id=self.new_id(),
             user_id=user_id,
             goal=goal,
             config=config or SwarmConfig(),

@@ -279,6 +279,12 @@ class StepContext:
     # --- result ----------------------------------------------------------------------------
 
     def finish(self) -> StepResult:
+        # Every committed step leaves at least one event, so a gap in `seq` is always a real gap.
+        if not self._events and not self._touched:
+            if self.node is not None:
+                self.touch(self.node)
+            else:
+                self.event(EventType.SWARM_STATUS, {"status": self.swarm.status.value})
         for node in self._touched.values():
             original = self._original.get(node.node_id)
             if original is not None and original.lifecycle != node.lifecycle:

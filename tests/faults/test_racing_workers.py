@@ -1,0 +1,98 @@
+"""Two workers racing on one swarm with parallel branches: no lost update, same outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from swarm_core.ports import ConflictError
+from swarm_core.worker import SwarmWorker
+from tests.harness import (
+    FIXED_NOW,
+    GOAL,
+    USER,
+    CrashPlan,
+    Rig,
+    ScenarioRun,
+    answer_waiting,
+    assert_completed,
+    final_state,
+    run_scenario,
+    scenario_config,
+)
+
+
+class RacingStore:
+    """For the first races, holds each worker after it read the swarm until the other has read
+    it too, so both commit against the same ETag and one must lose; counts the lost commits."""
+
+    def __init__(self, inner: Any, races: int) -> None:
+        self.inner = inner
+        self.barrier = threading.Barrier(2, timeout=0.5)
+        self.races = races
+        self.conflicts = 0
+        self.lock = threading.Lock()
+
+    def get_swarm(self, swarm_id: str) -> Any:
+        got = self.inner.get_swarm(swarm_id)
+        if self.races > 0:
+            try:
+                self.barrier.wait()  # both have read the same version before either commits
+                with self.lock:
+                    self.races -= 1
+            except threading.BrokenBarrierError:
+                self.barrier.reset()
+        return got
+
+    def replace_swarm(self, swarm: Any, etag: str) -> str:
+        try:
+            return self.inner.replace_swarm(swarm, etag)
+        except ConflictError:
+            with self.lock:
+                self.conflicts += 1
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_two_workers_racing_lose_no_update():
+    clean = run_scenario()
+    rig = Rig(CrashPlan())
+    racing = RacingStore(rig.store, races=40)
+    workers = [
+        SwarmWorker(racing, rig.content, rig.queue, rig.publisher, rig.llm, clock=lambda: FIXED_NOW)
+        for _ in range(2)
+    ]
+    swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
+    rig.services.spawn(USER, swarm.swarm_id)
+    errors: list[BaseException] = []
+
+    def work(worker: SwarmWorker) -> None:
+        try:
+            # Until no message is queued or in flight (the other worker may still enqueue).
+            while len(rig.queue):
+                message = rig.queue.receive()
+                if message is None:
+                    time.sleep(0.001)
+                    continue
+                worker.process(message.body)
+                rig.queue.ack(message)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    for _round in range(50):
+        threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        if not answer_waiting(rig, swarm.swarm_id):
+            break
+    run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
+    assert_completed(run)
+    assert racing.conflicts > 0, "the workers really raced"
+    assert final_state(run) == final_state(clean)
+    assert not rig.llm.calls_after_commit

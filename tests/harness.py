@@ -1,0 +1,266 @@
+"""Test harness: a scenario driver that plays queue and user, crash injection around every port
+call, and a comparable summary of a swarm's final state.
+
+A crash is an `InjectedCrash` (a BaseException, like a killed process: no `except Exception` in
+the product swallows it). The driver then leaves the message unacknowledged, so it is delivered
+again later, exactly as a storage queue does after the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from swarm_core.adapters.memory import (
+    MemoryContentStore,
+    MemoryEventPublisher,
+    MemoryOperationQueue,
+    MemorySwarmStore,
+)
+from swarm_core.llm import LLMRequest, LLMResult
+from swarm_core.models import Lifecycle, SwarmConfig, SwarmStatus
+from swarm_core.offline_llm import OfflineScriptedLLM
+from swarm_core.ports import chat_stream, history_stream, log_stream
+from swarm_core.services import SwarmServices
+from swarm_core.worker import SwarmCommitter, SwarmWorker
+
+FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+USER = "user-1"
+GOAL = "Plan a 3-day trip to Lisbon"
+LONG_ANSWER = "A relaxed pace, about 900 EUR in total, good food and one museum a day please."
+
+
+class InjectedCrash(BaseException):
+    """The process died here."""
+
+
+class CrashPlan:
+    """Numbers every port call; crashes once, before (even position) or after (odd) a call."""
+
+    def __init__(self, position: int | None = None) -> None:
+        self.position = position
+        self.calls = 0
+        self.fired: str | None = None
+
+    def around(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        index = self.calls
+        self.calls += 1
+        if self.position == 2 * index:
+            self.position = None
+            self.fired = f"before {name} (call {index})"
+            raise InjectedCrash(self.fired)
+        result = fn(*args, **kwargs)
+        if self.position == 2 * index + 1:
+            self.position = None
+            self.fired = f"after {name} (call {index})"
+            raise InjectedCrash(self.fired)
+        return result
+
+
+class Faulty:
+    """Wraps a port: every method call goes through the crash plan."""
+
+    def __init__(self, target: Any, plan: CrashPlan, port: str) -> None:
+        self._target = target
+        self._plan = plan
+        self._port = port
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._plan.around(f"{self._port}.{name}", attr, *args, **kwargs)
+
+        return call
+
+
+class RecordingLLM:
+    """The offline LLM, recording each call and whether its operation had committed already."""
+
+    def __init__(self, store: MemorySwarmStore) -> None:
+        self.inner = OfflineScriptedLLM()
+        self.store = store
+        self.calls: Counter[str] = Counter()
+        self.calls_after_commit: list[str] = []
+
+    def complete(self, request: LLMRequest, response_model: Any) -> LLMResult:
+        got = self.store.get_swarm(request.swarm_id)
+        llm_op = self._llm_op_id(request)
+        if got is not None:
+            pending = got.value.pending
+            committed = self.store.get_commit(request.swarm_id, llm_op) is not None
+            if committed or (pending is not None and pending.op_id == llm_op):
+                self.calls_after_commit.append(llm_op)
+        self.calls[llm_op] += 1
+        return self.inner.complete(request, response_model)
+
+    @staticmethod
+    def _llm_op_id(request: LLMRequest) -> str:
+        return request.op_id
+
+
+def scenario_answer(node_name: str, replies_so_far: int) -> str:
+    """The scenario's user: the clarifying node's first answer is too short (a follow-up)."""
+    if node_name == "Clarify preferences" and replies_so_far == 0:
+        return "Not sure."
+    return LONG_ANSWER
+
+
+@dataclass
+class Rig:
+    """Raw in-memory adapters, a worker that sees them through `Faulty` wrappers, and services
+    (the HTTP side) that see them directly."""
+
+    plan: CrashPlan
+    store: MemorySwarmStore = field(default_factory=MemorySwarmStore)
+    content: MemoryContentStore = field(default_factory=MemoryContentStore)
+    queue: MemoryOperationQueue = field(default_factory=MemoryOperationQueue)
+    publisher: MemoryEventPublisher = field(default_factory=MemoryEventPublisher)
+
+    def __post_init__(self) -> None:
+        self.llm = RecordingLLM(self.store)
+        p = self.plan
+        self.worker = SwarmWorker(
+            Faulty(self.store, p, "store"),
+            Faulty(self.content, p, "content"),
+            Faulty(self.queue, p, "queue"),
+            Faulty(self.publisher, p, "publisher"),
+            Faulty(self.llm, p, "llm"),
+            clock=lambda: FIXED_NOW,
+        )
+        committer = SwarmCommitter(self.store, self.content, self.queue, self.publisher)
+        ids = itertools.count(1)
+        self.services = SwarmServices(
+            self.store,
+            self.content,
+            committer,
+            clock=lambda: FIXED_NOW,
+            new_id=lambda: f"swarm{next(ids)}",
+        )
+
+
+@dataclass
+class ScenarioRun:
+    rig: Rig
+    swarm_id: str
+    crashes: int
+    deliveries: int
+
+
+def run_scenario(
+    plan: CrashPlan | None = None,
+    config: SwarmConfig | None = None,
+    deliver_twice: bool = False,
+    max_deliveries: int = 20_000,
+) -> ScenarioRun:
+    """Create, spawn and drive the scenario swarm to its end, redelivering after crashes."""
+    rig = Rig(plan or CrashPlan())
+    swarm = rig.services.create_swarm(USER, GOAL, config or scenario_config())
+    rig.services.spawn(USER, swarm.swarm_id)
+    crashes = deliveries = 0
+    while deliveries < max_deliveries:
+        message = rig.queue.receive()
+        if message is not None:
+            deliveries += 1
+            try:
+                rig.worker.process(message.body)
+                if deliver_twice:
+                    rig.worker.process(message.body)
+            except InjectedCrash:
+                crashes += 1
+                rig.queue.release(message)
+                continue
+            rig.queue.ack(message)
+            continue
+        if not answer_waiting(rig, swarm.swarm_id):
+            break
+    return ScenarioRun(rig, swarm.swarm_id, crashes, deliveries)
+
+
+def answer_waiting(rig: Rig, swarm_id: str) -> bool:
+    """Reply to every node waiting for the user; False when there is nobody to answer."""
+    waiting = [
+        n for n in rig.store.list_nodes(swarm_id) if n.lifecycle == Lifecycle.WAITING_FOR_USER
+    ]
+    for node in sorted(waiting, key=lambda n: n.node_id):
+        chat = rig.content.read(chat_stream(swarm_id, node.node_id))
+        replies = sum(1 for m in chat if m["role"] == "user")
+        rig.services.post_user_message(
+            USER,
+            swarm_id,
+            node.node_id,
+            scenario_answer(node.name, replies),
+            f"{node.node_id}-{replies}",
+            rig.queue.enqueue,
+        )
+    return bool(waiting)
+
+
+def scenario_config() -> SwarmConfig:
+    return SwarmConfig(seed=0, offline_breadth=3, offline_depth=2)
+
+
+def _strip(value: Any, keys: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_strip(v, keys) for v in value]
+    return value
+
+
+def _without(record: dict[str, Any], *keys: str) -> str:
+    """The record without its order-dependent fields (at any depth), as comparable text."""
+    return json.dumps(_strip(record, keys), sort_keys=True)
+
+
+def final_state(run: ScenarioRun) -> dict[str, Any]:
+    """Everything a user could see of the swarm, in a form two runs can be compared by.
+
+    Step order may differ between runs (a redelivered message comes back later), so history and
+    logs are compared as multisets without their seq; chats are per node and in order."""
+    rig, swarm_id = run.rig, run.swarm_id
+    got = rig.store.get_swarm(swarm_id)
+    assert got is not None
+    swarm = got.value
+    nodes = {n.node_id: n.model_dump(mode="json") for n in rig.store.list_nodes(swarm_id)}
+    chats = {
+        node_id: [_without(m, "seq") for m in rig.content.read(chat_stream(swarm_id, node_id))]
+        for node_id in nodes
+    }
+    logs = Counter(
+        _without(e, "seq")
+        for node_id in nodes
+        for e in rig.content.read(log_stream(swarm_id, node_id))
+    )
+    history = rig.content.read(history_stream(swarm_id))
+    events = Counter(_without(e, "seq", "index") for e in history)
+    return {
+        "status": swarm.status,
+        "seq": swarm.seq,
+        "final_report": swarm.final_report,
+        "node_count": swarm.node_count,
+        "node_counts": swarm.node_counts,
+        "usage": swarm.usage.model_dump(),
+        "parked": swarm.parked,
+        "nodes": nodes,
+        "chats": chats,
+        "logs": logs,
+        "events": events,
+    }
+
+
+def history_seqs(run: ScenarioRun) -> list[int]:
+    return sorted({e["seq"] for e in run.rig.content.read(history_stream(run.swarm_id))})
+
+
+def assert_completed(run: ScenarioRun) -> None:
+    got = run.rig.store.get_swarm(run.swarm_id)
+    assert got is not None
+    assert got.value.status == SwarmStatus.COMPLETED, got.value.error

@@ -1,0 +1,453 @@
+"""Unit tests of the pure step engine: every action, every termination policy, the limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from swarm_core.actions import catalogue
+from swarm_core.actions.context import StepView
+from swarm_core.engine import advance_one_step
+from swarm_core.llm import LLMResult
+from swarm_core.models import (
+    ActionType,
+    Continuation,
+    Lifecycle,
+    Limits,
+    Node,
+    Operation,
+    OperationKind,
+    StepResult,
+    Swarm,
+    SwarmConfig,
+    SwarmStatus,
+    TerminationPolicy,
+    Usage,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_swarm(**limits: Any) -> Swarm:
+    return Swarm(
+        swarm_id="s1",
+        user_id="u1",
+        goal="Plan a picnic",
+        status=SwarmStatus.RUNNING,
+        spawned=True,
+        root_node_id="root",
+        config=SwarmConfig(limits=Limits(**limits)),
+        seq=5,
+        node_count=1,
+    )
+
+
+def make_node(
+    node_id: str = "n1",
+    action: ActionType = ActionType.EXECUTE,
+    parent_id: str | None = "root",
+    **kw: Any,
+) -> Node:
+    policy = catalogue.CATALOGUE[action].termination_policy
+    fields: dict[str, Any] = {
+        "node_id": node_id,
+        "swarm_id": "s1",
+        "parent_id": parent_id,
+        "depth": 0 if parent_id is None else 1,
+        "action": action,
+        "name": node_id,
+        "directive": f"do {node_id}",
+        "lifecycle": Lifecycle.RUNNING,
+        "termination_policy": policy,
+    }
+    fields.update(kw)
+    return Node(**fields)
+
+
+def op(kind: OperationKind, node_id: str = "n1", **payload: Any) -> Operation:
+    return Operation(
+        op_id=f"op-{kind.value}", kind=kind, swarm_id="s1", node_id=node_id, payload=payload
+    )
+
+
+def step(
+    operation: Operation,
+    node: Node | None = None,
+    parent: Node | None = None,
+    swarm: Swarm | None = None,
+    llm_result: LLMResult | None = None,
+) -> StepResult:
+    view = StepView(swarm or make_swarm(), node, parent, NOW, llm_result)
+    return advance_one_step(operation, view)
+
+
+def action(
+    function: str, node: Node, parent: Node | None = None, swarm: Swarm | None = None, **args: Any
+) -> StepResult:
+    return step(
+        op(OperationKind.ACTION, node.node_id, function=function, args=args), node, parent, swarm
+    )
+
+
+def ops_of(result: StepResult, kind: OperationKind) -> list[Operation]:
+    return [o for o in result.operations if o.kind == kind]
+
+
+def updated(result: StepResult, node_id: str) -> Node:
+    return next(n for n in result.updated_nodes if n.node_id == node_id)
+
+
+def event_types(result: StepResult) -> list[str]:
+    return [e.type.value for e in result.events]
+
+
+# --- spawn and llm ------------------------------------------------------------------------------
+
+
+def test_spawn_creates_the_node_and_starts_its_action():
+    result = step(
+        op(
+            OperationKind.SPAWN,
+            "c1",
+            parent_id="root",
+            depth=1,
+            action="execute",
+            name="Child",
+            directive="work",
+            termination_policy="simple",
+        )
+    )
+    assert [n.node_id for n in result.new_nodes] == ["c1"]
+    assert result.new_nodes[0].lifecycle == Lifecycle.SPAWNED
+    assert ops_of(result, OperationKind.ACTION)[0].payload["function"] == "start"
+    assert "node.spawned" in event_types(result)
+    assert all(e.seq == 6 for e in result.events)
+
+
+def test_llm_step_journals_prompt_and_response_and_hands_over_the_completion():
+    node = make_node()
+    request = {"task": "execute", "messages": [{"role": "user", "content": "hi"}]}
+    answer = LLMResult(
+        data={"report": "r"},
+        content='{"report": "r"}',
+        model="m",
+        usage=Usage(prompt_tokens=3, completion_tokens=4, llm_calls=1),
+    )
+    result = step(
+        op(OperationKind.LLM, request=request, next_function="on_result", args={"k": 1}),
+        node,
+        llm_result=answer,
+    )
+    follow = ops_of(result, OperationKind.ACTION)[0]
+    assert follow.payload == {
+        "function": "on_result",
+        "args": {"k": 1, "completion": {"report": "r"}},
+    }
+    journal = [entry for entry in result.logs if entry.kind == "journal"]
+    assert journal[0].data["messages"] == request["messages"]
+    assert journal[0].data["response"] == '{"report": "r"}'
+    assert result.usage.total_tokens == 7
+    assert updated(result, "n1").usage.total_tokens == 7
+
+
+def test_operation_ids_are_deterministic():
+    node = make_node()
+    first = action("start", node)
+    second = action("start", node)
+    assert [o.op_id for o in first.operations] == [o.op_id for o in second.operations]
+    assert first.model_dump() == second.model_dump()
+
+
+# --- execute ----------------------------------------------------------------------------------
+
+
+def test_execute_asks_the_llm_then_terminates_with_its_report():
+    node = make_node(lifecycle=Lifecycle.SPAWNED)
+    result = action("start", node)
+    llm = ops_of(result, OperationKind.LLM)[0]
+    assert llm.payload["request"]["task"] == "execute"
+    assert llm.payload["next_function"] == "on_result"
+    assert updated(result, "n1").lifecycle == Lifecycle.RUNNING
+    done = action("on_result", node, completion={"report": "All done."})
+    assert ops_of(done, OperationKind.TERMINATE)[0].payload == {"report": "All done."}
+
+
+def test_a_completion_that_does_not_validate_fails_the_node():
+    node = make_node()
+    result = action("on_result", node, completion={"nope": 1})
+    failed = updated(result, "n1")
+    assert failed.lifecycle == Lifecycle.FAILED
+    assert "ValidationError" in (failed.error or "")
+    assert failed.failed_operation is not None
+    assert "node.failed" in event_types(result)
+    assert not result.operations
+
+
+# --- ask_user -----------------------------------------------------------------------------------
+
+
+def test_ask_user_conversation_asks_waits_and_resumes():
+    node = make_node(action=ActionType.ASK_USER, lifecycle=Lifecycle.SPAWNED)
+    started = action("start", node)
+    assert ops_of(started, OperationKind.LLM)[0].payload["request"]["task"] == "ask"
+    asked = action("on_question", node, completion={"message": "Sweet or salty?"})
+    ask_op = ops_of(asked, OperationKind.ASK_USER)[0]
+    waiting = step(ask_op, node)
+    w = updated(waiting, "n1")
+    assert w.lifecycle == Lifecycle.WAITING_FOR_USER
+    assert w.continuation == Continuation(function_to_call="on_answer")
+    assert [m.content for m in waiting.chat_messages] == ["Sweet or salty?"]
+    assert not waiting.operations, "a user-blocking step ends: nothing else runs"
+    reply = step(op(OperationKind.USER_REPLY, content="Salty, please", message_id="m1"), w)
+    r = updated(reply, "n1")
+    assert r.lifecycle == Lifecycle.RUNNING and r.continuation is None
+    assert reply.chat_messages[0].message_id == "m1"
+    resumed = ops_of(reply, OperationKind.ACTION)[0]
+    assert resumed.payload["function"] == "on_answer"
+    assert resumed.payload["args"]["reply"] == "Salty, please"
+    judged = step(resumed, r)
+    judge = ops_of(judged, OperationKind.LLM)[0]
+    assert judge.payload["request"]["facts"]["conversation"][-1]["content"] == "Salty, please"
+
+
+def test_an_insufficient_answer_gets_a_follow_up_until_the_limit():
+    node = make_node(action=ActionType.ASK_USER, swarm_id="s1")
+    swarm = make_swarm(max_follow_ups=1)
+    verdict = {"sufficient": False, "follow_up": "More detail?", "report": None}
+    first = action("on_judgement", node, swarm=swarm, completion=verdict)
+    assert ops_of(first, OperationKind.ASK_USER)[0].payload["message"] == "More detail?"
+    assert updated(first, "n1").execution_memory["follow_ups"] == 1
+    exhausted = action("on_judgement", updated(first, "n1"), swarm=swarm, completion=verdict)
+    assert ops_of(exhausted, OperationKind.TERMINATE), "no endless follow-ups"
+
+
+def test_a_sufficient_answer_closes_the_chat_and_reports():
+    node = make_node(action=ActionType.ASK_USER)
+    verdict = {"sufficient": True, "follow_up": None, "report": "Wants salty."}
+    result = action("on_judgement", node, completion=verdict)
+    assert result.chat_messages[0].role == "agent"
+    assert ops_of(result, OperationKind.TERMINATE)[0].payload["report"] == "Wants salty."
+
+
+def test_a_reply_to_a_node_not_waiting_changes_nothing_but_a_log():
+    node = make_node()
+    result = step(op(OperationKind.USER_REPLY, content="hi", message_id="m"), node)
+    assert not result.operations and not result.chat_messages
+    assert result.logs[0].level == "warning"
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def subtasks(*actions: str) -> list[dict[str, str]]:
+    return [{"name": f"t{i}", "directive": f"part {i}", "action": a} for i, a in enumerate(actions)]
+
+
+def test_plan_with_questions_asks_the_user_first_through_a_child():
+    root = make_node("root", ActionType.PLAN, parent_id=None)
+    result = action("on_plan", root, completion={"rationale": "r", "questions": ["Budget?"]})
+    spawns = ops_of(result, OperationKind.SPAWN)
+    assert len(spawns) == 1 and spawns[0].payload["action"] == "ask_user"
+    r = updated(result, "root")
+    assert r.lifecycle == Lifecycle.WAITING_FOR_CHILDREN
+    assert r.execution_memory["phase"] == "clarifying"
+    assert r.children_ids == [spawns[0].node_id]
+    assert result.nodes_reserved == 1
+
+
+def test_plan_spawns_one_child_per_subtask():
+    root = make_node("root", ActionType.PLAN, parent_id=None)
+    result = action(
+        "on_plan", root, completion={"rationale": "r", "subtasks": subtasks("execute", "plan")}
+    )
+    spawns = ops_of(result, OperationKind.SPAWN)
+    assert [s.payload["action"] for s in spawns] == ["execute", "plan"]
+    assert [s.payload["depth"] for s in spawns] == [1, 1]
+    assert [s.payload["termination_policy"] for s in spawns] == ["simple", "review_children"]
+    assert updated(result, "root").children_ids == [s.node_id for s in spawns]
+
+
+def test_after_clarifying_the_plan_is_made_again_with_the_answers():
+    root = make_node(
+        "root",
+        ActionType.PLAN,
+        parent_id=None,
+        children_ids=["c"],
+        execution_memory={"phase": "clarifying", "asked_user": True},
+        context={"child_reports": {"c": {"name": "c", "report": "Wants salty."}}},
+    )
+    result = action("on_children_done", root)
+    request = ops_of(result, OperationKind.LLM)[0].payload["request"]
+    assert request["task"] == "plan"
+    assert request["facts"]["user_context"] == ["Wants salty."]
+    assert request["facts"]["asked_user"] is True
+
+
+def test_review_reports_upward_or_revises_once():
+    reports = {"a": {"name": "a", "report": "A done", "action": "execute"}}
+    root = make_node(
+        "root",
+        ActionType.PLAN,
+        parent_id=None,
+        children_ids=["a"],
+        execution_memory={"phase": "working"},
+        context={"child_reports": reports},
+    )
+    review = action("on_children_done", root)
+    facts = ops_of(review, OperationKind.LLM)[0].payload["request"]["facts"]
+    assert facts["child_reports"] == [reports["a"]]
+    revise = {"decision": "revise", "report": "gaps", "subtasks": subtasks("execute")}
+    revised = action("on_review", root, completion=revise)
+    assert len(ops_of(revised, OperationKind.SPAWN)) == 1
+    again = action("on_review", updated(revised, "root"), completion=revise)
+    assert ops_of(again, OperationKind.TERMINATE), "max_revisions=1: the second revise reports"
+
+
+# --- termination policies ---------------------------------------------------------------------
+
+
+def test_review_children_waits_for_every_child():
+    parent = make_node(
+        "root",
+        ActionType.PLAN,
+        parent_id=None,
+        children_ids=["a", "b"],
+        lifecycle=Lifecycle.WAITING_FOR_CHILDREN,
+    )
+    a = make_node("a")
+    first = step(op(OperationKind.TERMINATE, "a", report="A"), a, parent)
+    assert updated(first, "a").lifecycle == Lifecycle.TERMINATED
+    assert not first.operations
+    b = make_node("b")
+    second = step(op(OperationKind.TERMINATE, "b", report="B"), b, updated(first, "root"))
+    assert ops_of(second, OperationKind.ACTION)[0].payload["function"] == "on_children_done"
+    assert set(updated(second, "root").context["child_reports"]) == {"a", "b"}
+
+
+def test_simple_policy_terminates_the_parent_chain():
+    parent = make_node(
+        "p",
+        ActionType.EXECUTE,
+        parent_id="root",
+        children_ids=["a"],
+        termination_policy=TerminationPolicy.SIMPLE,
+    )
+    a = make_node("a", parent_id="p")
+    result = step(op(OperationKind.TERMINATE, "a", report="A"), a, parent)
+    chained = ops_of(result, OperationKind.TERMINATE)
+    assert chained[0].node_id == "p" and chained[0].payload["report"] == "A"
+
+
+def test_custom_policy_calls_the_parents_handler(monkeypatch):
+    parent = make_node(
+        "p",
+        ActionType.EXECUTE,
+        parent_id="root",
+        children_ids=["a"],
+        termination_policy=TerminationPolicy.CUSTOM,
+    )
+    a = make_node("a", parent_id="p")
+    result = step(op(OperationKind.TERMINATE, "a", report="A"), a, parent)
+    handler = ops_of(result, OperationKind.ACTION)[0]
+    assert handler.node_id == "p"
+    assert handler.payload == {"function": "on_child_terminated", "args": {"child_id": "a"}}
+    # An action without that handler fails the node clearly instead of hanging.
+    failed = step(handler, parent)
+    assert updated(failed, "p").lifecycle == Lifecycle.FAILED
+    assert "on_child_terminated" in (updated(failed, "p").error or "")
+
+
+def test_the_roots_termination_completes_the_swarm():
+    root = make_node("root", ActionType.PLAN, parent_id=None)
+    result = step(op(OperationKind.TERMINATE, "root", report="Final!"), root)
+    assert result.swarm_status == SwarmStatus.COMPLETED
+    assert result.final_report == "Final!"
+    assert "swarm.completed" in event_types(result)
+
+
+def test_operations_for_a_finished_node_are_ignored():
+    node = make_node(lifecycle=Lifecycle.TERMINATED)
+    result = action("start", node)
+    assert not result.operations
+    assert result.logs[0].level == "warning"
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+
+def test_max_children_drops_the_extra_subtasks():
+    root = make_node("root", ActionType.PLAN, parent_id=None)
+    swarm = make_swarm(max_children=2)
+    result = action(
+        "on_plan",
+        root,
+        swarm=swarm,
+        completion={"rationale": "r", "subtasks": subtasks(*["execute"] * 5)},
+    )
+    assert len(ops_of(result, OperationKind.SPAWN)) == 2
+    assert any("max_children" in entry.message for entry in result.logs)
+
+
+def test_at_max_depth_children_execute_instead_of_planning():
+    node = make_node("p", ActionType.PLAN, depth=1)
+    swarm = make_swarm(max_depth=2)
+    result = action(
+        "on_plan", node, swarm=swarm, completion={"rationale": "r", "subtasks": subtasks("plan")}
+    )
+    assert ops_of(result, OperationKind.SPAWN)[0].payload["action"] == "execute"
+
+
+def test_max_nodes_fails_the_swarm_clearly():
+    root = make_node("root", ActionType.PLAN, parent_id=None)
+    swarm = make_swarm(max_nodes=2)
+    result = action(
+        "on_plan",
+        root,
+        swarm=swarm,
+        completion={"rationale": "r", "subtasks": subtasks("execute", "execute")},
+    )
+    assert result.swarm_status == SwarmStatus.FAILED
+    assert "max_nodes" in (result.error or "")
+    assert not ops_of(result, OperationKind.SPAWN)
+
+
+def test_max_steps_fails_the_swarm_clearly():
+    swarm = make_swarm(max_steps=5)
+    result = action("start", make_node(), swarm=swarm)
+    assert result.swarm_status == SwarmStatus.FAILED
+    assert "max_steps" in (result.error or "")
+    assert not result.operations
+
+
+@pytest.mark.parametrize("kind", list(OperationKind))
+def test_every_step_emits_an_event(kind):
+    node = make_node(
+        lifecycle=Lifecycle.WAITING_FOR_USER,
+        continuation=Continuation(function_to_call="on_result"),
+    )
+    payloads = {
+        OperationKind.SPAWN: {
+            "parent_id": None,
+            "depth": 0,
+            "action": "execute",
+            "name": "x",
+            "directive": "y",
+            "termination_policy": "simple",
+        },
+        OperationKind.ACTION: {"function": "start"},
+        OperationKind.LLM: {
+            "request": {"task": "execute", "messages": []},
+            "next_function": "on_result",
+        },
+        OperationKind.ASK_USER: {"message": "?", "continuation": {"function_to_call": "x"}},
+        OperationKind.USER_REPLY: {"content": "hi", "message_id": "m"},
+        OperationKind.TERMINATE: {"report": "r"},
+        OperationKind.FAIL: {"error": "boom"},
+    }
+    answer = LLMResult(data={"report": "r"}, content="{}", model="m")
+    result = step(
+        op(kind, **payloads[kind]), node, make_node("root", parent_id=None), llm_result=answer
+    )
+    assert result.events and all(e.seq == 6 for e in result.events)

@@ -1,0 +1,246 @@
+"""The service functions and the worker together, on the in-memory adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swarm_core.bootstrap import InMemorySwarmApp, build_in_memory
+from swarm_core.llm import LLMError, LLMRequest, LLMResult
+from swarm_core.models import Lifecycle, Operation, SwarmConfig, SwarmStatus
+from swarm_core.offline_llm import OfflineScriptedLLM
+from swarm_core.ports import chat_stream
+from swarm_core.services import InvalidState, NotFound
+from swarm_core.worker import Outcome
+
+USER = "alice"
+
+
+def drain(app: InMemorySwarmApp, limit: int = 10_000) -> int:
+    count = 0
+    while count < limit and (message := app.queue.receive()) is not None:
+        app.worker.process(message.body)
+        app.queue.ack(message)
+        count += 1
+    return count
+
+
+def waiting_nodes(app: InMemorySwarmApp, swarm_id: str) -> list[Any]:
+    return [n for n in app.store.list_nodes(swarm_id) if n.lifecycle == Lifecycle.WAITING_FOR_USER]
+
+
+def reply_all(
+    app: InMemorySwarmApp, swarm_id: str, text: str = "A long enough answer, thanks."
+) -> int:
+    nodes = waiting_nodes(app, swarm_id)
+    for node in nodes:
+        app.services.post_user_message(USER, swarm_id, node.node_id, text, None, app.queue.enqueue)
+    return len(nodes)
+
+
+def run_to_end(app: InMemorySwarmApp, swarm_id: str) -> None:
+    for _ in range(100):
+        drain(app)
+        if not reply_all(app, swarm_id):
+            return
+
+
+@pytest.fixture
+def app() -> InMemorySwarmApp:
+    return build_in_memory()
+
+
+@pytest.fixture
+def spawned(app: InMemorySwarmApp) -> str:
+    swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon")
+    app.services.spawn(USER, swarm.swarm_id)
+    return swarm.swarm_id
+
+
+def test_create_then_spawn_runs_to_completion(app, spawned):
+    run_to_end(app, spawned)
+    swarm = app.services.get_swarm(USER, spawned)
+    assert swarm.status == SwarmStatus.COMPLETED
+    assert swarm.final_report and swarm.final_report.startswith("Final plan")
+    assert swarm.node_counts == {"terminated": swarm.node_count}
+    assert swarm.usage.llm_calls > 0
+    summary = app.store.get_summary(USER, spawned)
+    assert summary is not None and summary.status == SwarmStatus.COMPLETED
+
+
+def test_another_users_swarm_is_not_found(app, spawned):
+    with pytest.raises(NotFound):
+        app.services.get_swarm("mallory", spawned)
+    for call in (app.services.pause, app.services.spawn, app.services.delete_swarm):
+        with pytest.raises(NotFound):
+            call("mallory", spawned)
+    with pytest.raises(NotFound):
+        app.services.state("mallory", spawned)
+
+
+def test_spawning_twice_is_a_conflict(app, spawned):
+    with pytest.raises(InvalidState):
+        app.services.spawn(USER, spawned)
+
+
+def test_pause_parks_work_and_resume_re_enqueues_it_in_order(app, spawned):
+    drain(app, limit=3)
+    app.services.pause(USER, spawned)
+    before = app.services.get_swarm(USER, spawned).seq
+    waiting = app.queue.pending_bodies()
+    assert waiting
+    drain(app)
+    swarm = app.services.get_swarm(USER, spawned)
+    assert swarm.seq == before + 0, "nothing runs while paused"
+    assert [p.model_dump_json() for p in swarm.parked] == [
+        Operation.model_validate_json(b).model_dump_json() for b in waiting
+    ]
+    with pytest.raises(InvalidState):
+        app.services.pause(USER, spawned)
+    app.services.resume(USER, spawned)
+    assert app.services.get_swarm(USER, spawned).parked == []
+    assert app.queue.pending_bodies() == [p.model_dump_json() for p in swarm.parked]
+    run_to_end(app, spawned)
+    assert app.services.get_swarm(USER, spawned).status == SwarmStatus.COMPLETED
+
+
+def test_resume_of_a_running_swarm_is_a_conflict(app, spawned):
+    with pytest.raises(InvalidState):
+        app.services.resume(USER, spawned)
+
+
+def test_a_message_to_a_node_not_waiting_is_a_conflict(app, spawned):
+    drain(app)
+    root = app.services.get_swarm(USER, spawned).root_node_id
+    assert root is not None
+    with pytest.raises(InvalidState):
+        app.services.post_user_message(USER, spawned, root, "hi", None, app.queue.enqueue)
+    with pytest.raises(NotFound):
+        app.services.post_user_message(USER, spawned, "nope", "hi", None, app.queue.enqueue)
+
+
+def test_the_same_client_message_id_creates_one_message(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    ids = [
+        app.services.post_user_message(
+            USER, spawned, node.node_id, "Salty snacks and sun", "c-1", app.queue.enqueue
+        )
+        for _ in range(2)
+    ]
+    drain(app)
+    again = app.services.post_user_message(
+        USER, spawned, node.node_id, "Salty snacks and sun", "c-1", app.queue.enqueue
+    )
+    assert ids[0] == ids[1] == again
+    chat = app.content.read(chat_stream(spawned, node.node_id))
+    assert [m["content"] for m in chat if m["role"] == "user"] == ["Salty snacks and sun"]
+
+
+def test_state_at_an_earlier_seq_replays_the_history(app, spawned):
+    run_to_end(app, spawned)
+    now = app.services.state(USER, spawned)
+    assert now["seq"] == app.services.get_swarm(USER, spawned).seq
+    assert all(n["lifecycle"] == "terminated" for n in now["nodes"])
+    early = app.services.state(USER, spawned, at=2)
+    assert early["seq"] == 2
+    assert [n["lifecycle"] for n in early["nodes"]] == ["spawned"]
+    middle = app.services.state(USER, spawned, at=now["seq"] // 2)
+    assert 1 < len(middle["nodes"]) <= len(now["nodes"])
+    assert app.services.state(USER, spawned, at=now["seq"])["nodes"] == now["nodes"]
+
+
+def test_history_after_pages_without_gaps(app, spawned):
+    run_to_end(app, spawned)
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = app.services.history(USER, spawned, after=after, limit=7)
+        if not page["events"]:
+            break
+        seen.extend(e["seq"] for e in page["events"])
+        after = page["next_after"]
+    total = app.services.get_swarm(USER, spawned).seq
+    assert sorted(set(seen)) == list(range(1, total + 1))
+    assert seen == sorted(seen)
+
+
+def test_chats_and_node_detail(app, spawned):
+    drain(app)
+    chats = app.services.chats(USER, spawned)
+    assert any(c["waiting_for_user"] for c in chats)
+    node_id = next(c["node_id"] for c in chats if c["waiting_for_user"])
+    messages = app.services.chat_messages(USER, spawned, node_id)
+    assert messages[0]["role"] == "agent"
+    detail = app.services.node_detail(USER, spawned, node_id)
+    assert detail["journal"] and "messages" in detail["journal"][0]["data"]
+    assert detail["logs"]
+
+
+def test_delete_removes_everything(app, spawned):
+    run_to_end(app, spawned)
+    app.services.delete_swarm(USER, spawned)
+    assert app.store.get_swarm(spawned) is None
+    assert app.store.list_nodes(spawned) == []
+    assert app.store.get_summary(USER, spawned) is None
+    assert app.content.read(f"{spawned}/history") == []
+
+
+def test_listing_is_newest_first_and_paged(app):
+    ids = [app.services.create_swarm(USER, f"goal {i}").swarm_id for i in range(5)]
+    app.services.create_swarm("bob", "not alice's")
+    page, token = app.store.list_summaries(USER, 2)
+    seen = [s.swarm_id for s in page]
+    while token:
+        page, token = app.store.list_summaries(USER, 2, token)
+        seen.extend(s.swarm_id for s in page)
+    assert seen == list(reversed(ids))
+
+
+def test_operations_for_a_deleted_or_finished_swarm_are_dropped(app, spawned):
+    message = app.queue.receive()
+    assert message is not None
+    app.services.delete_swarm(USER, spawned)
+    assert app.worker.process(message.body) == Outcome.DROPPED
+
+
+class FailingLLM:
+    def __init__(self, retryable: bool) -> None:
+        self.retryable = retryable
+        self.inner = OfflineScriptedLLM()
+
+    def complete(self, request: LLMRequest, response_model: Any) -> LLMResult:
+        if request.task == "execute":
+            raise LLMError("model said no", retryable=self.retryable)
+        return self.inner.complete(request, response_model)
+
+
+def test_a_permanent_llm_error_fails_the_node_and_retry_runs_it_again():
+    llm = FailingLLM(retryable=False)
+    app = build_in_memory(llm)
+    config = SwarmConfig(limits={"max_depth": 0})  # the root executes
+    swarm = app.services.create_swarm(USER, "Write a haiku", config)
+    app.services.spawn(USER, swarm.swarm_id)
+    drain(app)
+    root = app.store.list_nodes(swarm.swarm_id)[0]
+    assert root.lifecycle == Lifecycle.FAILED
+    assert "model said no" in (root.error or "")
+    events = app.services.history(USER, swarm.swarm_id)["events"]
+    assert any(e["type"] == "node.failed" for e in events)
+    llm.retryable = None  # type: ignore[assignment]
+    app.llm = OfflineScriptedLLM()
+    app.worker.llm = OfflineScriptedLLM()
+    app.services.retry_node(USER, swarm.swarm_id, root.node_id)
+    drain(app)
+    assert app.services.get_swarm(USER, swarm.swarm_id).status == SwarmStatus.COMPLETED
+
+
+def test_a_retryable_llm_error_leaves_the_message_for_the_queue():
+    app = build_in_memory(FailingLLM(retryable=True))
+    swarm = app.services.create_swarm(USER, "Write a haiku", SwarmConfig(limits={"max_depth": 0}))
+    app.services.spawn(USER, swarm.swarm_id)
+    with pytest.raises(LLMError):
+        drain(app)
+    root = app.store.list_nodes(swarm.swarm_id)[0]
+    assert root.lifecycle == Lifecycle.RUNNING, "nothing committed: the queue will retry"
