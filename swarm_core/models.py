@@ -46,7 +46,7 @@ class Limits(BaseModel):
     max_children: int = Field(default=4, ge=1, le=20)
     max_nodes: int = Field(default=60, ge=1, le=2000)
     max_steps: int = Field(default=2000, ge=1, le=100_000)
-    max_follow_ups: int = Field(default=2, ge=0, le=10)
+    max_follow_ups: int = Field(default=2, ge=0, le=1000)
     max_revisions: int = Field(default=1, ge=0, le=5)
 
 
@@ -76,6 +76,19 @@ class SwarmConfig(BaseModel):
     # Shape of trees the offline LLM plans: breadth of a plan and how deep it still plans.
     offline_breadth: int = Field(default=3, ge=1, le=10)
     offline_depth: int = Field(default=2, ge=0, le=10)
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+class User(Document):
+    """A user's credentials and profile; the password only as a bcrypt hash."""
+
+    kind: Literal["user"] = "user"
+    user_id: str
+    username: str
+    password_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 # --- swarm and nodes ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary
+from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary, User
 
 T = TypeVar("T")
 
@@ -76,6 +76,16 @@ class SwarmStore(Protocol):
     def delete_summary(self, user_id: str, swarm_id: str) -> None: ...
 
 
+class UserStore(Protocol):
+    """Users by (normalised) username."""
+
+    def create_user(self, user: User) -> None:
+        """Create the user; ConflictError if the username is taken."""
+        ...
+
+    def get_user(self, username: str) -> User | None: ...
+
+
 class ContentStore(Protocol):
     """Append-only streams (history, chats, logs) of JSON records, each carrying `seq`.
 
@@ -98,8 +108,14 @@ class ContentStore(Protocol):
 
     def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None: ...
 
+    def put_claim(self, name: str, data: bytes) -> None:
+        """Store a claim-check payload (a queue message too big for the queue)."""
+        ...
+
+    def get_claim(self, name: str) -> bytes: ...
+
     def delete_swarm(self, swarm_id: str) -> None:
-        """Delete every stream and snapshot of the swarm."""
+        """Delete every stream, snapshot and claim check of the swarm."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the emulator-backed integration tests: the local stack, started by the tests."""
+"""Shared fixtures: the local emulator stack, started by the tests themselves (session-scoped)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` run without `python -m` (which adds the cwd)
     sys.path.insert(0, str(ROOT))
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary
+from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary, User
 from swarm_core.ports import ConflictError, Versioned
 
 
@@ -119,11 +119,39 @@ class MemorySwarmStore:
             self._summaries[user_id].pop(swarm_id, None)
 
 
+class MemoryUserStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._users: dict[str, str] = {}
+
+    def create_user(self, user: User) -> None:
+        with self._lock:
+            if user.username in self._users:
+                raise ConflictError(f"username {user.username} is taken")
+            self._users[user.username] = user.model_dump_json()
+
+    def get_user(self, username: str) -> User | None:
+        with self._lock:
+            got = self._users.get(username)
+        return User.model_validate_json(got) if got else None
+
+
 class MemoryContentStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._streams: dict[str, list[tuple[int, list[str]]]] = defaultdict(list)
         self._snapshots: dict[str, dict[int, str]] = defaultdict(dict)
+        self._claims: dict[str, bytes] = {}
+
+    def put_claim(self, name: str, data: bytes) -> None:
+        with self._lock:
+            self._claims[name] = bytes(data)
+
+    def get_claim(self, name: str) -> bytes:
+        with self._lock:
+            if name not in self._claims:
+                raise KeyError(name)
+            return self._claims[name]
 
     def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
         lines = [json.dumps(dict(r), default=str) for r in records]
@@ -162,6 +190,8 @@ class MemoryContentStore:
         with self._lock:
             for key in [k for k in self._streams if k.startswith(f"{swarm_id}/")]:
                 del self._streams[key]
+            for key in [k for k in self._claims if k.startswith(f"{swarm_id}/")]:
+                del self._claims[key]
             self._snapshots.pop(swarm_id, None)
 
 

@@ -1,0 +1,242 @@
+"""The contract every store adapter keeps: conditional writes, idempotent appends, paging."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from swarm_core.models import CommitRecord, Node, Swarm, SwarmStatus, SwarmSummary, User
+from swarm_core.ports import ConflictError
+from tests.contract.conftest import unique
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def a_swarm(user_id: str = "u1") -> Swarm:
+    return Swarm(swarm_id=unique("s"), user_id=user_id, goal="g", created_at=T0, updated_at=T0)
+
+
+def a_node(swarm_id: str, node_id: str = "n1") -> Node:
+    return Node(node_id=node_id, swarm_id=swarm_id, action="execute", name=node_id, directive="d")
+
+
+# --- swarm store ----------------------------------------------------------------------------
+
+
+def test_swarm_create_is_exclusive_and_replace_is_conditional(swarm_store):
+    swarm = a_swarm()
+    etag = swarm_store.create_swarm(swarm)
+    with pytest.raises(ConflictError):
+        swarm_store.create_swarm(swarm)
+    got = swarm_store.get_swarm(swarm.swarm_id)
+    assert got.value == swarm and got.etag == etag
+    swarm.seq = 1
+    new_etag = swarm_store.replace_swarm(swarm, etag)
+    assert new_etag != etag
+    swarm.seq = 2
+    with pytest.raises(ConflictError):
+        swarm_store.replace_swarm(swarm, etag)  # stale: someone committed in between
+    assert swarm_store.get_swarm(swarm.swarm_id).value.seq == 1
+    assert swarm_store.get_swarm(unique("missing")) is None
+
+
+def test_concurrent_commits_on_one_etag_let_exactly_one_win(swarm_store):
+    swarm = a_swarm()
+    etag = swarm_store.create_swarm(swarm)
+    wins, losses = [], []
+
+    def commit(i: int) -> None:
+        mine = swarm.model_copy(update={"seq": i})
+        try:
+            swarm_store.replace_swarm(mine, etag)
+            wins.append(i)
+        except ConflictError:
+            losses.append(i)
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and len(losses) == 3
+    assert swarm_store.get_swarm(swarm.swarm_id).value.seq == wins[0]
+
+
+def test_node_writes_are_idempotent_and_conditional(swarm_store):
+    swarm = a_swarm()
+    swarm_store.create_swarm(swarm)
+    node = a_node(swarm.swarm_id)
+    assert swarm_store.write_node(node, None) is True
+    assert swarm_store.write_node(node, None) is False, "created before: skipped"
+    got = swarm_store.get_node(swarm.swarm_id, "n1")
+    assert got.value == node
+    changed = node.model_copy(update={"report": "r1"})
+    assert swarm_store.write_node(changed, got.etag) is True
+    stale = node.model_copy(update={"report": "stale"})
+    assert swarm_store.write_node(stale, got.etag) is False, "moved on: a re-drive skips"
+    assert swarm_store.get_node(swarm.swarm_id, "n1").value.report == "r1"
+    assert swarm_store.get_node(swarm.swarm_id, "nope") is None
+
+
+def test_nodes_are_listed_per_swarm(swarm_store):
+    one, two = a_swarm(), a_swarm()
+    for swarm in (one, two):
+        swarm_store.create_swarm(swarm)
+    for node_id in ("a", "b", "c"):
+        swarm_store.write_node(a_node(one.swarm_id, node_id), None)
+    swarm_store.write_node(a_node(two.swarm_id, "x"), None)
+    assert sorted(n.node_id for n in swarm_store.list_nodes(one.swarm_id)) == ["a", "b", "c"]
+    assert [n.node_id for n in swarm_store.list_nodes(two.swarm_id)] == ["x"]
+
+
+def test_commit_records(swarm_store):
+    swarm = a_swarm()
+    swarm_store.create_swarm(swarm)
+    assert swarm_store.get_commit(swarm.swarm_id, "op1") is None
+    record = CommitRecord(swarm_id=swarm.swarm_id, op_id="op1", seq=3, committed_at=T0)
+    swarm_store.put_commit(record)
+    swarm_store.put_commit(record)  # re-driven: same record, no error
+    assert swarm_store.get_commit(swarm.swarm_id, "op1") == record
+
+
+def test_delete_swarm_removes_its_partition_only(swarm_store):
+    one, two = a_swarm(), a_swarm()
+    for swarm in (one, two):
+        swarm_store.create_swarm(swarm)
+        swarm_store.write_node(a_node(swarm.swarm_id), None)
+        swarm_store.put_commit(CommitRecord(swarm_id=swarm.swarm_id, op_id="o", seq=1))
+    swarm_store.delete_swarm(one.swarm_id)
+    assert swarm_store.get_swarm(one.swarm_id) is None
+    assert swarm_store.list_nodes(one.swarm_id) == []
+    assert swarm_store.get_commit(one.swarm_id, "o") is None
+    assert swarm_store.get_swarm(two.swarm_id) is not None
+    assert len(swarm_store.list_nodes(two.swarm_id)) == 1
+
+
+def summary(user_id: str, swarm_id: str, minutes: int, seq: int = 0) -> SwarmSummary:
+    at = T0 + timedelta(minutes=minutes)
+    return SwarmSummary(
+        swarm_id=swarm_id,
+        user_id=user_id,
+        goal=f"goal {minutes}",
+        status=SwarmStatus.CREATED,
+        spawned=False,
+        seq=seq,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+def test_summaries_page_newest_first_per_user(swarm_store):
+    user, other = unique("u"), unique("u")
+    ids = [unique("s") for _ in range(7)]
+    for minutes, swarm_id in enumerate(ids):
+        swarm_store.put_summary(summary(user, swarm_id, minutes))
+    swarm_store.put_summary(summary(other, unique("s"), 99))
+    seen, token, pages = [], None, 0
+    while True:
+        page, token = swarm_store.list_summaries(user, 3, token)
+        assert len(page) <= 3
+        seen.extend(s.swarm_id for s in page)
+        pages += 1
+        if not token:
+            break
+    assert seen == list(reversed(ids))
+    assert pages >= 3
+
+
+def test_summary_never_goes_back_to_an_older_seq(swarm_store):
+    user, swarm_id = unique("u"), unique("s")
+    newer = summary(user, swarm_id, 0, seq=5).model_copy(update={"status": SwarmStatus.RUNNING})
+    swarm_store.put_summary(newer)
+    swarm_store.put_summary(summary(user, swarm_id, 0, seq=3))
+    assert swarm_store.get_summary(user, swarm_id).status == SwarmStatus.RUNNING
+    swarm_store.delete_summary(user, swarm_id)
+    assert swarm_store.get_summary(user, swarm_id) is None
+
+
+# --- content store ----------------------------------------------------------------------------
+
+
+def test_appends_are_once_per_seq_and_in_order(content_store):
+    stream = f"{unique('s')}/history"
+    assert content_store.append(stream, 1, [{"seq": 1, "i": 0}, {"seq": 1, "i": 1}]) is True
+    assert content_store.append(stream, 1, [{"seq": 1, "i": 0}]) is False, "re-driven: skipped"
+    assert content_store.append(stream, 2, [{"seq": 2, "i": 0}]) is True
+    assert content_store.append(stream, 1, [{"seq": 1, "i": 9}]) is False, "late: skipped"
+    assert [(r["seq"], r["i"]) for r in content_store.read(stream)] == [(1, 0), (1, 1), (2, 0)]
+    assert [r["seq"] for r in content_store.read(stream, after_seq=1)] == [2]
+    assert content_store.read(f"{unique('s')}/history") == []
+
+
+def test_racing_appenders_of_one_batch_append_it_once(content_store):
+    stream = f"{unique('s')}/chats/n1"
+    results: list[bool] = []
+
+    def append() -> None:
+        results.append(content_store.append(stream, 7, [{"seq": 7, "content": "hello"}]))
+
+    threads = [threading.Thread(target=append) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert len(content_store.read(stream)) == 1
+
+
+def test_read_limit_returns_whole_batches(content_store):
+    stream = f"{unique('s')}/history"
+    for seq in range(1, 11):
+        content_store.append(stream, seq, [{"seq": seq, "i": 0}, {"seq": seq, "i": 1}])
+    page = content_store.read(stream, after_seq=2, limit=5)
+    assert [r["seq"] for r in page] == [3, 3, 4, 4]
+    assert len(content_store.read(stream)) == 20
+
+
+def test_unicode_and_large_records_round_trip(content_store):
+    stream = f"{unique('s')}/chats/n1"
+    record = {"seq": 1, "content": "Lisboa ☀️ — naïve café\n" * 2000}
+    content_store.append(stream, 1, [record])
+    assert content_store.read(stream) == [record]
+
+
+def test_snapshots_and_claim_checks(content_store):
+    swarm_id = unique("s")
+    assert content_store.latest_snapshot(swarm_id, 100) is None
+    for seq in (10, 20, 30):
+        content_store.put_snapshot(swarm_id, seq, {"seq": seq, "nodes": []})
+    assert content_store.latest_snapshot(swarm_id, 25)["seq"] == 20
+    assert content_store.latest_snapshot(swarm_id, 5) is None
+    content_store.put_claim(f"{swarm_id}/claims/op1.json", b"x" * 100_000)
+    assert content_store.get_claim(f"{swarm_id}/claims/op1.json") == b"x" * 100_000
+    with pytest.raises(KeyError):
+        content_store.get_claim(f"{swarm_id}/claims/missing.json")
+
+
+def test_delete_swarm_removes_its_content_only(content_store):
+    one, two = unique("s"), unique("s")
+    for swarm_id in (one, two):
+        content_store.append(f"{swarm_id}/history", 1, [{"seq": 1}])
+        content_store.append(f"{swarm_id}/chats/n", 1, [{"seq": 1}])
+        content_store.put_snapshot(swarm_id, 1, {"seq": 1})
+    content_store.delete_swarm(one)
+    assert content_store.read(f"{one}/history") == []
+    assert content_store.read(f"{one}/chats/n") == []
+    assert content_store.latest_snapshot(one, 10) is None
+    assert content_store.read(f"{two}/history") == [{"seq": 1}]
+
+
+# --- user store --------------------------------------------------------------------------------
+
+
+def test_usernames_are_unique(user_store):
+    name = unique("alice")
+    user = User(user_id=unique("u"), username=name, password_hash="$2b$12$hash")
+    user_store.create_user(user)
+    with pytest.raises(ConflictError):
+        user_store.create_user(user.model_copy(update={"user_id": "other"}))
+    assert user_store.get_user(name) == user
+    assert user_store.get_user(unique("nobody")) is None
