@@ -24,7 +24,7 @@ Every effect is idempotent, so re-driving after a crash at any point gives the c
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +62,8 @@ from swarm_core.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+APPLIED_CACHE_SIZE = 4096
 
 
 class Outcome(StrEnum):
@@ -108,6 +110,10 @@ class SwarmCommitter:
         self.queue = queue
         self.publisher = publisher
         self.max_attempts = max_attempts
+        # Commits this process applied completely (their commit record is written): the next
+        # step of the swarm needs no read to know that. Only ever holds true facts, so it is
+        # safe to lose (a new process reads the commit record instead).
+        self._applied: OrderedDict[str, None] = OrderedDict()
 
     def run(self, swarm_id: str, op_id: str, decide: Decide) -> Outcome:
         for _ in range(self.max_attempts):
@@ -121,7 +127,11 @@ class SwarmCommitter:
                 return Outcome.REDRIVEN
             if self.store.get_commit(swarm_id, op_id) is not None:
                 return Outcome.DUPLICATE
-            if pending is not None and self.store.get_commit(swarm_id, pending.op_id) is None:
+            if (
+                pending is not None
+                and pending.op_id not in self._applied
+                and self.store.get_commit(swarm_id, pending.op_id) is None
+            ):
                 self.apply(swarm, pending)
             decision = decide(got)
             if decision.swarm is None:
@@ -163,6 +173,9 @@ class SwarmCommitter:
         if effects.summary is not None:
             self.store.put_summary(effects.summary)
         self.store.put_commit(CommitRecord(swarm_id=swarm_id, op_id=pending.op_id, seq=seq))
+        self._applied[pending.op_id] = None
+        if len(self._applied) > APPLIED_CACHE_SIZE:
+            self._applied.popitem(last=False)
 
 
 def _by_node(items: Iterable[Any]) -> list[tuple[str, list[dict[str, Any]]]]:
