@@ -1,19 +1,13 @@
-"""The Azure Functions app: creates the app object and registers the HTTP routes.
+"""The Azure Functions app: creates the app object and registers the blueprints.
 
-Importing this module is cheap and never fails for a missing setting: clients are created lazily.
+Importing this module is cheap and never fails for a missing setting: the runtime (clients,
+stores) is built lazily by the first invocation (`swarm_core.runtime.get_runtime`).
 """
-
-import json
 
 import azure.functions as func
 
-from swarm_core import __version__
+from swarm_core.entrypoints import http_api, queue_worker
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-
-
-@app.route(route="health", methods=["GET"])
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness probe: answers without touching any store."""
-    body = {"status": "ok", "version": __version__}
-    return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json")
+app.register_functions(http_api.bp)
+app.register_functions(queue_worker.bp)

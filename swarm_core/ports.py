@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary, User
@@ -129,6 +130,14 @@ class EventPublisher(Protocol):
     """Pushes a swarm's events to its connected clients (one group per swarm)."""
 
     def publish(self, swarm_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+class ClientAccess(Protocol):
+    """Hands a browser a receive-only connection to one swarm's events."""
+
+    def client_access_url(
+        self, user_id: str, swarm_id: str, minutes: int = 60
+    ) -> tuple[str, datetime]: ...
 
 
 def history_stream(swarm_id: str) -> str:

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
         default=None, alias="AzureWebJobsStorage__queueServiceUri"
     )
     swarm_queue: str = Field(default="swarm-operations", alias="SWARM_QUEUE")
+    swarm_poison_queue: str = Field(default="swarm-operations-poison", alias="SWARM_POISON_QUEUE")
     swarm_container: str = Field(default="swarms", alias="SWARM_CONTAINER")
 
     # Cosmos DB: endpoint + key locally (the emulator), endpoint + managed identity in Azure.

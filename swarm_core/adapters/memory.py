@@ -11,6 +11,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary, User
@@ -245,6 +246,16 @@ class MemoryOperationQueue:
     def pending_bodies(self) -> list[str]:
         with self._lock:
             return [m.body for m in self._ready] + [m.body for m in self._invisible.values()]
+
+
+class MemoryClientAccess:
+    """Client URLs for the in-memory stack (unit tests): they name the group, nothing listens."""
+
+    def client_access_url(
+        self, user_id: str, swarm_id: str, minutes: int = 60
+    ) -> tuple[str, datetime]:
+        expires = datetime.now(UTC) + timedelta(minutes=minutes)
+        return f"ws://memory/client/hubs/swarm?user={user_id}&group=swarm.{swarm_id}", expires
 
 
 class MemoryEventPublisher:

@@ -1,0 +1,132 @@
+"""Request and response models of the HTTP API (DESIGN.md §6); the OpenAPI document is generated
+from these. Requests forbid unknown fields and carry sensible size limits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swarm_core.models import SwarmConfig, SwarmStatus, Usage
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Credentials(Request):
+    """Sign up or log in."""
+
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[\w.\-@]+$")
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class CreateSwarm(Request):
+    """A new swarm: its goal and optional config (limits, model settings, seed)."""
+
+    goal: str = Field(min_length=1, max_length=4000)
+    config: SwarmConfig | None = None
+
+
+class PostMessage(Request):
+    """The user's reply on a node's chat; `client_message_id` makes a replay harmless."""
+
+    content: str = Field(min_length=1, max_length=8000)
+    client_message_id: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[\w.\-:]+$"
+    )
+
+
+class TokenResponse(BaseModel):
+    user_id: str
+    username: str
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class MeResponse(BaseModel):
+    user_id: str
+    username: str
+    created_at: datetime
+
+
+class SwarmSummaryResponse(BaseModel):
+    swarm_id: str
+    goal: str
+    status: SwarmStatus
+    spawned: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class SwarmDetailResponse(SwarmSummaryResponse):
+    root_node_id: str | None
+    seq: int
+    node_counts: dict[str, int]
+    node_count: int
+    usage: Usage
+    final_report: str | None
+    error: str | None
+    config: SwarmConfig
+
+
+class SwarmListResponse(BaseModel):
+    items: list[SwarmSummaryResponse]
+    continuation_token: str | None
+
+
+class StatusResponse(BaseModel):
+    swarm_id: str
+    status: SwarmStatus
+
+
+class StateResponse(BaseModel):
+    seq: int
+    nodes: list[dict[str, Any]]
+
+
+class HistoryResponse(BaseModel):
+    events: list[dict[str, Any]]
+    next_after: int
+
+
+class ChatEntry(BaseModel):
+    node_id: str
+    name: str
+    lifecycle: str
+    waiting_for_user: bool
+    last_message_at: datetime | None
+
+
+class ChatListResponse(BaseModel):
+    chats: list[ChatEntry]
+
+
+class ChatMessagesResponse(BaseModel):
+    messages: list[dict[str, Any]]
+
+
+class MessageAccepted(BaseModel):
+    message_id: str
+
+
+class NegotiateResponse(BaseModel):
+    url: str
+    expires_at: datetime
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None

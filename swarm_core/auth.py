@@ -1,0 +1,177 @@
+"""Users and access tokens: bcrypt password hashes, signed expiring tokens, login throttling.
+
+Passwords are never truncated: bcrypt reads at most 72 bytes, so every password is first
+reduced to a fixed-length digest (SHA-256, base64) and that is bcrypt-hashed; two long passwords
+that share their first 72 bytes stay different. Login answers the same 401 for an unknown user and
+a wrong password, and spends the same bcrypt time on both.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import threading
+import time
+import unicodedata
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+import jwt
+
+from swarm_core.models import User
+from swarm_core.ports import ConflictError, UserStore
+
+log = logging.getLogger(__name__)
+
+TOKEN_ISSUER = "swarm-backend"
+TOKEN_AUDIENCE = "swarm-api"
+
+
+class AuthError(Exception):
+    """Credentials or token not accepted (HTTP 401)."""
+
+
+class UsernameTaken(Exception):
+    """HTTP 409."""
+
+
+class Throttled(Exception):
+    """Too many failed logins (HTTP 429); `retry_after` in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed logins, try again later")
+        self.retry_after = retry_after
+
+
+def normalise_username(username: str) -> str:
+    """One spelling per user: Unicode NFKC, case-folded, surrounding spaces removed."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+def _prehash(password: str) -> bytes:
+    return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
+
+
+def hash_password(password: str, rounds: int) -> str:
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds=rounds)).decode()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return bcrypt.checkpw(_prehash(password), password_hash.encode())
+    except ValueError:
+        return False
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per key (username, client address) in a sliding window, per instance."""
+
+    max_failures: int = 5
+    window_seconds: int = 300
+    _failures: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                recent = self._failures[key]
+                while recent and now - recent[0] > self.window_seconds:
+                    recent.popleft()
+                if len(recent) >= self.max_failures:
+                    raise Throttled(int(self.window_seconds - (now - recent[0])) + 1)
+
+    def fail(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures[key].append(time.monotonic())
+
+    def succeed(self, username_key: str) -> None:
+        with self._lock:
+            self._failures.pop(username_key, None)
+
+
+@dataclass
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    user: User
+
+
+class AuthService:
+    def __init__(
+        self,
+        users: UserStore,
+        secret: str,
+        token_minutes: int = 60,
+        bcrypt_rounds: int = 12,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        if not secret:
+            raise ValueError("an auth secret is required")
+        self.users = users
+        self.secret = secret
+        self.token_minutes = token_minutes
+        self.bcrypt_rounds = bcrypt_rounds
+        self.throttle = throttle or LoginThrottle()
+        # Compared against when the user does not exist, so both failures cost the same time.
+        self._dummy_hash = hash_password(secrets.token_urlsafe(16), bcrypt_rounds)
+
+    def signup(self, username: str, password: str) -> IssuedToken:
+        user = User(
+            user_id=uuid.uuid4().hex,
+            username=normalise_username(username),
+            password_hash=hash_password(password, self.bcrypt_rounds),
+        )
+        try:
+            self.users.create_user(user)
+        except ConflictError as exc:
+            raise UsernameTaken(user.username) from exc
+        log.info("signup user_id=%s", user.user_id)
+        return self.issue(user)
+
+    def login(self, username: str, password: str, client: str = "") -> IssuedToken:
+        name = normalise_username(username)
+        keys = [f"user:{name}"] + ([f"client:{client}"] if client else [])
+        self.throttle.check(*keys)
+        user = self.users.get_user(name)
+        ok = verify_password(password, user.password_hash if user else self._dummy_hash)
+        if user is None or not ok:
+            self.throttle.fail(*keys)
+            raise AuthError("invalid username or password")
+        self.throttle.succeed(keys[0])
+        return self.issue(user)
+
+    def issue(self, user: User) -> IssuedToken:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": user.user_id,
+            "name": user.username,
+            "iss": TOKEN_ISSUER,
+            "aud": TOKEN_AUDIENCE,
+            "iat": now,
+            "exp": now + timedelta(minutes=self.token_minutes),
+        }
+        token = jwt.encode(claims, self.secret, algorithm="HS256")
+        return IssuedToken(token, self.token_minutes * 60, user)
+
+    def verify(self, token: str) -> tuple[str, str]:
+        """The (user_id, username) of a valid token; AuthError otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                audience=TOKEN_AUDIENCE,
+                issuer=TOKEN_ISSUER,
+                options={"require": ["exp", "sub", "iat"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid or expired token") from exc
+        return str(claims["sub"]), str(claims.get("name", ""))

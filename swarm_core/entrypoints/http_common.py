@@ -1,0 +1,159 @@
+"""What every HTTP function shares: parse and validate the request, authenticate, answer JSON, and
+turn every error into an `application/problem+json` response (never a bare 500 for bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from swarm_core.auth import AuthError, Throttled, UsernameTaken
+from swarm_core.runtime import Runtime, get_runtime
+from swarm_core.services import ServiceError
+from swarm_core.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+class HttpProblem(Exception):
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> func.HttpResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return func.HttpResponse(
+        json.dumps(body, default=str),
+        status_code=status,
+        mimetype="application/problem+json",
+        headers=headers,
+    )
+
+
+def json_response(body: Any, status: int = 200) -> func.HttpResponse:
+    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, default=str)
+    return func.HttpResponse(text, status_code=status, mimetype="application/json")
+
+
+def no_content() -> func.HttpResponse:
+    return func.HttpResponse(status_code=204)
+
+
+def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise HttpProblem(413, "Payload too large", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpProblem(400, "Malformed JSON", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise HttpProblem(422, "Invalid request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise HttpProblem(422, "Invalid request", errors=_validation_errors(exc)) from exc
+
+
+def query_int(
+    req: func.HttpRequest, name: str, default: int | None, low: int, high: int
+) -> int | None:
+    raw = req.params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise HttpProblem(400, "Invalid query parameter", f"{name} must be an integer") from exc
+    if not low <= value <= high:
+        raise HttpProblem(400, "Invalid query parameter", f"{name} must be in {low}..{high}")
+    return value
+
+
+def route_param(req: func.HttpRequest, name: str) -> str:
+    value = str(req.route_params.get(name) or "")
+    if not value or len(value) > 100:
+        raise HttpProblem(404, "Not found")
+    return value
+
+
+def authenticate_user(req: func.HttpRequest, runtime: Runtime) -> tuple[str, str]:
+    """The caller's (user id, username) from `Authorization: Bearer <token>`."""
+    header = req.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("a bearer token is required")
+    return runtime.auth.verify(token.strip())
+
+
+def authenticate(req: func.HttpRequest, runtime: Runtime) -> str:
+    user_id, _ = authenticate_user(req, runtime)
+    return user_id
+
+
+Handler = Callable[[func.HttpRequest, Runtime], func.HttpResponse]
+
+
+def endpoint(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """Wrap a handler: give it the runtime and map every error to a problem response."""
+
+    # Not functools.wraps: the Functions worker reads the signature (`req` only) for bindings.
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req, get_runtime())
+        except HttpProblem as exc:
+            return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+        except ValidationError as exc:
+            return problem_response(422, "Invalid request", errors=_validation_errors(exc))
+        except AuthError as exc:
+            return problem_response(
+                401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}
+            )
+        except Throttled as exc:
+            return problem_response(
+                429, "Too many requests", str(exc), headers={"Retry-After": str(exc.retry_after)}
+            )
+        except UsernameTaken:
+            return problem_response(409, "Conflict", "the username is taken")
+        except ServiceError as exc:
+            titles = {404: "Not found", 409: "Conflict", 400: "Bad request"}
+            return problem_response(exc.status, titles.get(exc.status, "Error"), str(exc))
+        except SettingsError as exc:
+            log.error("configuration error: %s", exc)
+            return problem_response(503, "Service not configured", str(exc))
+        except Exception:
+            log.exception("unhandled error in %s", handler.__name__)
+            return problem_response(500, "Internal server error")
+
+    wrapper.__name__ = handler.__name__
+    wrapper.__qualname__ = handler.__qualname__
+    wrapper.__doc__ = handler.__doc__
+    return wrapper

@@ -1,0 +1,248 @@
+"""The OpenAPI 3.1 document of the HTTP API, generated from the request/response models.
+
+`OPERATIONS` lists every route once (method, path, models, statuses); a test checks it against
+the functions the app registers, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from swarm_core import __version__
+from swarm_core import api_models as m
+
+PROBLEM = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class ApiOperation:
+    method: str
+    path: str  # under /api, with {params}
+    operation_id: str
+    summary: str
+    response: type[BaseModel] | None
+    status: int = 200
+    request: type[BaseModel] | None = None
+    auth: bool = True
+    query: tuple[str, ...] = ()
+    errors: tuple[int, ...] = field(default=())
+
+
+OPERATIONS: tuple[ApiOperation, ...] = (
+    ApiOperation("get", "/health", "health", "Liveness", m.HealthResponse, auth=False),
+    ApiOperation("get", "/openapi.json", "openapi", "This document", None, auth=False),
+    ApiOperation(
+        "post",
+        "/auth/signup",
+        "signup",
+        "Create an account",
+        m.TokenResponse,
+        201,
+        m.Credentials,
+        False,
+        errors=(409, 422),
+    ),
+    ApiOperation(
+        "post",
+        "/auth/login",
+        "login",
+        "Log in",
+        m.TokenResponse,
+        200,
+        m.Credentials,
+        False,
+        errors=(401, 422, 429),
+    ),
+    ApiOperation("get", "/me", "me", "The caller", m.MeResponse),
+    ApiOperation(
+        "post",
+        "/swarms",
+        "create_swarm",
+        "Create a swarm",
+        m.SwarmSummaryResponse,
+        201,
+        m.CreateSwarm,
+        errors=(413, 422),
+    ),
+    ApiOperation(
+        "get",
+        "/swarms",
+        "list_swarms",
+        "The caller's swarms, newest first",
+        m.SwarmListResponse,
+        query=("limit", "continuation_token"),
+    ),
+    ApiOperation(
+        "get", "/swarms/{swarm_id}", "get_swarm", "A swarm", m.SwarmDetailResponse, errors=(404,)
+    ),
+    ApiOperation(
+        "delete",
+        "/swarms/{swarm_id}",
+        "delete_swarm",
+        "Delete a swarm and its data",
+        None,
+        204,
+        errors=(404,),
+    ),
+    ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/spawn",
+        "spawn_swarm",
+        "Start the swarm",
+        m.StatusResponse,
+        202,
+        errors=(404, 409),
+    ),
+    ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/pause",
+        "pause_swarm",
+        "Pause (work is parked)",
+        m.StatusResponse,
+        202,
+        errors=(404, 409),
+    ),
+    ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/resume",
+        "resume_swarm",
+        "Resume parked work",
+        m.StatusResponse,
+        202,
+        errors=(404, 409),
+    ),
+    ApiOperation(
+        "get",
+        "/swarms/{swarm_id}/state",
+        "swarm_state",
+        "The tree now or at seq",
+        m.StateResponse,
+        query=("at",),
+        errors=(404,),
+    ),
+    ApiOperation(
+        "get",
+        "/swarms/{swarm_id}/history",
+        "swarm_history",
+        "Events after seq",
+        m.HistoryResponse,
+        query=("after", "limit"),
+        errors=(404,),
+    ),
+    ApiOperation(
+        "get",
+        "/swarms/{swarm_id}/chats",
+        "list_chats",
+        "One entry per node chat",
+        m.ChatListResponse,
+        errors=(404,),
+    ),
+    ApiOperation(
+        "get",
+        "/swarms/{swarm_id}/chats/{node_id}",
+        "chat_messages",
+        "A node's chat",
+        m.ChatMessagesResponse,
+        query=("after",),
+        errors=(404,),
+    ),
+    ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/chats/{node_id}/messages",
+        "post_message",
+        "Answer a node waiting for the user",
+        m.MessageAccepted,
+        202,
+        m.PostMessage,
+        errors=(404, 409, 422),
+    ),
+    ApiOperation(
+        "get",
+        "/swarms/{swarm_id}/nodes/{node_id}",
+        "get_node",
+        "A node with its developer logs and journal",
+        None,
+        errors=(404,),
+    ),
+    ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/nodes/{node_id}/retry",
+        "retry_node",
+        "Run a failed node's step again",
+        m.StatusResponse,
+        202,
+        errors=(404, 409),
+    ),
+    ApiOperation(
+        "get",
+        "/negotiate",
+        "negotiate",
+        "A receive-only Web PubSub URL for a swarm",
+        m.NegotiateResponse,
+        query=("swarm_id",),
+        errors=(400, 404),
+    ),
+)
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas[name] = sub
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def openapi_document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    problem = {PROBLEM: {"schema": _ref(m.Problem, schemas)}}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        params: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in _path_params(op.path)
+        ]
+        params += [
+            {"name": q, "in": "query", "required": q == "swarm_id", "schema": {"type": "string"}}
+            for q in op.query
+        ]
+        ok: dict[str, Any] = {"description": "OK"}
+        if op.response is not None:
+            ok["content"] = {"application/json": {"schema": _ref(op.response, schemas)}}
+        elif op.status != 204:
+            ok["content"] = {"application/json": {"schema": {"type": "object"}}}
+        responses: dict[str, Any] = {str(op.status): ok}
+        for status in sorted({*op.errors, *((401,) if op.auth else ())}):
+            responses[str(status)] = {"description": "Problem", "content": problem}
+        entry: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "parameters": params,
+            "responses": responses,
+        }
+        if op.request is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(op.request, schemas)}},
+            }
+        if op.auth:
+            entry["security"] = [{"bearer": []}]
+        paths.setdefault(f"/api{op.path}", {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Swarm backend API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]

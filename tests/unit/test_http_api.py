@@ -1,0 +1,263 @@
+"""The HTTP functions called as the host calls them, on the in-memory runtime: shapes, status
+codes, problem responses, isolation, and that bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.queue import QueueMessage
+
+from swarm_core.entrypoints import http_api, queue_worker
+from swarm_core.models import Operation, OperationKind
+from swarm_core.runtime import in_memory_runtime, use_runtime
+
+
+@pytest.fixture
+def rt():
+    runtime = in_memory_runtime()
+    use_runtime(runtime)
+    yield runtime
+    use_runtime(None)
+
+
+def call(
+    fn: Any,
+    method: str = "GET",
+    body: Any = None,
+    token: str | None = None,
+    route: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any, func.HttpResponse]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+    req = func.HttpRequest(
+        method=method,
+        url="http://localhost/api/x",
+        headers=headers,
+        params=params or {},
+        route_params=route or {},
+        body=data,
+    )
+    resp = fn(req)
+    payload = json.loads(resp.get_body()) if resp.get_body() else None
+    return resp.status_code, payload, resp
+
+
+def signup(name: str = "alice") -> str:
+    status, body, _ = call(http_api.signup, "POST", {"username": name, "password": "correct horse"})
+    assert status == 201, body
+    return body["access_token"]
+
+
+def drain(rt, answer: str = "A relaxed pace, 900 EUR, good food, no early mornings") -> None:
+    for _ in range(100):
+        while (message := rt.app.queue.receive()) is not None:
+            rt.app.worker.process(message.body)
+            rt.app.queue.ack(message)
+        waiting = [
+            n for n in rt.app.store.list_nodes(rt.swarm_id) if n.lifecycle == "waiting_for_user"
+        ]
+        if not waiting:
+            return
+        for node in waiting:
+            status, _, _ = call(
+                http_api.post_message,
+                "POST",
+                {"content": answer},
+                token=rt.token,
+                route={"swarm_id": rt.swarm_id, "node_id": node.node_id},
+            )
+            assert status == 202
+
+
+def test_health(rt):
+    status, body, _ = call(http_api.health)
+    assert status == 200 and body["status"] == "ok"
+
+
+def test_signup_login_me(rt):
+    token = signup("Alice")
+    status, body, _ = call(
+        http_api.login, "POST", {"username": "alice", "password": "correct horse"}
+    )
+    assert status == 200 and body["token_type"] == "Bearer" and body["username"] == "alice"
+    status, me, _ = call(http_api.me, token=token)
+    assert status == 200 and me["username"] == "alice"
+    status, body, _ = call(http_api.signup, "POST", {"username": "ALICE", "password": "whatever1"})
+    assert status == 409
+
+
+def test_login_failures_are_uniform_and_throttled(rt):
+    signup("bob")
+    wrong = call(http_api.login, "POST", {"username": "bob", "password": "wrong password"})
+    unknown = call(http_api.login, "POST", {"username": "nobody", "password": "wrong password"})
+    assert wrong[0] == unknown[0] == 401
+    assert wrong[1]["detail"] == unknown[1]["detail"]
+    assert wrong[2].mimetype == "application/problem+json"
+    for _ in range(5):
+        status, _, resp = call(http_api.login, "POST", {"username": "bob", "password": "nope nope"})
+    assert status == 429 and int(resp.headers["Retry-After"]) > 0
+
+
+def test_long_passwords_are_not_truncated(rt):
+    base = "x" * 72
+    call(http_api.signup, "POST", {"username": "carol", "password": base + "A"})
+    status, _, _ = call(http_api.login, "POST", {"username": "carol", "password": base + "B"})
+    assert status == 401
+    status, _, _ = call(http_api.login, "POST", {"username": "carol", "password": base + "A"})
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        (b"{not json", 400),
+        (b"[]", 422),
+        (b'{"goal": 5}', 422),
+        (b'{"goal": "x", "unknown": 1}', 422),
+        (b'{"goal": ""}', 422),
+        (b'{"goal": "x", "config": {"limits": {"max_depth": 99}}}', 422),
+        (b'{"goal": "' + b"x" * 70_000 + b'"}', 413),
+    ],
+)
+def test_bad_input_is_a_4xx_problem_and_changes_nothing(rt, raw, expected):
+    token = signup()
+    status, body, resp = call(http_api.create_swarm, "POST", token=token, raw=raw)
+    assert status == expected
+    assert resp.mimetype == "application/problem+json" and body["status"] == expected
+    _, listing, _ = call(http_api.list_swarms, token=token)
+    assert listing["items"] == []
+
+
+def test_requests_without_a_valid_token_are_401(rt):
+    for token in (None, "garbage", "eyJhbGciOiJIUzI1NiJ9.e30.x"):
+        status, _, resp = call(http_api.list_swarms, token=token)
+        assert status == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_whole_swarm_over_the_http_functions(rt):
+    rt.token = signup()
+    status, created, _ = call(http_api.create_swarm, "POST", {"goal": "Plan a picnic"}, rt.token)
+    assert status == 201 and created["status"] == "created" and created["spawned"] is False
+    rt.swarm_id = created["swarm_id"]
+    route = {"swarm_id": rt.swarm_id}
+    status, body, _ = call(http_api.spawn_swarm, "POST", token=rt.token, route=route)
+    assert status == 202 and body == {"swarm_id": rt.swarm_id, "status": "running"}
+    assert call(http_api.spawn_swarm, "POST", token=rt.token, route=route)[0] == 409
+    status, neg, _ = call(http_api.negotiate, token=rt.token, params={"swarm_id": rt.swarm_id})
+    assert status == 200 and neg["url"] and neg["expires_at"]
+    drain(rt)
+    status, detail, _ = call(http_api.get_swarm, token=rt.token, route=route)
+    assert detail["status"] == "completed" and detail["final_report"]
+    assert detail["node_counts"] == {"terminated": detail["node_count"]}
+    status, state, _ = call(http_api.swarm_state, token=rt.token, route=route, params={"at": "3"})
+    assert status == 200 and state["seq"] == 3
+    status, hist, _ = call(
+        http_api.swarm_history, token=rt.token, route=route, params={"after": "5", "limit": "10"}
+    )
+    assert status == 200 and all(e["seq"] > 5 for e in hist["events"])
+    status, chats, _ = call(http_api.list_chats, token=rt.token, route=route)
+    node_id = chats["chats"][0]["node_id"]
+    status, msgs, _ = call(
+        http_api.chat_messages, token=rt.token, route={**route, "node_id": node_id}
+    )
+    assert status == 200 and msgs["messages"][0]["role"] == "agent"
+    status, node, _ = call(http_api.get_node, token=rt.token, route={**route, "node_id": node_id})
+    assert status == 200 and node["journal"]
+    status, _, _ = call(
+        http_api.post_message,
+        "POST",
+        {"content": "late"},
+        rt.token,
+        route={**route, "node_id": node_id},
+    )
+    assert status == 409, "the node is not waiting for the user"
+    assert call(http_api.delete_swarm, "DELETE", token=rt.token, route=route)[0] == 204
+    assert call(http_api.get_swarm, token=rt.token, route=route)[0] == 404
+
+
+def test_another_users_swarm_is_404_everywhere(rt):
+    owner = signup("owner")
+    intruder = signup("intruder")
+    _, created, _ = call(http_api.create_swarm, "POST", {"goal": "secret"}, owner)
+    route = {"swarm_id": created["swarm_id"]}
+    for fn, method in [
+        (http_api.get_swarm, "GET"),
+        (http_api.delete_swarm, "DELETE"),
+        (http_api.spawn_swarm, "POST"),
+        (http_api.pause_swarm, "POST"),
+        (http_api.swarm_state, "GET"),
+        (http_api.swarm_history, "GET"),
+        (http_api.list_chats, "GET"),
+    ]:
+        assert call(fn, method, token=intruder, route=route)[0] == 404, fn
+    assert (
+        call(http_api.negotiate, token=intruder, params={"swarm_id": created["swarm_id"]})[0] == 404
+    )
+    assert call(http_api.get_swarm, token=owner, route=route)[0] == 200
+
+
+def test_query_parameters_are_validated(rt):
+    token = signup()
+    _, created, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, token)
+    route = {"swarm_id": created["swarm_id"]}
+    for params in ({"at": "x"}, {"at": "-1"}):
+        assert call(http_api.swarm_state, token=token, route=route, params=params)[0] == 400
+    assert call(http_api.swarm_history, token=token, route=route, params={"limit": "0"})[0] == 400
+    assert call(http_api.list_swarms, token=token, params={"continuation_token": "@@"})[0] == 400
+
+
+def test_listing_pages_newest_first(rt):
+    token = signup()
+    ids = [
+        call(http_api.create_swarm, "POST", {"goal": f"g{i}"}, token)[1]["swarm_id"]
+        for i in range(3)
+    ]
+    _, page, _ = call(http_api.list_swarms, token=token, params={"limit": "2"})
+    assert [s["swarm_id"] for s in page["items"]] == ids[::-1][:2]
+    _, rest, _ = call(
+        http_api.list_swarms,
+        token=token,
+        params={"limit": "2", "continuation_token": page["continuation_token"]},
+    )
+    assert [s["swarm_id"] for s in rest["items"]] == ids[:1]
+
+
+def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
+    rt.token = signup()
+    _, created, _ = call(
+        http_api.create_swarm,
+        "POST",
+        {"goal": "g", "config": {"limits": {"max_depth": 0}}},
+        rt.token,
+    )
+    rt.swarm_id = created["swarm_id"]
+    route = {"swarm_id": rt.swarm_id}
+    call(http_api.spawn_swarm, "POST", token=rt.token, route=route)
+    message = rt.app.queue.receive()
+    rt.app.worker.process(message.body)  # the spawn: the root exists
+    rt.app.queue.ack(message)
+    poisoned = rt.app.queue.receive()  # the root's first action "fails every retry"
+    rt.app.queue.ack(poisoned)
+    queue_worker.fail_poisoned_operation(
+        QueueMessage(id="p1", body=poisoned.body.encode(), dequeue_count=1)
+    )
+    root_id = Operation.model_validate_json(poisoned.body).node_id
+    _, node, _ = call(http_api.get_node, token=rt.token, route={**route, "node_id": root_id})
+    assert node["lifecycle"] == "failed" and "failed on every retry" in node["error"]
+    _, hist, _ = call(http_api.swarm_history, token=rt.token, route=route)
+    assert any(e["type"] == "node.failed" for e in hist["events"])
+    status, _, _ = call(
+        http_api.retry_node, "POST", token=rt.token, route={**route, "node_id": root_id}
+    )
+    assert status == 202
+    drain(rt)
+    _, detail, _ = call(http_api.get_swarm, token=rt.token, route=route)
+    assert detail["status"] == "completed"
+    assert Operation.model_validate_json(poisoned.body).kind == OperationKind.ACTION
