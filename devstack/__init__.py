@@ -1,0 +1,1 @@
+"""devstack: local stand-ins for the Azure services the app uses (launchers and small emulators)."""
