@@ -6,8 +6,9 @@ stores) is built lazily by the first invocation (`swarm_core.runtime.get_runtime
 
 import azure.functions as func
 
-from swarm_core.entrypoints import http_api, queue_worker
+from swarm_core.entrypoints import http_api, maintenance, queue_worker
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_api.bp)
 app.register_functions(queue_worker.bp)
+app.register_functions(maintenance.bp)

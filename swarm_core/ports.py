@@ -76,6 +76,11 @@ class SwarmStore(Protocol):
 
     def delete_summary(self, user_id: str, swarm_id: str) -> None: ...
 
+    def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
+        """Summaries of swarms that are running or waiting for the user, across all users, least
+        recently updated first (for the maintenance timer)."""
+        ...
+
 
 class UserStore(Protocol):
     """Users by (normalised) username."""

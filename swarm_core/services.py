@@ -7,10 +7,11 @@ applied exactly once even after a crash. Reads (state, history, chats) never cha
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from swarm_core.actions.catalogue import CATALOGUE
@@ -266,6 +267,54 @@ class SwarmServices:
             )
         )
         return message_id
+
+    # --- maintenance -------------------------------------------------------------------------
+
+    def maintain(
+        self, stuck_after: timedelta, idle_after: timedelta, limit: int = 200
+    ) -> dict[str, int]:
+        """Re-drive swarms whose latest commit was never finished (its worker died and no step
+        came after it), and mark swarms whose live nodes all wait for the user as
+        `waiting_for_user` (announced with a `swarm.status` event)."""
+        now = self.clock()
+        counts = {"checked": 0, "redriven": 0, "waiting_for_user": 0}
+        for summary in self.store.list_active_summaries(limit):
+            got = self.store.get_swarm(summary.swarm_id)
+            if got is None:
+                continue
+            counts["checked"] += 1
+            swarm = got.value
+            quiet = now - swarm.updated_at
+            pending = swarm.pending
+            if (
+                pending is not None
+                and quiet >= stuck_after
+                and self.store.get_commit(swarm.swarm_id, pending.op_id) is None
+            ):
+                self.committer.apply(swarm, pending)
+                counts["redriven"] += 1
+            # Nothing runnable (parents only wait for children) and someone waits for the user.
+            runnable = sum(
+                swarm.node_counts.get(k.value, 0) for k in (Lifecycle.SPAWNED, Lifecycle.RUNNING)
+            )
+            waiting = swarm.node_counts.get(Lifecycle.WAITING_FOR_USER.value, 0)
+            if (
+                swarm.status == SwarmStatus.RUNNING
+                and runnable == 0
+                and waiting > 0
+                and quiet >= idle_after
+            ):
+                with contextlib.suppress(InvalidState):
+                    self._control(swarm.swarm_id, self._mark_waiting)
+                    counts["waiting_for_user"] += 1
+        return counts
+
+    def _mark_waiting(self, got: Versioned[Swarm]) -> Decision:
+        swarm = got.value
+        if swarm.status != SwarmStatus.RUNNING:
+            raise InvalidState("no longer running")
+        new = self._with_status(swarm, SwarmStatus.WAITING_FOR_USER)
+        return self._status_decision(swarm, new)
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AZURE_CLIENT_ID", "AzureWebJobsStorage__clientId"),
     )
 
+    # Maintenance timer: re-drive stuck swarms, announce swarms idle on the user.
+    maintenance_schedule: str = Field(default="0 */5 * * * *", alias="MAINTENANCE_SCHEDULE")
+    stuck_after_minutes: int = Field(default=5, ge=1, alias="STUCK_AFTER_MINUTES")
+    idle_after_minutes: int = Field(default=10, ge=1, alias="IDLE_AFTER_MINUTES")
+
     # Auth (the HTTP layer).
     auth_secret: str = Field(default="", alias="AUTH_SECRET")
     auth_token_minutes: int = Field(default=60, ge=1, le=24 * 60, alias="AUTH_TOKEN_MINUTES")

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary, User
+from swarm_core.models import (
+    CommitRecord,
+    Node,
+    Operation,
+    Swarm,
+    SwarmStatus,
+    SwarmSummary,
+    User,
+)
 from swarm_core.ports import ConflictError, Versioned
 
 
@@ -118,6 +126,13 @@ class MemorySwarmStore:
     def delete_summary(self, user_id: str, swarm_id: str) -> None:
         with self._lock:
             self._summaries[user_id].pop(swarm_id, None)
+
+    def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
+        active = {SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER}
+        with self._lock:
+            docs = [d for per_user in self._summaries.values() for d in per_user.values()]
+        items = [s for s in map(SwarmSummary.model_validate_json, docs) if s.status in active]
+        return sorted(items, key=lambda s: s.updated_at)[:limit]
 
 
 class MemoryUserStore:

@@ -244,3 +244,56 @@ def test_a_retryable_llm_error_leaves_the_message_for_the_queue():
         drain(app)
     root = app.store.list_nodes(swarm.swarm_id)[0]
     assert root.lifecycle == Lifecycle.RUNNING, "nothing committed: the queue will retry"
+
+
+def test_maintenance_redrives_a_commit_whose_worker_died():
+    from datetime import timedelta
+
+    from tests.harness import InjectedCrash
+
+    app = build_in_memory()
+    swarm = app.services.create_swarm(USER, "Plan a picnic")
+    app.services.spawn(USER, swarm.swarm_id)
+    message = app.queue.receive()
+    store = app.store
+
+    class DiesAfterCommit:
+        """The worker dies right after its commit point: the effects (the root node, the next
+        operation) are never applied, and no message is left to re-drive them."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def replace_swarm(self, new: Any, etag: str) -> str:
+            store.replace_swarm(new, etag)
+            raise InjectedCrash("after replace_swarm")
+
+    app.worker.committer.store = DiesAfterCommit()  # type: ignore[assignment]
+    with pytest.raises(InjectedCrash):
+        app.worker.process(message.body)
+    app.queue.ack(message)  # the message is gone (e.g. it expired)
+    assert app.store.list_nodes(swarm.swarm_id) == []
+    counts = app.services.maintain(stuck_after=timedelta(0), idle_after=timedelta(hours=1))
+    assert counts["redriven"] == 1
+    assert len(app.store.list_nodes(swarm.swarm_id)) == 1
+    app.worker.committer.store = app.store
+    run_to_end(app, swarm.swarm_id)
+    assert app.services.get_swarm(USER, swarm.swarm_id).status == SwarmStatus.COMPLETED
+
+
+def test_maintenance_announces_a_swarm_idle_on_the_user(app, spawned):
+    from datetime import timedelta
+
+    drain(app)
+    assert waiting_nodes(app, spawned)
+    busy = app.services.maintain(stuck_after=timedelta(hours=1), idle_after=timedelta(hours=1))
+    assert busy["waiting_for_user"] == 0
+    counts = app.services.maintain(stuck_after=timedelta(hours=1), idle_after=timedelta(0))
+    assert counts["waiting_for_user"] == 1
+    assert app.services.get_swarm(USER, spawned).status == SwarmStatus.WAITING_FOR_USER
+    events = app.services.history(USER, spawned)["events"]
+    assert (
+        events[-1]["type"] == "swarm.status" and events[-1]["data"]["status"] == "waiting_for_user"
+    )
+    run_to_end(app, spawned)  # the user's reply brings it back to running, then completed
+    assert app.services.get_swarm(USER, spawned).status == SwarmStatus.COMPLETED
