@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the product locally on a fresh machine: installs what it needs, starts the emulators
+# (Azurite, the Cosmos DB server, the Web PubSub dev emulator) and the Functions dev host with
+# the offline LLM, and prints the API base URL. Ctrl-C stops the host; `python -m devstack down`
+# stops the emulators. Set PORT to move the API (default 7071).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+.venv/bin/python -m devstack up
+eval "$(.venv/bin/python -m devstack env --export)"
+export SWARM_ENV="${SWARM_ENV:-development}"
+export SWARM_QUEUE="${SWARM_QUEUE:-swarm-operations}"
+export SWARM_POISON_QUEUE="${SWARM_POISON_QUEUE:-swarm-operations-poison}"
+export MAINTENANCE_SCHEDULE="${MAINTENANCE_SCHEDULE:-0 */5 * * * *}"
+port="${PORT:-7071}"
+echo "API: http://localhost:${port}/api  (try: curl http://localhost:${port}/api/health)"
+exec .venv/bin/python -m devhost --port "$port"
