@@ -1,0 +1,457 @@
+"""Cosmos DB adapters of the swarm and user stores (`SwarmStore`, `UserStore`) on the sync SDK.
+
+Layout (DESIGN.md §5), database `swarmdb`: `nodes` (pk `/swarm_id`) holds one swarm's runtime
+document (`id` "swarm"), its nodes (`node:{node_id}`) and its commit records (`commit:{op_id}`),
+all in the swarm's logical partition; `swarms` (pk `/user_id`) holds one listing summary per swarm
+(`id` = swarm_id); `users` (pk `/username`) one document per user (`id` = username). Conditional
+writes carry the ETag the service gave (`IfNotModified`), so a lost race is a `ConflictError` or a
+skipped write, never a crash. Every port method is one round trip where the port allows it: these
+calls sit on the hot path of every step. `CosmosClients` builds one `CosmosClient` per process on
+first use, with the key locally and the managed identity in Azure; `ensure_containers` creates the
+database and containers for local development and tests only (Bicep creates them in Azure).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey
+from azure.cosmos import exceptions as cosmos_errors
+
+from swarm_core.models import CommitRecord, Document, Node, Swarm, SwarmSummary, User
+from swarm_core.ports import ConflictError, Versioned
+from swarm_core.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+log = logging.getLogger(__name__)
+
+USERS = "users"
+SWARMS = "swarms"
+NODES = "nodes"
+PARTITION_KEYS = {USERS: "/username", SWARMS: "/user_id", NODES: "/swarm_id"}
+
+SWARM_DOC_ID = "swarm"
+# A swarm has at most a few thousand documents (Limits.max_nodes <= 2000 plus commit records):
+# ask for big pages so that listing them is one round trip, not one per 100 items.
+LIST_PAGE_SIZE = 1000
+# Contention on one summary is rare (one writer per swarm commit); this only bounds a pathology.
+SUMMARY_ATTEMPTS = 10
+
+D = TypeVar("D", bound=Document)
+
+
+def node_doc_id(node_id: str) -> str:
+    return f"node:{node_id}"
+
+
+def commit_doc_id(op_id: str) -> str:
+    return f"commit:{op_id}"
+
+
+def storable_id(value: str) -> bool:
+    """True if Cosmos can hold `value` as an item id.
+
+    Ids come from URLs and logins; the SDK puts them in the request path, where "" reads the whole
+    feed, "/" is a 400 and ".." walks up, so those are refused before any call."""
+    return (
+        0 < len(value) <= 255
+        and value not in (".", "..")
+        and not any(ch in value for ch in "/\\?#")
+    )
+
+
+def _require_storable(value: str, what: str) -> None:
+    if not storable_id(value):
+        raise ValueError(f"{what} {value!r} cannot be stored (empty, too long, or has / \\ ? #)")
+
+
+def _strip_system_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's fields of a stored item: without `id` and Cosmos' `_rid`, `_etag`, `_ts`, ..."""
+    return {k: v for k, v in item.items() if k != "id" and not k.startswith("_")}
+
+
+def _load(model: type[D], item: Mapping[str, Any]) -> D:
+    return model.model_validate(_strip_system_fields(item))
+
+
+def _as_item(document: Document, item_id: str) -> dict[str, Any]:
+    item = document.model_dump(mode="json")
+    item["id"] = item_id
+    return item
+
+
+def _written_etag(response: CosmosDict) -> str:
+    # Writes ask for no body (`no_response`): the new ETag is in the response headers.
+    etag = response.get_response_headers().get("etag")
+    if not etag:  # pragma: no cover - the service always sends one on a successful write
+        raise RuntimeError("Cosmos DB answered a write without an ETag")
+    return str(etag)
+
+
+def _created_order(created_at: datetime) -> int:
+    """The listing's sort key: microseconds since the epoch.
+
+    ISO strings do not sort as instants (`...:00Z` sorts after `...:00.5Z`, offsets differ), so
+    summaries carry this number and `list_summaries` orders by it."""
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    delta = created_at - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _encode_continuation(token: str) -> str:
+    # Cosmos tokens are JSON; callers put ours in URLs.
+    return base64.urlsafe_b64encode(token.encode()).decode()
+
+
+def _decode_continuation(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError
+        raise ValueError("invalid continuation token") from exc
+
+
+def cosmos_credential(settings: Settings) -> str | TokenCredential:
+    """The key when one is set (the local emulator), else the app's managed identity.
+
+    In Azure the account has local auth disabled; `AZURE_CLIENT_ID` pins DefaultAzureCredential to
+    the user-assigned identity instead of trying every identity on the host."""
+    if settings.cosmos_key:
+        return settings.cosmos_key
+    # Imported here: azure.identity is slow to import and the local stack never needs it.
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+
+
+class CosmosClients:
+    """One `CosmosClient` per process, built on first use and shared by every store and thread.
+
+    Building it costs a round trip (the SDK reads the account), so importing the function app or
+    creating the stores never connects; the client keeps its connection pool and session tokens
+    for the life of the worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_factory: Callable[..., CosmosClient] = CosmosClient,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client_factory = client_factory
+        self._client_options = dict(client_options or {})
+        self._client: CosmosClient | None = None
+        self._containers: dict[str, ContainerProxy] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def database_name(self) -> str:
+        return self._settings.cosmos_database
+
+    def client(self) -> CosmosClient:
+        with self._lock:
+            if self._client is None:
+                self._settings.require("cosmos_endpoint")
+                endpoint = self._settings.cosmos_endpoint
+                assert endpoint is not None
+                log.info(
+                    "connecting to Cosmos DB endpoint=%s database=%s auth=%s",
+                    endpoint,
+                    self.database_name,
+                    "key" if self._settings.cosmos_key else "managed identity",
+                )
+                self._client = self._client_factory(
+                    endpoint, cosmos_credential(self._settings), **self._client_options
+                )
+            return self._client
+
+    def container(self, name: str) -> ContainerProxy:
+        """A container of the database; a local proxy (no round trip), cached."""
+        proxy = self._containers.get(name)
+        if proxy is None:
+            database = self.client().get_database_client(self.database_name)
+            proxy = database.get_container_client(name)
+            self._containers[name] = proxy
+        return proxy
+
+    def ensure_containers(self) -> None:
+        """Create the database and its containers if missing (local dev and tests only).
+
+        In Azure, Bicep creates them and the app's identity has data-plane rights only, so this is
+        never called on a request path."""
+        client = self.client()
+        database = client.create_database_if_not_exists(self.database_name)
+        for name, path in PARTITION_KEYS.items():
+            database.create_container_if_not_exists(name, PartitionKey(path=path))
+        log.info(
+            "Cosmos DB database=%s containers=%s ready", self.database_name, list(PARTITION_KEYS)
+        )
+
+    def swarm_store(self) -> CosmosSwarmStore:
+        return CosmosSwarmStore(self)
+
+    def user_store(self) -> CosmosUserStore:
+        return CosmosUserStore(self)
+
+
+def _read(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:
+    try:
+        item: dict[str, Any] = container.read_item(item_id, partition_key=partition_key)
+    except cosmos_errors.CosmosResourceNotFoundError:
+        return None
+    return item
+
+
+def _delete(container: ContainerProxy, item_id: str, partition_key: str) -> None:
+    # Gone already is fine: deleting is idempotent.
+    with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
+        container.delete_item(item_id, partition_key=partition_key)
+
+
+def _query_partition(
+    container: ContainerProxy,
+    query: str,
+    partition_key: str,
+    parameters: Iterable[tuple[str, Any]] = (),
+) -> list[Any]:
+    # `query` filters on `c.<partition field> = @pk` in its text as well: the local server
+    # ignores `partition_key` (and refuses a query without such a filter); in Azure the filter
+    # is redundant and harmless.
+    params: list[dict[str, object]] = [{"name": "@pk", "value": partition_key}]
+    params.extend({"name": name, "value": value} for name, value in parameters)
+    return list(
+        container.query_items(
+            query, parameters=params, partition_key=partition_key, max_item_count=LIST_PAGE_SIZE
+        )
+    )
+
+
+class CosmosSwarmStore:
+    """Swarm runtime documents, nodes and commit records in `nodes`; summaries in `swarms`."""
+
+    def __init__(self, clients: CosmosClients) -> None:
+        self._clients = clients
+
+    @property
+    def _nodes(self) -> ContainerProxy:
+        return self._clients.container(NODES)
+
+    @property
+    def _swarms(self) -> ContainerProxy:
+        return self._clients.container(SWARMS)
+
+    # --- the swarm runtime document (the commit point) ----------------------------------------
+
+    def create_swarm(self, swarm: Swarm) -> str:
+        try:
+            response = self._nodes.create_item(_as_item(swarm, SWARM_DOC_ID), no_response=True)
+        except cosmos_errors.CosmosResourceExistsError as exc:
+            raise ConflictError(f"swarm {swarm.swarm_id} exists") from exc
+        return _written_etag(response)
+
+    def get_swarm(self, swarm_id: str) -> Versioned[Swarm] | None:
+        item = _read(self._nodes, SWARM_DOC_ID, swarm_id)
+        if item is None:
+            return None
+        return Versioned(_load(Swarm, item), item["_etag"])
+
+    def replace_swarm(self, swarm: Swarm, etag: str) -> str:
+        try:
+            response = self._nodes.replace_item(
+                SWARM_DOC_ID,
+                _as_item(swarm, SWARM_DOC_ID),
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+                no_response=True,
+            )
+        except (
+            cosmos_errors.CosmosAccessConditionFailedError,
+            cosmos_errors.CosmosResourceNotFoundError,
+        ) as exc:
+            # 412: another step committed first; 404: the swarm was deleted. Either way this
+            # commit lost, and the worker retries from a fresh read.
+            log.info(
+                "commit lost swarm_id=%s seq=%s status=%s",
+                swarm.swarm_id,
+                swarm.seq,
+                exc.status_code,
+            )
+            raise ConflictError(f"swarm {swarm.swarm_id} changed") from exc
+        return _written_etag(response)
+
+    def delete_swarm(self, swarm_id: str) -> None:
+        nodes = self._nodes
+        ids: list[str] = _query_partition(
+            nodes, "SELECT VALUE c.id FROM c WHERE c.swarm_id = @pk", swarm_id
+        )
+        # The swarm document goes last: until it is gone the swarm is still visible, so a
+        # delete interrupted half-way can be asked for again and finishes the job.
+        ids.sort(key=lambda item_id: item_id == SWARM_DOC_ID)
+        for item_id in ids:
+            _delete(nodes, item_id, swarm_id)
+        log.info("deleted swarm swarm_id=%s documents=%s", swarm_id, len(ids))
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None:
+        if not storable_id(node_doc_id(node_id)):
+            return None  # such a node cannot exist
+        item = _read(self._nodes, node_doc_id(node_id), swarm_id)
+        if item is None:
+            return None
+        return Versioned(_load(Node, item), item["_etag"])
+
+    def list_nodes(self, swarm_id: str) -> list[Node]:
+        items = _query_partition(
+            self._nodes,
+            "SELECT * FROM c WHERE c.swarm_id = @pk AND c.kind = @kind",
+            swarm_id,
+            [("@kind", "node")],
+        )
+        return [_load(Node, item) for item in items]
+
+    def write_node(self, node: Node, base_etag: str | None) -> bool:
+        item_id = node_doc_id(node.node_id)
+        _require_storable(item_id, "node id")
+        item = _as_item(node, item_id)
+        try:
+            if base_etag is None:
+                self._nodes.create_item(item, no_response=True)
+            else:
+                self._nodes.replace_item(
+                    item_id,
+                    item,
+                    etag=base_etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    no_response=True,
+                )
+        except (
+            cosmos_errors.CosmosResourceExistsError,
+            cosmos_errors.CosmosAccessConditionFailedError,
+            cosmos_errors.CosmosResourceNotFoundError,
+        ) as exc:
+            # Created already / moved on since `base_etag`: this write was applied before (a
+            # re-driven commit), so skipping it is the idempotent outcome.
+            log.debug(
+                "node write skipped swarm_id=%s node_id=%s status=%s",
+                node.swarm_id,
+                node.node_id,
+                exc.status_code,
+            )
+            return False
+        return True
+
+    # --- commit records ----------------------------------------------------------------------
+
+    def get_commit(self, swarm_id: str, op_id: str) -> CommitRecord | None:
+        if not storable_id(commit_doc_id(op_id)):
+            return None
+        item = _read(self._nodes, commit_doc_id(op_id), swarm_id)
+        return None if item is None else _load(CommitRecord, item)
+
+    def put_commit(self, record: CommitRecord) -> None:
+        item_id = commit_doc_id(record.op_id)
+        _require_storable(item_id, "op id")
+        # An upsert: a re-driven commit writes its record again, which must not fail.
+        self._nodes.upsert_item(_as_item(record, item_id), no_response=True)
+
+    # --- summaries (listing per user) --------------------------------------------------------
+
+    def put_summary(self, summary: SwarmSummary) -> None:
+        """Read, then create or replace iff unchanged; a stored higher `seq` wins (2 calls).
+
+        Cosmos has no "write iff seq is lower" in one call that the local server also runs, and
+        summaries change only when a swarm's status does, so the read is off the common path."""
+        _require_storable(summary.swarm_id, "swarm id")
+        swarms = self._swarms
+        item = _as_item(summary, summary.swarm_id)
+        item["created_order"] = _created_order(summary.created_at)
+        for _ in range(SUMMARY_ATTEMPTS):
+            current = _read(swarms, summary.swarm_id, summary.user_id)
+            try:
+                if current is None:
+                    swarms.create_item(item, no_response=True)
+                elif int(current.get("seq", 0)) > summary.seq:
+                    return  # never go back to an older view of the swarm
+                else:
+                    swarms.replace_item(
+                        summary.swarm_id,
+                        item,
+                        etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                        no_response=True,
+                    )
+                return
+            except (
+                cosmos_errors.CosmosResourceExistsError,
+                cosmos_errors.CosmosAccessConditionFailedError,
+                cosmos_errors.CosmosResourceNotFoundError,
+            ):
+                continue  # someone wrote (or deleted) it in between: look again
+        raise ConflictError(f"summary of swarm {summary.swarm_id} kept changing")
+
+    def get_summary(self, user_id: str, swarm_id: str) -> SwarmSummary | None:
+        if not storable_id(swarm_id):
+            return None
+        item = _read(self._swarms, swarm_id, user_id)
+        return None if item is None else _load(SwarmSummary, item)
+
+    def list_summaries(
+        self, user_id: str, limit: int, continuation: str | None = None
+    ) -> tuple[list[SwarmSummary], str | None]:
+        """One page, newest first, in one round trip; the token resumes the query (by_page)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        token = _decode_continuation(continuation) if continuation else None
+        pager = self._swarms.query_items(
+            "SELECT * FROM c WHERE c.user_id = @pk ORDER BY c.created_order DESC",
+            parameters=[{"name": "@pk", "value": user_id}],
+            partition_key=user_id,
+            max_item_count=limit,
+        ).by_page(token)
+        try:
+            page = next(pager, None)
+            items = [] if page is None else [_load(SwarmSummary, item) for item in page]
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            if continuation and exc.status_code == 400:
+                raise ValueError("invalid continuation token") from exc
+            raise
+        # by_page is typed as a plain Iterator; it is an azure-core PageIterator.
+        next_token: str | None = pager.continuation_token  # type: ignore[attr-defined]
+        return items, _encode_continuation(next_token) if next_token else None
+
+    def delete_summary(self, user_id: str, swarm_id: str) -> None:
+        if storable_id(swarm_id):
+            _delete(self._swarms, swarm_id, user_id)
+
+
+class CosmosUserStore:
+    """Users in `users`, one document per (normalised) username, which is also its id."""
+
+    def __init__(self, clients: CosmosClients) -> None:
+        self._clients = clients
+
+    def create_user(self, user: User) -> None:
+        _require_storable(user.username, "username")
+        try:
+            self._clients.container(USERS).create_item(
+                _as_item(user, user.username), no_response=True
+            )
+        except cosmos_errors.CosmosResourceExistsError as exc:
+            raise ConflictError(f"username {user.username} is taken") from exc
+
+    def get_user(self, username: str) -> User | None:
+        if not storable_id(username):
+            return None
+        item = _read(self._clients.container(USERS), username, username)
+        return None if item is None else _load(User, item)

@@ -1,0 +1,261 @@
+"""The Cosmos DB stores beyond the contract suite: lost commits, container setup, credentials and
+the number of round trips each port method costs (the worker pays them on every step)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from devstack.stack import StackInfo
+from swarm_core.adapters.cosmos import (
+    NODES,
+    PARTITION_KEYS,
+    CosmosClients,
+    CosmosSwarmStore,
+    cosmos_credential,
+)
+from swarm_core.models import CommitRecord, Node, Swarm, SwarmSummary, User
+from swarm_core.ports import ConflictError
+from swarm_core.settings import Settings
+
+pytestmark = [
+    pytest.mark.emulators,
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+class CountingTransport(RequestsTransport):  # type: ignore[misc]
+    """Counts the HTTP requests the SDK sends: one per round trip."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.requests: list[str] = []
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests.append(f"{request.method} {request.url}")
+        return super().send(request, **kwargs)
+
+
+def _settings(stack: StackInfo, database: str) -> Settings:
+    return Settings(**stack.settings, COSMOS_DATABASE=database)
+
+
+@pytest.fixture(scope="module")
+def database(emulator_stack: StackInfo) -> str:
+    """A database of this module's own, with its containers."""
+    name = _id("cosmos-adapter-")
+    CosmosClients(_settings(emulator_stack, name)).ensure_containers()
+    return name
+
+
+@pytest.fixture()
+def counted(emulator_stack: StackInfo, database: str) -> Iterator[tuple[CosmosClients, Any]]:
+    transport = CountingTransport()
+    clients = CosmosClients(
+        _settings(emulator_stack, database), client_options={"transport": transport}
+    )
+    yield clients, transport
+
+
+def a_swarm() -> Swarm:
+    return Swarm(swarm_id=_id("s"), user_id=_id("u"), goal="g", created_at=T0, updated_at=T0)
+
+
+# ------------------------------------------------------------------------------ lost commits
+
+
+def test_a_commit_that_loses_to_another_writer_is_a_conflict_error(
+    emulator_stack: StackInfo, database: str
+) -> None:
+    ours = CosmosClients(_settings(emulator_stack, database)).swarm_store()
+    theirs = CosmosClients(_settings(emulator_stack, database)).swarm_store()  # another worker
+    swarm = a_swarm()
+    ours.create_swarm(swarm)
+    read = ours.get_swarm(swarm.swarm_id)
+    assert read is not None
+
+    theirs.replace_swarm(read.value.model_copy(update={"seq": 1, "goal": "theirs"}), read.etag)
+    with pytest.raises(ConflictError) as lost:
+        ours.replace_swarm(read.value.model_copy(update={"seq": 1, "goal": "ours"}), read.etag)
+    assert getattr(lost.value.__cause__, "status_code", None) == 412
+    after = ours.get_swarm(swarm.swarm_id)
+    assert after is not None and after.value.goal == "theirs"
+
+    # A swarm deleted under a step: the commit loses the same way (404), it never crashes.
+    ours.delete_swarm(swarm.swarm_id)
+    with pytest.raises(ConflictError) as gone:
+        ours.replace_swarm(after.value.model_copy(update={"seq": 2}), after.etag)
+    assert getattr(gone.value.__cause__, "status_code", None) == 404
+
+
+def test_etags_are_passed_on_as_the_service_gives_them(
+    emulator_stack: StackInfo, database: str
+) -> None:
+    clients = CosmosClients(_settings(emulator_stack, database))
+    store, raw = clients.swarm_store(), clients.container(NODES)
+    swarm = a_swarm()
+    created = store.create_swarm(swarm)
+    assert created == raw.read_item("swarm", partition_key=swarm.swarm_id)["_etag"]
+    replaced = store.replace_swarm(swarm.model_copy(update={"seq": 1}), created)
+    assert replaced == raw.read_item("swarm", partition_key=swarm.swarm_id)["_etag"]
+    got = store.get_swarm(swarm.swarm_id)
+    assert got is not None and got.etag == replaced and got.value.seq == 1
+
+
+# --------------------------------------------------------------------------- container setup
+
+
+def test_ensure_containers_is_idempotent(emulator_stack: StackInfo) -> None:
+    clients = CosmosClients(_settings(emulator_stack, _id("ensure-")))
+    clients.ensure_containers()
+    clients.ensure_containers()
+    CosmosClients(_settings(emulator_stack, clients.database_name)).ensure_containers()
+    database = clients.client().get_database_client(clients.database_name)
+    found = {c["id"]: c["partitionKey"]["paths"] for c in database.list_containers()}
+    assert found == {name: [path] for name, path in PARTITION_KEYS.items()}
+
+
+def test_stores_do_not_connect_until_used() -> None:
+    made: list[Any] = []
+    clients = CosmosClients(
+        Settings(COSMOS_ENDPOINT="https://127.0.0.1:1", COSMOS_KEY="a2V5"),
+        client_factory=lambda *a, **k: made.append(a),
+    )
+    clients.swarm_store()
+    clients.user_store()
+    assert made == []
+
+
+# ------------------------------------------------------------------------------- credentials
+
+
+def test_managed_identity_builds_a_keyless_client_with_default_azure_credential() -> None:
+    settings = Settings(
+        COSMOS_ENDPOINT="https://swarm-account.documents.azure.com:443/",
+        AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000001",
+    )
+    assert settings.cosmos_key is None
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def client_factory(*args: Any, **kwargs: Any) -> object:
+        calls.append((args, kwargs))
+        return object()
+
+    clients = CosmosClients(settings, client_factory=client_factory)  # type: ignore[arg-type]
+    first = clients.client()
+    assert clients.client() is first, "one client per process"
+    [(args, kwargs)] = calls
+    endpoint, credential = args
+    assert endpoint == "https://swarm-account.documents.azure.com:443/"
+    assert isinstance(credential, DefaultAzureCredential)
+    assert any(isinstance(c, ManagedIdentityCredential) for c in credential.credentials)
+    assert kwargs == {}
+
+
+def test_a_key_is_used_when_set() -> None:
+    settings = Settings(COSMOS_ENDPOINT="https://127.0.0.1:8081", COSMOS_KEY="a2V5")
+    assert cosmos_credential(settings) == "a2V5"
+
+
+# ------------------------------------------------------------------------------- round trips
+
+
+def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]) -> None:
+    clients, transport = counted
+    store: CosmosSwarmStore = clients.swarm_store()
+    users = clients.user_store()
+    # The first call on each container also reads its definition (once per process).
+    warm = a_swarm()
+    store.create_swarm(warm)
+    store.put_summary(warm.summary())
+    users.get_user(_id("nobody"))
+
+    swarm = a_swarm()
+    node = Node(node_id="n1", swarm_id=swarm.swarm_id, action="execute", name="n", directive="d")
+    user = User(user_id=_id("u"), username=_id("alice"), password_hash="$2b$12$hash")
+    summary = swarm.summary()
+    costs: dict[str, int] = {}
+
+    def trips(name: str, call: Any) -> Any:
+        before = len(transport.requests)
+        result = call()
+        costs[name] = len(transport.requests) - before
+        return result
+
+    trips("create_swarm", lambda: store.create_swarm(swarm))
+    read = trips("get_swarm", lambda: store.get_swarm(swarm.swarm_id))
+    trips("replace_swarm", lambda: store.replace_swarm(swarm, read.etag))
+    trips("write_node(create)", lambda: store.write_node(node, None))
+    got = trips("get_node", lambda: store.get_node(swarm.swarm_id, "n1"))
+    trips("write_node(replace)", lambda: store.write_node(node, got.etag))
+    trips("list_nodes", lambda: store.list_nodes(swarm.swarm_id))
+    trips("get_commit", lambda: store.get_commit(swarm.swarm_id, "op1"))
+    record = CommitRecord(swarm_id=swarm.swarm_id, op_id="op1", seq=1)
+    trips("put_commit", lambda: store.put_commit(record))
+    trips("put_summary(new)", lambda: store.put_summary(summary))
+    newer: SwarmSummary = summary.model_copy(update={"seq": 2})
+    trips("put_summary(update)", lambda: store.put_summary(newer))
+    trips("put_summary(older)", lambda: store.put_summary(summary))
+    trips("get_summary", lambda: store.get_summary(swarm.user_id, swarm.swarm_id))
+    trips("list_summaries", lambda: store.list_summaries(swarm.user_id, 10))
+    trips("delete_summary", lambda: store.delete_summary(swarm.user_id, swarm.swarm_id))
+    trips("create_user", lambda: users.create_user(user))
+    trips("get_user", lambda: users.get_user(user.username))
+    trips("delete_swarm", lambda: store.delete_swarm(swarm.swarm_id))
+
+    assert costs == {
+        "create_swarm": 1,
+        "get_swarm": 1,
+        "replace_swarm": 1,
+        "write_node(create)": 1,
+        "get_node": 1,
+        "write_node(replace)": 1,
+        "list_nodes": 1,
+        "get_commit": 1,
+        "put_commit": 1,
+        "put_summary(new)": 2,  # read, create
+        "put_summary(update)": 2,  # read, conditional replace
+        "put_summary(older)": 1,  # read only: the stored one is newer
+        "get_summary": 1,
+        "list_summaries": 1,
+        "delete_summary": 1,
+        "create_user": 1,
+        "get_user": 1,
+        "delete_swarm": 4,  # one query, one delete per document (swarm, node, commit record)
+    }
+
+
+def test_ids_cosmos_cannot_hold_are_not_found_and_not_stored(
+    counted: tuple[CosmosClients, CountingTransport],
+) -> None:
+    clients, transport = counted
+    store, users = clients.swarm_store(), clients.user_store()
+    for bad in ("", "a/b", "..", "x?y", "a#b", "a\\b", "x" * 300):
+        assert users.get_user(bad) is None
+        assert store.get_summary("u1", bad) is None
+        store.delete_summary("u1", bad)
+        with pytest.raises(ValueError):
+            users.create_user(User(user_id="u", username=bad, password_hash="h"))
+    assert transport.requests == [], "refused before any round trip"
+
+
+def test_a_bad_continuation_token_is_a_value_error(
+    counted: tuple[CosmosClients, CountingTransport],
+) -> None:
+    store = counted[0].swarm_store()
+    with pytest.raises(ValueError):
+        store.list_summaries("u1", 10, "not base64 !")
+    with pytest.raises(ValueError):
+        store.list_summaries("u1", 0)
