@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -433,6 +434,17 @@ class CosmosSwarmStore:
     def delete_summary(self, user_id: str, swarm_id: str) -> None:
         if storable_id(swarm_id):
             _delete(self._swarms, swarm_id, user_id)
+
+    def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
+        """A cross-partition query (the maintenance timer's, never a request's), sorted here:
+        the emulator cannot order a cross-partition query."""
+        items = self._swarms.query_items(
+            "SELECT * FROM c WHERE c.status IN ('running', 'waiting_for_user')",
+            enable_cross_partition_query=True,
+            max_item_count=max(limit, 1),
+        )
+        active = [_load(SwarmSummary, item) for item in itertools.islice(items, limit * 4)]
+        return sorted(active, key=lambda s: s.updated_at)[:limit]
 
 
 class CosmosUserStore:

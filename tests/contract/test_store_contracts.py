@@ -240,3 +240,18 @@ def test_usernames_are_unique(user_store):
         user_store.create_user(user.model_copy(update={"user_id": "other"}))
     assert user_store.get_user(name) == user
     assert user_store.get_user(unique("nobody")) is None
+
+
+def test_active_summaries_span_users_and_skip_finished_swarms(swarm_store):
+    mine = {unique("s"): status for status in (SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER)}
+    for swarm_id, status in mine.items():
+        swarm_store.put_summary(
+            summary(unique("u"), swarm_id, 0).model_copy(update={"status": status})
+        )
+    done = unique("s")
+    swarm_store.put_summary(
+        summary(unique("u"), done, 0).model_copy(update={"status": SwarmStatus.COMPLETED})
+    )
+    active = {s.swarm_id for s in swarm_store.list_active_summaries(1000)}
+    assert set(mine) <= active
+    assert done not in active
