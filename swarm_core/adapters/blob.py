@@ -1,0 +1,482 @@
+"""The content store on Azure Blob storage: history, chats and logs as segmented append blobs.
+
+A stream (`{swarm_id}/history`, `{swarm_id}/chats/{node_id}`, `{swarm_id}/logs/{node_id}`) is a
+run of append blobs `{stream}/{segment:06d}.jsonl`. Each committed batch is ONE appended block of
+JSON lines, each line `{"r": record, "seq": N}` with the batch's seq written last, so the tail
+bytes of a segment tell its last seq. `append` writes with `appendpos_condition` = the length at
+which the writer saw that last seq: the append lands only if nobody appended in between, which
+makes "append iff the last seq is lower" atomic (racers with the same batch append it once, a
+stalled worker with an old seq is skipped). A per-process cache of each stream's tail (segment,
+length, last seq) makes a typical append one round trip; the condition validates the hint, and a
+412 refreshes it. A full segment (block or byte limit) is sealed and the next one is created with
+metadata `prev_seq` (the sealed segment's last seq), so `read(after_seq)` starts at the right
+segment. A batch larger than one block is stored as its own block blob and appended as a one-line
+pointer. Snapshots and claim checks are block blobs; everything of a swarm lives under
+`{swarm_id}/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
+
+from swarm_core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+# Azure allows 50,000 blocks per append blob; rolling far earlier keeps every segment small to read.
+DEFAULT_SEGMENT_BLOCKS = 1_000
+DEFAULT_SEGMENT_BYTES = 4 * MIB
+# The append-block limit is 4 MiB on older service versions (100 MiB on newer ones): stay at 4.
+DEFAULT_BLOCK_BYTES = 4 * MIB
+DEFAULT_TAIL_CACHE = 10_000
+
+# How much of a segment's end a cold start reads to find its last seq (one short line suffices,
+# longer last lines still end in `,"seq":N}`), and how far past a stale hint a refresh reads
+# (enough to take in what a racer typically appended, in one request).
+_TAIL_PROBE_BYTES = 256
+_REFRESH_WINDOW_BYTES = 16 * 1024
+# Appenders of one stream are at most the few racers re-driving the same commit: a handful of
+# refreshes settles any race; more means something else is writing to the stream.
+_MAX_APPEND_ATTEMPTS = 16
+_MAX_PROBES = 8
+
+_SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
+_LAST_SEQ = re.compile(rb',"seq":(-?\d+)\}\n\Z')
+_PREV_SEQ_KEY = "prev_seq"
+
+
+class AppendContentionError(RuntimeError):
+    """An append kept losing its position condition: the message is retried by the queue."""
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """What a writer knows of a stream's last segment; a hint until an append confirms it."""
+
+    segment: int
+    length: int
+    blocks: int
+    last_seq: int | None  # None: an empty stream
+    sealed: bool = False
+
+
+@dataclass(frozen=True)
+class _Segment:
+    index: int
+    size: int
+    prev_seq: int | None
+
+
+def build_blob_service(settings: Settings, **options: Any) -> BlobServiceClient:
+    """A Blob service client: by connection string locally, by managed identity in Azure."""
+    if settings.storage_connection_string:
+        return BlobServiceClient.from_connection_string(
+            settings.storage_connection_string, **options
+        )
+    settings.require("storage_blob_uri")
+    account_url = str(settings.storage_blob_uri)
+    # Imported here: only Azure deployments need it, and it is slow to import.
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+    return BlobServiceClient(account_url=account_url, credential=credential, **options)
+
+
+def _encode_line(payload: Mapping[str, Any], seq: int) -> bytes:
+    # `seq` goes last so that a segment's final bytes always read `,"seq":N}\n`.
+    line = {**payload, "seq": seq}
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"
+
+
+def _encode_records(records: Sequence[Mapping[str, Any]], seq: int) -> bytes:
+    return b"".join(_encode_line({"r": dict(record)}, seq) for record in records)
+
+
+def _last_seq(data: bytes) -> int:
+    found = _LAST_SEQ.search(data)
+    if found is None:
+        raise ValueError("a stream segment does not end with a seq-stamped line")
+    return int(found.group(1))
+
+
+def _prev_seq(metadata: Mapping[str, str] | None) -> int | None:
+    value = (metadata or {}).get(_PREV_SEQ_KEY)
+    return int(value) if value is not None else None
+
+
+def _blob_length(props: BlobProperties) -> int:
+    # A ranged download's `size` is the range's; the blob's length ends its Content-Range.
+    content_range = props.content_range
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(props.size)
+
+
+def _error_code(error: HttpResponseError) -> object:
+    # Storage errors carry the service's code (a str enum, equal to the code's text);
+    # azure-core's base type does not declare it.
+    return getattr(error, "error_code", None)
+
+
+def _is_position_conflict(error: HttpResponseError) -> bool:
+    return error.status_code == 412 and _error_code(error) == "AppendPositionConditionNotMet"
+
+
+def _is_sealed_conflict(error: HttpResponseError) -> bool:
+    return error.status_code == 409 and _error_code(error) == "BlobIsSealed"
+
+
+class BlobContentStore:
+    """`ContentStore` on one blob container (`settings.swarm_container`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        service_client: BlobServiceClient | None = None,
+        max_segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
+        max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        max_block_bytes: int = DEFAULT_BLOCK_BYTES,
+        tail_cache_size: int = DEFAULT_TAIL_CACHE,
+    ) -> None:
+        if not 1 <= max_segment_blocks <= 50_000:
+            raise ValueError("max_segment_blocks must be between 1 and 50,000")
+        if max_segment_bytes < 1 or not 1 <= max_block_bytes <= DEFAULT_BLOCK_BYTES:
+            raise ValueError("segment and block byte limits must be positive (blocks <= 4 MiB)")
+        self._settings = settings
+        self._service_client = service_client
+        self._container_client: ContainerClient | None = None
+        self._client_lock = threading.Lock()
+        self._max_blocks = max_segment_blocks
+        self._max_bytes = max_segment_bytes
+        self._max_block = max_block_bytes
+        self._tails: OrderedDict[str, _Tail] = OrderedDict()
+        self._tail_cache_size = tail_cache_size
+        self._tails_lock = threading.Lock()
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def _container(self) -> ContainerClient:
+        # Built on first use and shared by all threads (the client holds a connection pool).
+        with self._client_lock:
+            if self._container_client is None:
+                service = self._service_client or build_blob_service(self._settings)
+                self._container_client = service.get_container_client(
+                    self._settings.swarm_container
+                )
+            return self._container_client
+
+    def ensure_container(self) -> None:
+        """Create the container if missing (local stacks and tests; Azure has it from infra)."""
+        with contextlib.suppress(ResourceExistsError):
+            self._container().create_container()
+
+    def _blob(self, name: str) -> BlobClient:
+        return self._container().get_blob_client(name)
+
+    @staticmethod
+    def _segment_name(stream: str, segment: int) -> str:
+        return f"{stream}/{segment:06d}.jsonl"
+
+    @staticmethod
+    def _batch_name(stream: str, seq: int) -> str:
+        # Outside the stream's own prefix, so that listing segments never lists these.
+        swarm_id, sep, rest = stream.partition("/")
+        if not sep or not swarm_id or not rest:
+            raise ValueError(f"stream {stream!r} is not of the form '{{swarm_id}}/...'")
+        return f"{swarm_id}/batches/{rest}/{seq:012d}.jsonl"
+
+    # --- the tail cache -----------------------------------------------------------------------
+
+    def _cached_tail(self, stream: str) -> _Tail | None:
+        with self._tails_lock:
+            tail = self._tails.get(stream)
+            if tail is not None:
+                self._tails.move_to_end(stream)
+            return tail
+
+    def _remember(self, stream: str, tail: _Tail) -> None:
+        with self._tails_lock:
+            current = self._tails.get(stream)
+            # Another thread may have recorded a later tail meanwhile: never step back.
+            if current is not None and (current.segment, current.length) > (
+                tail.segment,
+                tail.length,
+            ):
+                return
+            self._tails[stream] = tail
+            self._tails.move_to_end(stream)
+            while len(self._tails) > self._tail_cache_size:
+                self._tails.popitem(last=False)
+
+    def _forget(self, prefix: str) -> None:
+        with self._tails_lock:
+            for stream in [s for s in self._tails if s == prefix or s.startswith(prefix)]:
+                del self._tails[stream]
+
+    # --- finding the tail ---------------------------------------------------------------------
+
+    def _segments(self, stream: str) -> list[_Segment]:
+        """The stream's segments in order (one listing request per 5,000 segments)."""
+        found: list[_Segment] = []
+        for item in self._container().list_blobs(
+            name_starts_with=f"{stream}/", include=["metadata"]
+        ):
+            match = _SEGMENT_NAME.search(item.name)
+            if match is None or item.name != self._segment_name(stream, int(match.group(1))):
+                continue
+            found.append(_Segment(int(match.group(1)), item.size, _prev_seq(item.metadata)))
+        found.sort(key=lambda s: s.index)
+        return found
+
+    def _discover(self, stream: str) -> _Tail | None:
+        """The tail from scratch: list the segments, read the last one's final bytes."""
+        segments = self._segments(stream)
+        if not segments:
+            return None
+        return self._probe(stream, segments[-1].index, segments[-1].size)
+
+    def _probe(self, stream: str, segment: int, known_length: int) -> _Tail | None:
+        """The segment's current tail, given a length it had (the caller's hint).
+
+        Reads a window starting just before `known_length`, so one ranged GET covers the known
+        end plus what a racer typically appended; its response also gives the length, block
+        count and sealed flag. None if the segment is gone."""
+        blob = self._blob(self._segment_name(stream, segment))
+        start = max(0, known_length - _TAIL_PROBE_BYTES)
+        for _ in range(_MAX_PROBES):
+            try:
+                download = blob.download_blob(offset=start, length=_REFRESH_WINDOW_BYTES)
+                data = download.readall()
+                props = download.properties
+            except ResourceNotFoundError:
+                return None
+            except HttpResponseError as error:
+                if error.status_code != 416:  # 416: a range past the end, or an empty blob
+                    raise
+                try:
+                    props = blob.get_blob_properties()
+                except ResourceNotFoundError:
+                    return None
+                data = b""
+            total = _blob_length(props)
+            sealed = bool(props.is_append_blob_sealed)
+            if total == 0:
+                return _Tail(segment, 0, 0, _prev_seq(props.metadata), sealed)
+            if not data or start + len(data) < total:
+                # The blob grew past the window (or shrank below it): read just its end.
+                start = max(0, total - _TAIL_PROBE_BYTES)
+                continue
+            blocks = int(props.append_blob_committed_block_count or 0)
+            return _Tail(segment, total, blocks, _last_seq(data), sealed)
+        raise AppendContentionError(f"the tail of {stream} kept moving while being read")
+
+    def _next_segment(self, stream: str, sealed: _Tail) -> _Tail | None:
+        """Open the segment after a sealed one (its creator may have crashed before doing so)."""
+        segment = sealed.segment + 1
+        metadata = {} if sealed.last_seq is None else {_PREV_SEQ_KEY: str(sealed.last_seq)}
+        try:
+            self._blob(self._segment_name(stream, segment)).create_append_blob(
+                metadata=metadata, match_condition=MatchConditions.IfMissing
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            # Opened by someone else and maybe filled and sealed too: jump to the real tail
+            # rather than walk segment by segment (a very stale hint may be many behind).
+            return self._discover(stream)
+        logger.info("stream %s: opened segment %s after seq %s", stream, segment, sealed.last_seq)
+        return _Tail(segment, 0, 0, sealed.last_seq)
+
+    def _first_segment(self, stream: str) -> _Tail | None:
+        try:
+            self._blob(self._segment_name(stream, 0)).create_append_blob(
+                match_condition=MatchConditions.IfMissing
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            return self._probe(stream, 0, 0)
+        return _Tail(0, 0, 0, None)
+
+    def _is_full(self, tail: _Tail, size: int) -> bool:
+        if tail.length == 0:
+            return False  # any block fits an empty segment: rolling over would not help
+        return tail.blocks >= self._max_blocks or tail.length + size > self._max_bytes
+
+    # --- ContentStore -------------------------------------------------------------------------
+
+    def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
+        """Append the batch as one block iff the stream's last seq is lower; False otherwise."""
+        seq = int(seq)
+        block = _encode_records(records, seq) if records else _encode_line({"n": 0}, seq)
+        oversize = len(block) > self._max_block
+        tail = self._cached_tail(stream)
+        if tail is None:
+            tail = self._discover(stream)
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            if tail is None:
+                tail = self._first_segment(stream)
+                continue
+            if tail.sealed:
+                tail = self._next_segment(stream, tail)
+                continue
+            if tail.last_seq is not None and tail.last_seq >= seq:
+                # Streams only grow, so even a cached tail proves the batch is there already.
+                self._remember(stream, tail)
+                logger.debug("stream %s: seq %s skipped (at %s)", stream, seq, tail.last_seq)
+                return False
+            if oversize:
+                block = self._store_oversize_batch(stream, seq, block, len(records))
+                oversize = False
+            if self._is_full(tail, len(block)):
+                # Sealing needs no condition: whoever seals, the next segment starts after the
+                # last seq read back from the (now immutable) sealed segment.
+                self._blob(self._segment_name(stream, tail.segment)).seal_append_blob()
+                logger.info("stream %s: sealed segment %s", stream, tail.segment)
+                tail = self._probe(stream, tail.segment, tail.length)
+                continue
+            try:
+                result = self._blob(self._segment_name(stream, tail.segment)).append_block(
+                    block, appendpos_condition=tail.length
+                )
+            except ResourceNotFoundError:
+                self._forget(stream)
+                tail = self._discover(stream)
+                continue
+            except HttpResponseError as error:
+                if not (_is_position_conflict(error) or _is_sealed_conflict(error)):
+                    raise
+                # Someone appended (perhaps this very batch) or sealed since the hint: re-read.
+                logger.debug("stream %s: tail moved, refreshing (seq %s)", stream, seq)
+                tail = self._probe(stream, tail.segment, tail.length)
+                continue
+            self._remember(
+                stream,
+                _Tail(
+                    tail.segment,
+                    int(str(result["blob_append_offset"])) + len(block),
+                    int(str(result["blob_committed_block_count"])),
+                    seq,
+                ),
+            )
+            return True
+        raise AppendContentionError(f"could not append seq {seq} to {stream}")
+
+    def _store_oversize_batch(self, stream: str, seq: int, block: bytes, count: int) -> bytes:
+        """Store a batch too big for one block on its own; return the pointer line to append.
+
+        Create-only: a batch blob that exists is this same batch from an earlier attempt (a seq
+        names one committed batch), and uploads are all-or-nothing, so it is complete."""
+        name = self._batch_name(stream, seq)
+        with contextlib.suppress(ResourceExistsError):
+            self._blob(name).upload_blob(block, overwrite=False)
+        logger.info("stream %s: seq %s stored as %s (%s bytes)", stream, seq, name, len(block))
+        return _encode_line({"batch": name, "n": count}, seq)
+
+    def read(
+        self, stream: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Records with seq > after_seq, whole batches, from the segment holding after_seq on."""
+        segments = self._segments(stream)
+        start = 0
+        for i, segment in enumerate(segments):
+            if segment.prev_seq is not None and segment.prev_seq > after_seq:
+                break
+            start = i  # the last segment that starts at or before after_seq
+        out: list[dict[str, Any]] = []
+        for segment in segments[start:]:
+            if segment.size == 0:
+                continue
+            data = self._blob(self._segment_name(stream, segment.index)).download_blob().readall()
+            for seq, count, batch in self._batches(data):
+                if seq <= after_seq:
+                    continue
+                if limit is not None and out and len(out) + count > limit:
+                    return out
+                # An oversize batch's blob is fetched only once the batch is known to be wanted.
+                out.extend(self._read_batch_blob(batch) if isinstance(batch, str) else batch)
+        return out
+
+    @staticmethod
+    def _batches(data: bytes) -> Iterator[tuple[int, int, list[dict[str, Any]] | str]]:
+        """(seq, record count, the records or the name of the blob holding them) per batch."""
+        lines = [json.loads(line) for line in data.split(b"\n") if line]
+        i = 0
+        while i < len(lines):
+            seq = int(lines[i]["seq"])
+            if "r" not in lines[i]:  # a pointer to an oversize batch, or an empty batch
+                name = lines[i].get("batch")
+                yield seq, int(lines[i]["n"]), [] if name is None else str(name)
+                i += 1
+                continue
+            j = i
+            while j < len(lines) and "r" in lines[j] and int(lines[j]["seq"]) == seq:
+                j += 1
+            yield seq, j - i, [line["r"] for line in lines[i:j]]
+            i = j
+
+    def _read_batch_blob(self, name: str) -> list[dict[str, Any]]:
+        data = self._blob(name).download_blob().readall()
+        return [json.loads(line)["r"] for line in data.split(b"\n") if line]
+
+    def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None:
+        body = json.dumps(dict(document), separators=(",", ":"), default=str).encode()
+        self._blob(f"{swarm_id}/snapshots/{seq:012d}.json").upload_blob(body, overwrite=True)
+
+    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
+        prefix = f"{swarm_id}/snapshots/"
+        best: tuple[int, str] | None = None
+        for name in self._container().list_blob_names(name_starts_with=prefix):
+            stem = name[len(prefix) :].removesuffix(".json")
+            if not stem.isdigit():
+                continue
+            seq = int(stem)
+            if seq <= at_or_before and (best is None or seq > best[0]):
+                best = (seq, name)
+        if best is None:
+            return None
+        try:
+            data = self._blob(best[1]).download_blob().readall()
+        except ResourceNotFoundError:  # deleted with its swarm meanwhile
+            return None
+        document: dict[str, Any] = json.loads(data)
+        return document
+
+    def put_claim(self, name: str, data: bytes) -> None:
+        self._blob(name).upload_blob(bytes(data), overwrite=True)
+
+    def get_claim(self, name: str) -> bytes:
+        try:
+            data: bytes = self._blob(name).download_blob().readall()
+        except ResourceNotFoundError:
+            raise KeyError(name) from None
+        return data
+
+    def delete_swarm(self, swarm_id: str) -> None:
+        """Delete every blob under `{swarm_id}/` (streams, batches, snapshots, claim checks)."""
+        prefix = f"{swarm_id}/"
+        container = self._container()
+        deleted = 0
+        for name in container.list_blob_names(name_starts_with=prefix):
+            try:
+                container.delete_blob(name)
+                deleted += 1
+            except ResourceNotFoundError:
+                pass
+        self._forget(prefix)
+        logger.info("deleted %s blobs swarm_id=%s", deleted, swarm_id)

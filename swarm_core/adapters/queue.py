@@ -1,0 +1,182 @@
+"""The operation queue on Azure Storage queues, in the format the Functions host's trigger reads.
+
+Messages are base64 text (`TextBase64EncodePolicy`), as the host's queue trigger expects. One
+operation is one message, its JSON; a delay is the message's initial visibility timeout. A message
+whose encoded form would pass the queue's 64 KiB limit goes by claim check: the operation JSON is
+stored in the content store (`{swarm_id}/claims/{op_id}.json`) and the message carries only the
+pointer. `decode_operation_message` turns any message body back into the operation JSON; the
+queue-trigger function and the dev host both use it. The client is built on first use: from the
+connection string locally, from the queue endpoint and the managed identity in Azure.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import threading
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from swarm_core.models import Operation
+from swarm_core.ports import ContentStore
+from swarm_core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# The service's limit on a message as stored, i.e. after base64 encoding.
+MAX_MESSAGE_BYTES = 64 * 1024
+# Visibility timeouts must stay below 7 days.
+MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1
+# Operations never expire in the queue: losing one would strand its node (the default is 7 days).
+NEVER_EXPIRE = -1
+CLAIM_CHECK_KEY = "claim_check"
+
+
+def poison_queue_name(queue_name: str) -> str:
+    """Where the Functions host moves a message after `maxDequeueCount` failed runs."""
+    return f"{queue_name}-poison"
+
+
+def claim_check_name(swarm_id: str, op_id: str) -> str:
+    return f"{swarm_id}/claims/{op_id}.json"
+
+
+def build_queue_service(settings: Settings, **options: Any) -> QueueServiceClient:
+    """A Queue service client: by connection string locally, by managed identity in Azure."""
+    if settings.storage_connection_string:
+        return QueueServiceClient.from_connection_string(
+            settings.storage_connection_string, **options
+        )
+    settings.require("storage_queue_uri")
+    account_url = str(settings.storage_queue_uri)
+    # Imported here: only Azure deployments need it, and it is slow to import.
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+    return QueueServiceClient(account_url=account_url, credential=credential, **options)
+
+
+def base64_queue_client(service: QueueServiceClient, queue_name: str) -> QueueClient:
+    """A client for one queue that reads and writes base64 text, as the Functions host does."""
+    return service.get_queue_client(
+        queue_name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+
+
+def decode_operation_message(body: str | bytes, content: ContentStore) -> str:
+    """The operation JSON a (base64-decoded) message body stands for, resolving claim checks.
+
+    Raises ValueError for a body that is not JSON or a claim check outside its swarm's claims,
+    and KeyError when the claimed payload is missing: either way the message ends as poison."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"queue message is not JSON: {exc}") from None
+    if not isinstance(message, dict) or CLAIM_CHECK_KEY not in message:
+        return text
+    name, swarm_id, op_id = (
+        str(message[CLAIM_CHECK_KEY]),
+        str(message.get("swarm_id", "")),
+        str(message.get("op_id", "")),
+    )
+    # A message may only point at its own swarm's claims, never at other content.
+    if name != claim_check_name(swarm_id, op_id):
+        raise ValueError(f"claim check {name!r} does not match op {op_id} of swarm {swarm_id}")
+    logger.debug("resolving claim check %s swarm_id=%s op_id=%s", name, swarm_id, op_id)
+    return content.get_claim(name).decode("utf-8")
+
+
+class StorageOperationQueue:
+    """`OperationQueue` on one Storage queue (`settings.swarm_queue`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        content: ContentStore,
+        *,
+        service_client: QueueServiceClient | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._settings = settings
+        self._content = content
+        self._service_client = service_client
+        self._max_message_bytes = max_message_bytes
+        self._service: QueueServiceClient | None = None
+        self._queue: QueueClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def queue_name(self) -> str:
+        return self._settings.swarm_queue
+
+    def _service_for(self) -> QueueServiceClient:
+        # Built on first use and shared by all threads (the client holds a connection pool).
+        with self._lock:
+            if self._service is None:
+                self._service = self._service_client or build_queue_service(self._settings)
+            return self._service
+
+    def _client(self) -> QueueClient:
+        service = self._service_for()
+        with self._lock:
+            if self._queue is None:
+                self._queue = base64_queue_client(service, self.queue_name)
+            return self._queue
+
+    def ensure_queues(self) -> None:
+        """Create the queue and its poison twin if missing (local stacks and tests)."""
+        service = self._service_for()
+        for name in (self.queue_name, poison_queue_name(self.queue_name)):
+            with contextlib.suppress(ResourceExistsError):
+                service.create_queue(name)
+
+    def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None:
+        """Send the operation, invisible for `delay_seconds`; by claim check when too big."""
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise ValueError(f"delay_seconds must be between 0 and {MAX_DELAY_SECONDS}")
+        body = operation.model_dump_json()
+        if _encoded_size(body) > self._max_message_bytes:
+            # Deterministic name: a re-driven enqueue rewrites the same claim, not a new one.
+            name = claim_check_name(operation.swarm_id, operation.op_id)
+            self._content.put_claim(name, body.encode("utf-8"))
+            logger.info(
+                "operation sent by claim check %s (%s bytes) swarm_id=%s node_id=%s op_id=%s",
+                name,
+                len(body),
+                operation.swarm_id,
+                operation.node_id,
+                operation.op_id,
+            )
+            pointer = {
+                CLAIM_CHECK_KEY: name,
+                "op_id": operation.op_id,
+                "swarm_id": operation.swarm_id,
+            }
+            body = json.dumps(pointer, separators=(",", ":"))
+        self._client().send_message(
+            body, visibility_timeout=delay_seconds or None, time_to_live=NEVER_EXPIRE
+        )
+        logger.debug(
+            "enqueued op_id=%s kind=%s swarm_id=%s node_id=%s delay=%s",
+            operation.op_id,
+            operation.kind,
+            operation.swarm_id,
+            operation.node_id,
+            delay_seconds,
+        )
+
+
+def _encoded_size(text: str) -> int:
+    return len(base64.b64encode(text.encode("utf-8")))

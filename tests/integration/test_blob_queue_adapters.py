@@ -1,0 +1,426 @@
+"""The Blob content store and the Storage operation queue on Azurite: what the contract suite does
+not show. Segment rollover and reads that start at the right segment, oversize batches, a stale
+tail cache, round trips per append staying flat as a stream grows, base64 queue messages as the
+Functions host reads them, claim checks, delays, and keyless (managed identity) construction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from azure.identity import DefaultAzureCredential
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from devstack.stack import StackInfo
+from swarm_core.adapters.blob import BlobContentStore, build_blob_service
+from swarm_core.adapters.queue import (
+    StorageOperationQueue,
+    build_queue_service,
+    claim_check_name,
+    decode_operation_message,
+)
+from swarm_core.models import Operation, OperationKind
+from swarm_core.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.emulators
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: str
+    status: int
+    sent: int
+    received: int
+
+
+@dataclass
+class RequestLog:
+    """Every HTTP exchange of a Blob service client (installed as its `raw_response_hook`)."""
+
+    calls: list[Call] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, response: Any) -> None:
+        request, http = response.http_request, response.http_response
+        body = request.body
+        sent = len(body) if isinstance(body, bytes | bytearray) else 0
+        received = int(http.headers.get("Content-Length") or 0)
+        if not received:
+            try:
+                received = len(http.body())
+            except Exception:  # a streamed body not read yet: its length header was 0 anyway
+                received = 0
+        path, _, query = request.url.partition("?")
+        with self.lock:
+            self.calls.append(Call(request.method, path, query, http.status_code, sent, received))
+
+    def take(self) -> list[Call]:
+        with self.lock:
+            calls, self.calls = self.calls, []
+        return calls
+
+
+def storage_settings(stack: StackInfo, **extra: Any) -> Settings:
+    return Settings(AzureWebJobsStorage=stack.settings["AzureWebJobsStorage"], **extra)
+
+
+@pytest.fixture
+def container(emulator_stack: StackInfo) -> str:
+    name = f"swarms-{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(
+        emulator_stack.settings["AzureWebJobsStorage"]
+    ).create_container(name)
+    return name
+
+
+@pytest.fixture
+def make_store(emulator_stack: StackInfo, container: str) -> Iterator[Any]:
+    """Builds stores on one container, each with its own client, cache and request log."""
+
+    def make(**options: Any) -> tuple[BlobContentStore, RequestLog]:
+        log = RequestLog()
+        settings = storage_settings(emulator_stack, SWARM_CONTAINER=container)
+        service = build_blob_service(settings, raw_response_hook=log)
+        return BlobContentStore(settings, service_client=service, **options), log
+
+    yield make
+
+
+def batch(seq: int, size: int = 2) -> list[dict[str, Any]]:
+    return [{"seq": seq, "i": i} for i in range(size)]
+
+
+def segment_blobs(emulator_stack: StackInfo, container: str, stream: str) -> list[Any]:
+    service = BlobServiceClient.from_connection_string(
+        emulator_stack.settings["AzureWebJobsStorage"]
+    )
+    return list(
+        service.get_container_client(container).list_blobs(
+            name_starts_with=f"{stream}/", include=["metadata"]
+        )
+    )
+
+
+def downloads(calls: list[Call]) -> list[str]:
+    return [c.path.rsplit("/", 1)[-1] for c in calls if c.method == "GET" and not c.query]
+
+
+# ------------------------------------------------------------------------- segments & reads
+
+
+def test_segments_roll_over_at_the_block_limit_and_reads_start_at_the_right_one(
+    make_store, emulator_stack, container
+):
+    store, log = make_store(max_segment_blocks=3)
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+    for seq in range(1, 11):
+        assert store.append(stream, seq, batch(seq)) is True
+
+    blobs = segment_blobs(emulator_stack, container, stream)
+    assert [b.name.rsplit("/", 1)[-1] for b in blobs] == [
+        "000000.jsonl",
+        "000001.jsonl",
+        "000002.jsonl",
+        "000003.jsonl",
+    ]
+    assert [b.is_append_blob_sealed for b in blobs] == [True, True, True, False]
+    assert [(b.metadata or {}).get("prev_seq") for b in blobs] == [None, "3", "6", "9"]
+
+    assert [(r["seq"], r["i"]) for r in store.read(stream)] == [
+        (seq, i) for seq in range(1, 11) for i in (0, 1)
+    ]
+    log.take()
+    page = store.read(stream, after_seq=7)
+    assert [r["seq"] for r in page] == [8, 8, 9, 9, 10, 10]
+    # Seqs 1-6 live in segments 0 and 1: the read never downloads them.
+    assert downloads(log.take()) == ["000002.jsonl", "000003.jsonl"]
+
+    assert [r["seq"] for r in store.read(stream, after_seq=6, limit=3)] == [7, 7]
+    assert downloads(log.take()) == ["000002.jsonl"], "stops once the limit is reached"
+    assert store.read(stream, after_seq=10) == []
+
+
+def test_segments_roll_over_at_the_byte_limit(make_store, emulator_stack, container):
+    store, _ = make_store(max_segment_bytes=300)
+    stream = f"s{uuid.uuid4().hex[:8]}/chats/n1"
+    records = {seq: [{"seq": seq, "content": "x" * 100}] for seq in range(1, 9)}
+    for seq, batch_records in records.items():
+        assert store.append(stream, seq, batch_records)
+    blobs = segment_blobs(emulator_stack, container, stream)
+    assert len(blobs) >= 3
+    # A segment takes blocks until the next one would pass the limit (a lone block may pass it).
+    assert all(b.size <= 300 for b in blobs)
+    assert store.read(stream) == [r for seq in sorted(records) for r in records[seq]]
+    assert store.read(stream, after_seq=5) == records[6] + records[7] + records[8]
+
+
+def test_a_batch_bigger_than_a_block_is_appended_once_by_pointer(
+    make_store, emulator_stack, container
+):
+    store, _ = make_store(max_block_bytes=1024)
+    stream = f"s{uuid.uuid4().hex[:8]}/logs/n1"
+    big = [{"seq": 2, "text": "é" * 600, "i": i} for i in range(5)]
+    assert store.append(stream, 1, batch(1))
+    assert store.append(stream, 2, big)
+    assert store.append(stream, 3, batch(3))
+    assert store.append(stream, 2, big) is False
+    other, _ = make_store(max_block_bytes=1024)  # no cached tail
+    assert other.append(stream, 2, big) is False
+
+    assert store.read(stream) == batch(1) + big + batch(3)
+    assert store.read(stream, after_seq=1, limit=5) == big, "the pointer counts as 5 records"
+    assert store.read(stream, after_seq=1, limit=4) == big, "the first batch always comes whole"
+    # The segment holds only a short pointer line for the big batch.
+    (segment,) = segment_blobs(emulator_stack, container, stream)
+    assert segment.size < 1024
+
+
+def test_a_batch_over_4_mib_round_trips_with_default_limits(make_store):
+    store, log = make_store()
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+    huge = [{"seq": 1, "i": i, "blob": "z" * 1_000_000} for i in range(5)]
+    assert store.append(stream, 1, huge)
+    assert max(c.sent for c in log.take() if "appendblock" in c.query) < 1024
+    assert store.append(stream, 2, batch(2))
+    assert store.read(stream) == huge + batch(2)
+
+
+def test_an_empty_batch_still_marks_its_seq(make_store):
+    store, _ = make_store()
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+    assert store.append(stream, 1, [])
+    assert store.append(stream, 1, batch(1)) is False
+    assert store.append(stream, 2, batch(2))
+    assert store.read(stream) == batch(2)
+
+
+# ------------------------------------------------------------------------ caches & races
+
+
+def test_a_stale_cached_tail_still_appends_exactly_once(make_store):
+    first, first_log = make_store()
+    second, _ = make_store()
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+    assert first.append(stream, 1, batch(1))  # first's cache: last seq 1
+    assert second.append(stream, 2, batch(2))
+    assert second.append(stream, 3, batch(3))
+
+    first_log.take()
+    assert first.append(stream, 3, batch(3)) is False, "re-driven after someone else did it"
+    calls = first_log.take()
+    assert [c.status for c in calls] == [412, 206], "one refused append, one ranged read"
+    assert first.append(stream, 2, batch(2)) is False
+    assert first_log.take() == [], "the refreshed cache answers an old seq without a request"
+    assert first.append(stream, 4, batch(4)) is True
+    assert [r["seq"] for r in second.read(stream)] == [1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_a_cache_several_sealed_segments_behind_catches_up(make_store, emulator_stack, container):
+    stale, _ = make_store(max_segment_blocks=2)
+    busy, _ = make_store(max_segment_blocks=2)
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+    assert stale.append(stream, 1, batch(1))
+    for seq in range(2, 12):
+        assert busy.append(stream, seq, batch(seq))
+    assert stale.append(stream, 7, batch(7)) is False
+    assert stale.append(stream, 12, batch(12)) is True
+    assert [r["seq"] for r in busy.read(stream)] == [s for s in range(1, 13) for _ in (0, 1)]
+    assert len(segment_blobs(emulator_stack, container, stream)) == 6
+
+
+def test_racing_stores_append_each_batch_once_across_rollovers(make_store):
+    stores = [make_store(max_segment_blocks=2)[0] for _ in range(3)]
+    stream = f"s{uuid.uuid4().hex[:8]}/chats/n1"
+
+    def race(seq: int) -> list[bool]:
+        results: list[bool] = []
+        barrier = threading.Barrier(len(stores))
+
+        def append(store: BlobContentStore) -> None:
+            barrier.wait()
+            results.append(store.append(stream, seq, batch(seq, 1)))
+
+        threads = [threading.Thread(target=append, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    for seq in range(1, 8):
+        assert sorted(race(seq)) == [False, False, True], f"seq {seq}"
+    assert [r["seq"] for r in stores[0].read(stream)] == list(range(1, 8))
+
+
+def test_round_trips_per_append_stay_flat_as_the_stream_grows(make_store):
+    store, log = make_store()
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+
+    def step(seq: int) -> list[Call]:
+        log.take()
+        assert store.append(stream, seq, [{"seq": seq, "type": "node.updated", "n": "x" * 200}])
+        return log.take()
+
+    def cold_step(seq: int) -> list[Call]:
+        cold, cold_log = make_store()
+        assert cold.append(stream, seq, [{"seq": seq, "type": "node.updated", "n": "x" * 200}])
+        return cold_log.take()
+
+    for seq in range(1, 10):
+        step(seq)
+    warm_10, cold_11 = step(10), cold_step(11)
+    for seq in range(12, 1000):
+        step(seq)
+    warm_1000 = step(1000)  # the segment's 1,000th block
+    rollover = step(1001)
+    warm_1002, cold_1003 = step(1002), cold_step(1003)
+
+    assert len(warm_10) == len(warm_1000) == len(warm_1002) == 1  # the conditional append only
+    assert len(cold_11) == len(cold_1003) == 3  # list the segments, read the tail, append
+    # Once per 1,000 blocks: seal, read the sealed tail, create the next segment, append.
+    assert [(c.method, c.query.split("&")[0]) for c in rollover] == [
+        ("PUT", "comp=seal"),
+        ("GET", ""),
+        ("PUT", ""),
+        ("PUT", "comp=appendblock"),
+    ]
+    sent = [sum(c.sent for c in calls) for calls in (warm_10, warm_1000, cold_11, cold_1003)]
+    received = [sum(c.received for c in calls) for calls in (cold_11, cold_1003)]
+    assert abs(sent[0] - sent[1]) <= 4 and abs(sent[2] - sent[3]) <= 4, sent
+    assert received[1] <= received[0] + 1024, received  # one more segment in the listing
+
+
+# ----------------------------------------------------------------------------------- queue
+
+
+def an_operation(payload: dict[str, Any] | None = None) -> Operation:
+    return Operation(
+        op_id=uuid.uuid4().hex,
+        kind=OperationKind.ACTION,
+        swarm_id=f"s{uuid.uuid4().hex[:8]}",
+        node_id="n1",
+        payload=payload or {"function": "plan", "args": {"goal": "Lisboa ☀️"}},
+    )
+
+
+@pytest.fixture
+def queue_setup(emulator_stack: StackInfo, make_store) -> tuple[StorageOperationQueue, Any]:
+    store, _ = make_store()
+    settings = storage_settings(emulator_stack, SWARM_QUEUE=f"ops-{uuid.uuid4().hex[:12]}")
+    queue = StorageOperationQueue(settings, store)
+    queue.ensure_queues()
+    raw = QueueClient.from_connection_string(
+        emulator_stack.settings["AzureWebJobsStorage"],
+        settings.swarm_queue,
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+    return queue, raw
+
+
+def test_messages_are_base64_operation_json_as_the_host_reads_them(queue_setup, emulator_stack):
+    queue, raw = queue_setup
+    op = an_operation()
+    queue.enqueue(op)
+    message = raw.receive_message()
+    assert message is not None and message.dequeue_count == 1
+    assert Operation.model_validate_json(message.content) == op
+    assert decode_operation_message(message.content, queue._content) == op.model_dump_json()
+    assert decode_operation_message(message.content.encode(), queue._content) == message.content
+
+    undecoded = QueueClient.from_connection_string(
+        emulator_stack.settings["AzureWebJobsStorage"], queue.queue_name
+    )
+    queue.enqueue(op)
+    on_the_wire = undecoded.receive_message()
+    assert on_the_wire is not None
+    assert base64.b64decode(on_the_wire.content).decode() == op.model_dump_json()
+
+    poison = QueueClient.from_connection_string(
+        emulator_stack.settings["AzureWebJobsStorage"], f"{queue.queue_name}-poison"
+    )
+    assert poison.get_queue_properties().name == f"{queue.queue_name}-poison"
+    queue.ensure_queues()  # twice: no error
+
+
+def test_an_operation_over_64_kib_goes_by_claim_check(queue_setup):
+    queue, raw = queue_setup
+    op = an_operation({"function": "report", "args": {"text": "☀" * 40_000}})
+    queue.enqueue(op)
+    message = raw.receive_message()
+    assert message is not None
+    assert len(message.content) < 300
+    pointer = json.loads(message.content)
+    assert pointer == {
+        "claim_check": claim_check_name(op.swarm_id, op.op_id),
+        "op_id": op.op_id,
+        "swarm_id": op.swarm_id,
+    }
+    assert (
+        Operation.model_validate_json(decode_operation_message(message.content, queue._content))
+        == op
+    )
+
+    forged = json.dumps({**pointer, "claim_check": "other-swarm/claims/x.json"})
+    with pytest.raises(ValueError):
+        decode_operation_message(forged, queue._content)
+    missing = json.dumps(
+        {**pointer, "op_id": "nope", "claim_check": f"{op.swarm_id}/claims/nope.json"}
+    )
+    with pytest.raises(KeyError):
+        decode_operation_message(missing, queue._content)
+
+
+def test_a_delayed_operation_stays_invisible_until_its_delay_passes(queue_setup):
+    queue, raw = queue_setup
+    op = an_operation()
+    queue.enqueue(op, delay_seconds=2)
+    assert raw.receive_message() is None
+    deadline = time.monotonic() + 10
+    message = None
+    while message is None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        message = raw.receive_message()
+    assert message is not None and Operation.model_validate_json(message.content) == op
+    with pytest.raises(ValueError):
+        queue.enqueue(op, delay_seconds=8 * 24 * 3600)
+
+
+# ------------------------------------------------------------------------ managed identity
+
+
+def test_clients_use_the_managed_identity_when_no_connection_string_is_set():
+    settings = Settings(
+        AzureWebJobsStorage=None,
+        AzureWebJobsStorage__blobServiceUri="https://acct.blob.core.windows.net",
+        AzureWebJobsStorage__queueServiceUri="https://acct.queue.core.windows.net",
+        AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000001",
+    )
+    assert settings.uses_managed_identity
+    blob = build_blob_service(settings)
+    assert blob.url.startswith("https://acct.blob.core.windows.net")
+    assert isinstance(blob.credential, DefaultAzureCredential)
+    queue = build_queue_service(settings)
+    assert queue.url.startswith("https://acct.queue.core.windows.net")
+    assert isinstance(queue.credential, DefaultAzureCredential)
+    # Building the adapters touches nothing either: clients come on first use.
+    BlobContentStore(settings)
+    StorageOperationQueue(settings, BlobContentStore(settings))
+
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage__blobServiceUri"):
+        build_blob_service(Settings(AzureWebJobsStorage=None))
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage__queueServiceUri"):
+        build_queue_service(Settings(AzureWebJobsStorage=None))
