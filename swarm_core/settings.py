@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         """Fail with the names of the missing settings (clients call this before connecting)."""
         missing = [n for n in names if not getattr(self, n)]
         if missing:
-            aliases = [self.model_fields[n].alias or n for n in missing]
+            aliases = [type(self).model_fields[n].alias or n for n in missing]
             raise SettingsError(f"missing settings: {', '.join(aliases)}")
 
 
