@@ -1,0 +1,78 @@
+// Cosmos DB for NoSQL, serverless (pay per request: a swarm backend idles most of the time), with
+// the database and the three containers of DESIGN.md §5. Keys are disabled: the app reaches it
+// with its managed identity and the Cosmos DB Built-in Data Contributor role (rbac.bicep).
+// The containers are created here because data-plane RBAC cannot create them: the app's
+// `ensure_containers` is for the local emulator only.
+
+param name string
+param location string
+param tags object = {}
+param databaseName string
+
+// Partition keys as the adapters expect them (swarm_core/adapters/cosmos.py PARTITION_KEYS):
+// one user per `users` partition, a user's swarm summaries together, and everything of one
+// swarm (runtime document, nodes, commit records) in one `nodes` partition.
+var containers = [
+  { name: 'users', partitionKeyPath: '/username' }
+  { name: 'swarms', partitionKeyPath: '/user_id' }
+  { name: 'nodes', partitionKeyPath: '/swarm_id' }
+]
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'GlobalDocumentDB'
+  properties: {
+    databaseAccountOfferType: 'Standard'
+    capabilities: [
+      { name: 'EnableServerless' }
+    ]
+    consistencyPolicy: {
+      defaultConsistencyLevel: 'Session' // read-your-writes for one client, what the engine assumes
+    }
+    locations: [
+      {
+        locationName: location
+        failoverPriority: 0
+        isZoneRedundant: false
+      }
+    ]
+    disableLocalAuth: true // no account keys: Entra ID tokens only
+    disableKeyBasedMetadataWriteAccess: true
+    publicNetworkAccess: 'Enabled'
+    minimalTlsVersion: 'Tls12'
+  }
+}
+
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: account
+  name: databaseName
+  properties: {
+    resource: {
+      id: databaseName
+    }
+  }
+}
+
+resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [
+  for container in containers: {
+    parent: database
+    name: container.name
+    properties: {
+      resource: {
+        id: container.name
+        partitionKey: {
+          paths: [
+            container.partitionKeyPath
+          ]
+          kind: 'Hash'
+          version: 2
+        }
+      }
+    }
+  }
+]
+
+output accountName string = account.name
+output endpoint string = account.properties.documentEndpoint
