@@ -30,6 +30,8 @@ from swarm_core.models import (
 
 log = logging.getLogger(__name__)
 
+CONVERSATION_WINDOW = 6  # messages of a conversation kept in the node's context
+
 __all__ = ["StepFailure", "StepView", "advance_one_step", "nodes_to_read"]
 
 
@@ -127,11 +129,18 @@ def _ask_user(ctx: StepContext) -> None:
     message = str(ctx.op.payload["message"])
     node.continuation = Continuation.model_validate(ctx.op.payload["continuation"])
     node.lifecycle = Lifecycle.WAITING_FOR_USER
-    node.context["conversation"] = [
-        *node.context.get("conversation", []),
-        {"role": "agent", "content": message},
-    ]
+    _remember(node, "agent", message)
     ctx.chat(node, ChatRole.AGENT, message)
+
+
+def _remember(node: Node, role: str, content: str) -> None:
+    """Keep the latest messages of the node's conversation in its context, for the prompts.
+
+    A window, not the whole chat: the node document is rewritten every step, so a growing
+    conversation here would make every step of a long chat costlier. The full chat is in the
+    append-only chat stream."""
+    recent = [*node.context.get("conversation", []), {"role": role, "content": content}]
+    node.context["conversation"] = recent[-CONVERSATION_WINDOW:]
 
 
 def _user_reply(ctx: StepContext) -> None:
@@ -143,10 +152,7 @@ def _user_reply(ctx: StepContext) -> None:
     continuation = node.continuation
     node.continuation = None
     node.lifecycle = Lifecycle.RUNNING
-    node.context["conversation"] = [
-        *node.context.get("conversation", []),
-        {"role": "user", "content": content},
-    ]
+    _remember(node, "user", content)
     ctx.chat(node, ChatRole.USER, content, message_id=str(ctx.op.payload["message_id"]))
     if ctx.swarm.status == SwarmStatus.WAITING_FOR_USER:
         ctx.set_swarm_status(SwarmStatus.RUNNING)

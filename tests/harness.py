@@ -159,9 +159,13 @@ def run_scenario(
     config: SwarmConfig | None = None,
     deliver_twice: bool = False,
     max_deliveries: int = 20_000,
+    make_rig: Callable[[CrashPlan], Rig] = Rig,
 ) -> ScenarioRun:
-    """Create, spawn and drive the scenario swarm to its end, redelivering after crashes."""
-    rig = Rig(plan or CrashPlan())
+    """Create, spawn and drive the scenario swarm to its end, redelivering after crashes.
+
+    `make_rig` gives the adapters (in memory by default; the emulator-backed ones in
+    `tests/faults/test_crash_recovery_azure.py`)."""
+    rig = make_rig(plan or CrashPlan())
     swarm = rig.services.create_swarm(USER, GOAL, config or scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
     crashes = deliveries = 0

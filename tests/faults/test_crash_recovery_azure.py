@@ -1,0 +1,61 @@
+"""The fault-injection scenario on the real adapters (Cosmos DB server, Azurite): the crash-free
+run equals the in-memory one, and crashes at a sample of positions change nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from swarm_core.adapters.blob import BlobContentStore
+from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore
+from swarm_core.settings import Settings
+from tests.harness import CrashPlan, Rig, assert_completed, final_state, history_seqs, run_scenario
+
+pytestmark = pytest.mark.emulators
+
+SAMPLES = 16
+
+
+@pytest.fixture(scope="module")
+def azure_rig_factory(emulator_stack):
+    def make(plan: CrashPlan) -> Rig:
+        # One database and container per run: runs reuse the same swarm id, so they must not
+        # share storage (and then their states compare directly, ids included).
+        name = f"faults{uuid.uuid4().hex[:10]}"
+        settings = Settings(**emulator_stack.settings, COSMOS_DATABASE=name, SWARM_CONTAINER=name)
+        clients = CosmosClients(settings)
+        clients.ensure_containers()
+        content = BlobContentStore(settings)
+        content.ensure_container()
+        return Rig(plan, store=CosmosSwarmStore(clients), content=content)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def memory_clean():
+    run = run_scenario()
+    assert_completed(run)
+    return run
+
+
+def test_the_scenario_on_emulators_equals_the_in_memory_run(azure_rig_factory, memory_clean):
+    run = run_scenario(make_rig=azure_rig_factory)
+    assert_completed(run)
+    assert final_state(run) == final_state(memory_clean)
+    assert history_seqs(run) == history_seqs(memory_clean)
+
+
+def test_crashes_at_sampled_positions_on_emulators(azure_rig_factory, memory_clean):
+    expected = final_state(memory_clean)
+    total = memory_clean.rig.plan.calls
+    positions = sorted({(i * 2 * total) // SAMPLES + (i % 2) for i in range(SAMPLES)})
+    failures = []
+    for position in positions:
+        plan = CrashPlan(position)
+        run = run_scenario(plan, make_rig=azure_rig_factory)
+        if plan.fired is None or final_state(run) != expected or run.rig.llm.calls_after_commit:
+            failures.append((position, plan.fired))
+    print(f"\nemulator crash positions covered: {len(positions)} of {2 * total}")
+    assert not failures, failures
