@@ -29,7 +29,11 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
       { name: 'EnableServerless' }
     ]
     consistencyPolicy: {
-      defaultConsistencyLevel: 'Session' // read-your-writes for one client, what the engine assumes
+      // Strong, not Session: workers in different processes read nodes that other workers wrote.
+      // The commit point (an If-Match write on the swarm document) catches a stale swarm read,
+      // but not a stale node read, whose update would then be skipped. One region, so no cost
+      // beyond reads at twice the RU.
+      defaultConsistencyLevel: 'Strong'
     }
     locations: [
       {

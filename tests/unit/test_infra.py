@@ -428,6 +428,7 @@ def test_cosmos_is_serverless_keyless_with_the_adapters_containers():
     )
     assert "{ name: 'EnableServerless' }" in account
     assert "disableLocalAuth: true" in account
+    assert "defaultConsistencyLevel: 'Strong'" in account, "workers read each other's node writes"
     containers = dict(re.findall(r"\{ name: '(\w+)', partitionKeyPath: '([^']+)' \}", db))
     assert containers == {"users": "/username", "swarms": "/user_id", "nodes": "/swarm_id"}
     assert containers == cosmos_adapter.PARTITION_KEYS
