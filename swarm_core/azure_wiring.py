@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from swarm_core.adapters.blob import BlobContentStore
 from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore, CosmosUserStore
+from swarm_core.adapters.identity import app_credential
 from swarm_core.adapters.openai_llm import build_language_model
 from swarm_core.adapters.queue import StorageOperationQueue, decode_operation_message
 from swarm_core.adapters.webpubsub import WebPubSubEventPublisher
@@ -23,12 +24,10 @@ def build_publisher(settings: Settings) -> WebPubSubEventPublisher:
             hub=settings.webpubsub_hub, connection_string=settings.webpubsub_connection_string
         )
     settings.require("webpubsub_endpoint")
-    from azure.identity import DefaultAzureCredential
-
     return WebPubSubEventPublisher(
         hub=settings.webpubsub_hub,
         endpoint=settings.webpubsub_endpoint,
-        credential=DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id),
+        credential=app_credential(settings),
     )
 
 

@@ -36,6 +36,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
+from swarm_core.adapters.identity import app_credential
 from swarm_core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -93,10 +94,7 @@ def build_blob_service(settings: Settings, **options: Any) -> BlobServiceClient:
         )
     settings.require("storage_blob_uri")
     account_url = str(settings.storage_blob_uri)
-    # Imported here: only Azure deployments need it, and it is slow to import.
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+    credential = app_credential(settings)
     return BlobServiceClient(account_url=account_url, credential=credential, **options)
 
 

@@ -26,6 +26,7 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 
+from swarm_core.adapters.identity import app_credential
 from swarm_core.models import CommitRecord, Document, Node, Swarm, SwarmSummary, User
 from swarm_core.ports import ConflictError, Versioned
 from swarm_core.settings import Settings
@@ -128,10 +129,7 @@ def cosmos_credential(settings: Settings) -> str | TokenCredential:
     the user-assigned identity instead of trying every identity on the host."""
     if settings.cosmos_key:
         return settings.cosmos_key
-    # Imported here: azure.identity is slow to import and the local stack never needs it.
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+    return app_credential(settings)
 
 
 class CosmosClients:

@@ -26,6 +26,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
+from swarm_core.adapters.identity import app_credential
 from swarm_core.models import Operation
 from swarm_core.ports import ContentStore
 from swarm_core.settings import Settings
@@ -58,10 +59,7 @@ def build_queue_service(settings: Settings, **options: Any) -> QueueServiceClien
         )
     settings.require("storage_queue_uri")
     account_url = str(settings.storage_queue_uri)
-    # Imported here: only Azure deployments need it, and it is slow to import.
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+    credential = app_credential(settings)
     return QueueServiceClient(account_url=account_url, credential=credential, **options)
 
 
