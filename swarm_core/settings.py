@@ -10,9 +10,9 @@ so the host's queue trigger and the app read the same account.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret-change-me", "secret"})
@@ -95,5 +95,12 @@ class Settings(BaseSettings):
             raise SettingsError(f"missing settings: {', '.join(aliases)}")
 
 
-def load_settings() -> Settings:
-    return Settings()
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and `overrides`); a readable SettingsError if invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
