@@ -36,7 +36,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
-from swarm_core.adapters.identity import app_credential
+from swarm_core.adapters.identity import storage_service
 from swarm_core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -88,14 +88,10 @@ class _Segment:
 
 def build_blob_service(settings: Settings, **options: Any) -> BlobServiceClient:
     """A Blob service client: by connection string locally, by managed identity in Azure."""
-    if settings.storage_connection_string:
-        return BlobServiceClient.from_connection_string(
-            settings.storage_connection_string, **options
-        )
-    settings.require("storage_blob_uri")
-    account_url = str(settings.storage_blob_uri)
-    credential = app_credential(settings)
-    return BlobServiceClient(account_url=account_url, credential=credential, **options)
+    client: BlobServiceClient = storage_service(
+        BlobServiceClient, settings, "storage_blob_uri", **options
+    )
+    return client
 
 
 def _encode_line(payload: Mapping[str, Any], seq: int) -> bytes:

@@ -5,7 +5,7 @@ cache). Imported lazily: the local stack uses connection strings and never needs
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarm_core.settings import Settings
 
@@ -25,3 +25,13 @@ def app_credential(settings: Settings) -> TokenCredential:
             credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
             _credentials[settings.azure_client_id] = credential
         return credential
+
+
+def storage_service(client_class: Any, settings: Settings, uri_setting: str, **options: Any) -> Any:
+    """A Storage service client (Blob or Queue): by connection string locally, by the account's
+    service URI and the app's managed identity in Azure."""
+    if settings.storage_connection_string:
+        return client_class.from_connection_string(settings.storage_connection_string, **options)
+    settings.require(uri_setting)
+    account_url = str(getattr(settings, uri_setting))
+    return client_class(account_url=account_url, credential=app_credential(settings), **options)

@@ -26,7 +26,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from swarm_core.adapters.identity import app_credential
+from swarm_core.adapters.identity import storage_service
 from swarm_core.models import Operation
 from swarm_core.ports import ContentStore
 from swarm_core.settings import Settings
@@ -53,14 +53,10 @@ def claim_check_name(swarm_id: str, op_id: str) -> str:
 
 def build_queue_service(settings: Settings, **options: Any) -> QueueServiceClient:
     """A Queue service client: by connection string locally, by managed identity in Azure."""
-    if settings.storage_connection_string:
-        return QueueServiceClient.from_connection_string(
-            settings.storage_connection_string, **options
-        )
-    settings.require("storage_queue_uri")
-    account_url = str(settings.storage_queue_uri)
-    credential = app_credential(settings)
-    return QueueServiceClient(account_url=account_url, credential=credential, **options)
+    client: QueueServiceClient = storage_service(
+        QueueServiceClient, settings, "storage_queue_uri", **options
+    )
+    return client
 
 
 def base64_queue_client(service: QueueServiceClient, queue_name: str) -> QueueClient:
