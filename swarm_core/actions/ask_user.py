@@ -11,7 +11,6 @@ from typing import Any
 
 from swarm_core.actions.context import StepContext
 from swarm_core.actions.execute import node_facts
-from swarm_core.actions.prompts import build_messages
 from swarm_core.actions.schemas import AskResponse, JudgeResponse
 from swarm_core.models import ChatRole, Lifecycle
 
@@ -23,7 +22,7 @@ def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
     facts = node_facts(ctx, node)
-    ctx.call_llm("ask", build_messages("ask", ctx.settings_for(node), facts), "on_question", facts)
+    ctx.call_llm("ask", "on_question", facts)
 
 
 def on_question(ctx: StepContext, args: dict[str, Any]) -> None:
@@ -39,8 +38,7 @@ def on_answer(ctx: StepContext, args: dict[str, Any]) -> None:
         "follow_ups": node.execution_memory.get("follow_ups", 0),
         "max_follow_ups": ctx.limits.max_follow_ups,
     }
-    messages = build_messages("judge", ctx.settings_for(node), facts)
-    ctx.call_llm("judge", messages, "on_judgement", facts)
+    ctx.call_llm("judge", "on_judgement", facts)
 
 
 def on_judgement(ctx: StepContext, args: dict[str, Any]) -> None:

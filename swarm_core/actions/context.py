@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from swarm_core.llm import LLMMessage, LLMRequest, LLMResult
+from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import (
     ActionType,
     ChatMessage,
@@ -118,18 +118,23 @@ class StepContext:
     def call_llm(
         self,
         task: str,
-        messages: list[LLMMessage],
         next_function: str,
         facts: dict[str, Any],
         args: dict[str, Any] | None = None,
     ) -> None:
-        """Ask for one LLM call (an `llm` operation); `next_function` gets the completion."""
+        """Ask for one LLM call (an `llm` operation); `next_function` gets the completion.
+
+        The prompt is written from `facts` (what a real model reads); the facts travel too (what
+        the offline LLM reads)."""
+        from swarm_core.actions.prompts import build_messages
+
         node = self.require_node()
         op_id = self.op.child_op_id(len(self._operations))
+        settings = self.settings_for(node)
         request = LLMRequest(
             task=task,
-            messages=messages,
-            settings=self.settings_for(node),
+            messages=build_messages(task, settings, facts),
+            settings=settings,
             seed=self.swarm.config.seed,
             facts=facts,
             swarm_id=self.swarm.swarm_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from swarm_core.actions.context import StepContext
-from swarm_core.actions.prompts import build_messages
 from swarm_core.actions.schemas import ExecuteResponse
 from swarm_core.models import Lifecycle, Node
 
@@ -27,8 +26,7 @@ def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
     facts = node_facts(ctx, node)
-    messages = build_messages("execute", ctx.settings_for(node), facts)
-    ctx.call_llm("execute", messages, "on_result", facts)
+    ctx.call_llm("execute", "on_result", facts)
 
 
 def on_result(ctx: StepContext, args: dict[str, Any]) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 from swarm_core.actions.context import ChildSpec, StepContext
 from swarm_core.actions.execute import node_facts
-from swarm_core.actions.prompts import build_messages
 from swarm_core.actions.schemas import PlanResponse, ReviewResponse, Subtask
 from swarm_core.models import ActionType, Lifecycle, Node
 
@@ -41,7 +40,7 @@ def start(ctx: StepContext, args: dict[str, Any]) -> None:
 
 def _request_plan(ctx: StepContext, node: Node) -> None:
     facts = _plan_facts(ctx, node)
-    ctx.call_llm("plan", build_messages("plan", ctx.settings_for(node), facts), "on_plan", facts)
+    ctx.call_llm("plan", "on_plan", facts)
 
 
 def _spawn(ctx: StepContext, node: Node, subtasks: list[Subtask]) -> list[str]:
@@ -90,8 +89,7 @@ def on_children_done(ctx: StepContext, args: dict[str, Any]) -> None:
         "revisions": node.execution_memory.get("revisions", 0),
         "max_revisions": ctx.limits.max_revisions,
     }
-    messages = build_messages("review", ctx.settings_for(node), facts)
-    ctx.call_llm("review", messages, "on_review", facts)
+    ctx.call_llm("review", "on_review", facts)
 
 
 def on_review(ctx: StepContext, args: dict[str, Any]) -> None:
