@@ -1,7 +1,7 @@
 """The Azure Functions app: creates the app object and registers the blueprints.
 
 Importing this module is cheap and never fails for a missing setting: the runtime (clients,
-stores) is built lazily by the first invocation (`swarm_core.runtime.get_runtime`).
+stores) is built lazily by the first invocation (`swarm_core.runtime.get_app`).
 """
 
 import azure.functions as func

@@ -18,16 +18,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swarm_core.adapters.memory import (
-    MemoryContentStore,
-    MemoryEventPublisher,
-    MemoryOperationQueue,
-    MemorySwarmStore,
-)
-from swarm_core.bootstrap import build
+from swarm_core.adapters.memory import QueueMessage
+from swarm_core.bootstrap import Adapters, MemoryAdapters, build_app, build_in_memory
 from swarm_core.demo import AutoAnswerer
-from swarm_core.models import Lifecycle, SwarmConfig, SwarmStatus
-from swarm_core.offline_llm import OfflineScriptedLLM
+from swarm_core.in_process import reply_through_services, run_until_settled
+from swarm_core.models import SwarmConfig, SwarmStatus
 
 GOAL = "Plan a 3-day trip to Lisbon"
 SHAPES = {
@@ -60,40 +55,37 @@ class Counting:
 
 
 def run(config: SwarmConfig) -> tuple[int, float, Counter[str], int]:
+    """One swarm to its end. The worker's app sees counting ports; the user's side (an app of
+    its own, as the HTTP functions would be) sees them directly, so only steps are counted."""
     counts: Counter[str] = Counter()
-    store, content = MemorySwarmStore(), MemoryContentStore()
-    queue = MemoryOperationQueue()
-    app = build(
-        Counting(store, "store", counts),
-        Counting(content, "content", counts),
-        Counting(queue, "queue", counts),
-        Counting(MemoryEventPublisher(), "publish", counts),
-        OfflineScriptedLLM(),
+    raw = MemoryAdapters()
+    counting = Adapters(
+        store=Counting(raw.store, "store", counts),
+        content=Counting(raw.content, "content", counts),
+        queue=Counting(raw.queue, "queue", counts),
+        publisher=Counting(raw.publisher, "publish", counts),
+        users=raw.users,
+        llm=raw.llm,
+        client_access=raw.client_access,
     )
-    answer = AutoAnswerer()
-    swarm = app.services.create_swarm("bench", GOAL, config)
-    app.services.spawn("bench", swarm.swarm_id)
+    http_app = build_in_memory(adapters=raw)
+    worker = build_app(http_app.settings, counting).worker
+    answerer = AutoAnswerer()
+    swarm = http_app.services.create_swarm("bench", GOAL, config)
+    http_app.services.spawn("bench", swarm.swarm_id)
     counts.clear()  # count only the worker's steps
-    messages = 0
+
+    def deliver(message: QueueMessage) -> None:
+        worker.process(message.body)
+        raw.queue.ack(message)
+
+    answer = reply_through_services(
+        http_app, "bench", swarm.swarm_id, lambda node, chat: answerer(node.name, "")
+    )
     started = time.perf_counter()
-    while True:
-        message = queue.receive()
-        if message is not None:
-            app.worker.process(message.body)
-            queue.ack(message)
-            messages += 1
-            continue
-        waiting = [
-            n for n in store.list_nodes(swarm.swarm_id) if n.lifecycle == Lifecycle.WAITING_FOR_USER
-        ]
-        if not waiting:
-            break
-        for node in waiting:
-            app.services.post_user_message(
-                "bench", swarm.swarm_id, node.node_id, answer(node.name, ""), None, queue.enqueue
-            )
+    messages = run_until_settled(http_app, swarm.swarm_id, answer, deliver=deliver)
     elapsed = time.perf_counter() - started
-    final = store.get_swarm(swarm.swarm_id)
+    final = raw.store.get_swarm(swarm.swarm_id)
     assert final is not None and final.value.status == SwarmStatus.COMPLETED
     return final.value.seq, elapsed, counts, messages
 

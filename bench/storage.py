@@ -29,16 +29,16 @@ from azure.core.pipeline.transport import RequestsTransport
 from devstack.stack import start_stack
 from swarm_core.adapters.blob import BlobContentStore, build_blob_service
 from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore
-from swarm_core.adapters.memory import MemoryEventPublisher
+from swarm_core.adapters.memory import MemoryClientAccess, MemoryEventPublisher, MemoryUserStore
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.adapters.queue import (
     StorageOperationQueue,
     base64_queue_client,
     build_queue_service,
     decode_operation_message,
 )
-from swarm_core.bootstrap import build
+from swarm_core.bootstrap import Adapters, build_app
 from swarm_core.models import Lifecycle, SwarmConfig
-from swarm_core.offline_llm import OfflineScriptedLLM
 from swarm_core.settings import Settings
 
 
@@ -93,9 +93,16 @@ def run(stack_settings: dict[str, str], late: int, window: int) -> None:
     config = SwarmConfig(
         offline_breadth=2, offline_depth=1, limits={"max_follow_ups": 1000, "max_steps": 5000}
     )
-    app = build(
-        CosmosSwarmStore(cosmos), content, queue, MemoryEventPublisher(), OfflineScriptedLLM()
+    adapters = Adapters(
+        store=CosmosSwarmStore(cosmos),
+        content=content,
+        queue=queue,
+        publisher=MemoryEventPublisher(),
+        users=MemoryUserStore(),
+        llm=OfflineScriptedLLM(),
+        client_access=MemoryClientAccess(),
     )
+    app = build_app(settings, adapters)
     swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)
     app.services.spawn("bench", swarm.swarm_id)
     per_step: dict[int, tuple[int, int]] = {}
@@ -106,21 +113,19 @@ def run(stack_settings: dict[str, str], late: int, window: int) -> None:
         if not messages:
             waiting = [
                 n
-                for n in app.store.list_nodes(swarm.swarm_id)
+                for n in adapters.store.list_nodes(swarm.swarm_id)
                 if n.lifecycle == Lifecycle.WAITING_FOR_USER
             ]
             if not waiting:
                 raise SystemExit(f"the conversation ended early at step {seq}")
             for node in waiting:  # too short on purpose: the node follows up again
-                app.services.post_user_message(
-                    "bench", swarm.swarm_id, node.node_id, "ok", None, app.queue.enqueue
-                )
+                app.services.post_user_message("bench", swarm.swarm_id, node.node_id, "ok", None)
             continue
         for message in messages:
             before = {k: list(v) for k, v in totals.items()}
             app.worker.process(decode_operation_message(message.content, content))
             receiver.delete_message(message)
-            got = app.store.get_swarm(swarm.swarm_id)
+            got = adapters.store.get_swarm(swarm.swarm_id)
             assert got is not None
             seq = got.value.seq
             requests = sum(v[0] - before.get(k, [0, 0])[0] for k, v in totals.items()) - 1

@@ -161,6 +161,13 @@ class AuthService:
         token = jwt.encode(claims, self.secret, algorithm="HS256")
         return IssuedToken(token, self.token_minutes * 60, user)
 
+    def profile(self, user_id: str, username: str) -> User:
+        """The user a verified token names; AuthError when that user no longer exists."""
+        user = self.users.get_user(username)
+        if user is None or user.user_id != user_id:
+            raise AuthError("the user no longer exists")
+        return user
+
     def verify(self, token: str) -> tuple[str, str]:
         """The (user_id, username) of a valid token; AuthError otherwise."""
         try:

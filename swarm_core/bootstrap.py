@@ -1,74 +1,216 @@
-"""The one place where ports are wired to adapters.
+"""The one place that builds the app: adapters chosen from `Settings`, wired to one committer,
+the worker, the services and auth.
 
-`build_in_memory()` wires the in-memory adapters and the offline LLM (demo, unit tests,
-benchmarks); tests pass their own adapters to inject faults. The Azure wiring comes with the
-function app.
+- `build_azure(settings)`: Cosmos DB, Blob storage, the Storage queue, Web PubSub and the
+  configured LLM (locally: the emulators; in Azure: the managed identity). What the function
+  app's runtime uses.
+- `build_in_memory(...)`: the in-memory adapters and the offline LLM (demo, unit tests,
+  benchmarks).
+- `build_app(settings, adapters)`: the wiring itself, for tests that inject their own adapters
+  (fault injection, racing stores).
+
+Clients connect on first use, never here.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from swarm_core.adapters.blob import BlobContentStore
+from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore, CosmosUserStore
+from swarm_core.adapters.identity import app_credential
 from swarm_core.adapters.memory import (
+    MemoryClientAccess,
     MemoryContentStore,
     MemoryEventPublisher,
     MemoryOperationQueue,
     MemorySwarmStore,
+    MemoryUserStore,
 )
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
+from swarm_core.adapters.openai_llm import build_language_model
+from swarm_core.adapters.queue import StorageOperationQueue
+from swarm_core.adapters.webpubsub import WebPubSubEventPublisher
+from swarm_core.auth import AuthService
+from swarm_core.commits import SwarmCommitter
 from swarm_core.llm import LanguageModel
 from swarm_core.models import utcnow
-from swarm_core.offline_llm import OfflineScriptedLLM
-from swarm_core.ports import ContentStore, EventPublisher, OperationQueue, SwarmStore
+from swarm_core.ports import (
+    ClientAccess,
+    ContentStore,
+    EventPublisher,
+    OperationQueue,
+    SwarmStore,
+    UserStore,
+)
 from swarm_core.services import SwarmServices
-from swarm_core.worker import SwarmCommitter, SwarmWorker
+from swarm_core.settings import Settings
+from swarm_core.worker import SwarmWorker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class SwarmApp:
+class Adapters:
+    """One implementation of every port."""
+
     store: SwarmStore
     content: ContentStore
     queue: OperationQueue
     publisher: EventPublisher
+    users: UserStore
     llm: LanguageModel
+    client_access: ClientAccess
+
+
+@dataclass
+class SwarmApp:
+    """Everything one process runs with. The worker and the services share `committer`."""
+
+    settings: Settings
+    adapters: Adapters
+    committer: SwarmCommitter
     worker: SwarmWorker
     services: SwarmServices
+    auth: AuthService
 
 
-def build(
-    store: SwarmStore,
-    content: ContentStore,
-    queue: OperationQueue,
-    publisher: EventPublisher,
-    llm: LanguageModel,
+def build_app(
+    settings: Settings,
+    adapters: Adapters,
+    *,
     clock: Callable[[], datetime] = utcnow,
+    new_id: Callable[[], str] | None = None,
 ) -> SwarmApp:
-    worker = SwarmWorker(store, content, queue, publisher, llm, clock=clock)
-    committer = SwarmCommitter(store, content, queue, publisher)
-    services = SwarmServices(store, content, committer, clock=clock)
-    return SwarmApp(store, content, queue, publisher, llm, worker, services)
+    committer = SwarmCommitter(adapters.store, adapters.content, adapters.queue, adapters.publisher)
+    services = SwarmServices(
+        adapters.store,
+        adapters.content,
+        committer,
+        adapters.queue,
+        adapters.client_access,
+        clock=clock,
+        stuck_after=timedelta(minutes=settings.stuck_after_minutes),
+        idle_after=timedelta(minutes=settings.idle_after_minutes),
+    )
+    if new_id is not None:
+        services.new_id = new_id
+    return SwarmApp(
+        settings=settings,
+        adapters=adapters,
+        committer=committer,
+        worker=SwarmWorker(adapters.store, committer, adapters.llm, clock=clock),
+        services=services,
+        auth=AuthService(
+            adapters.users,
+            _auth_secret(settings),
+            token_minutes=settings.auth_token_minutes,
+            bcrypt_rounds=settings.bcrypt_rounds,
+        ),
+    )
+
+
+def _auth_secret(settings: Settings) -> str:
+    if settings.auth_secret:
+        return settings.auth_secret
+    # Development without a secret (production refuses it in Settings): a random one per
+    # process, so tokens end with the process.
+    log.warning("AUTH_SECRET is not set: using a random per-process secret (development only)")
+    return secrets.token_urlsafe(48)
+
+
+# --- in memory ----------------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryAdapters(Adapters):
+    store: MemorySwarmStore = field(default_factory=MemorySwarmStore)
+    content: MemoryContentStore = field(default_factory=MemoryContentStore)
+    queue: MemoryOperationQueue = field(default_factory=MemoryOperationQueue)
+    publisher: MemoryEventPublisher = field(default_factory=MemoryEventPublisher)
+    users: MemoryUserStore = field(default_factory=MemoryUserStore)
+    llm: LanguageModel = field(default_factory=OfflineScriptedLLM)
+    client_access: ClientAccess = field(default_factory=MemoryClientAccess)
 
 
 @dataclass
 class InMemorySwarmApp(SwarmApp):
-    queue: MemoryOperationQueue
-    publisher: MemoryEventPublisher
+    """The in-memory app; its adapters are typed so tests and the demo can drive the queue."""
+
+    adapters: MemoryAdapters
 
 
 def build_in_memory(
-    llm: LanguageModel | None = None, clock: Callable[[], datetime] = utcnow
+    llm: LanguageModel | None = None,
+    *,
+    adapters: MemoryAdapters | None = None,
+    settings: Settings | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    new_id: Callable[[], str] | None = None,
 ) -> InMemorySwarmApp:
-    queue = MemoryOperationQueue()
-    publisher = MemoryEventPublisher()
-    app = build(
-        MemorySwarmStore(),
-        MemoryContentStore(),
-        queue,
-        publisher,
-        llm or OfflineScriptedLLM(),
-        clock,
+    if adapters is None:
+        adapters = MemoryAdapters(llm=llm) if llm is not None else MemoryAdapters()
+    app = build_app(
+        settings or Settings(BCRYPT_ROUNDS=4, AUTH_SECRET=secrets.token_urlsafe(32)),
+        adapters,
+        clock=clock,
+        new_id=new_id,
     )
     return InMemorySwarmApp(
-        app.store, app.content, queue, publisher, app.llm, app.worker, app.services
+        app.settings, adapters, app.committer, app.worker, app.services, app.auth
     )
+
+
+# --- Azure -----------------------------------------------------------------------------------
+
+
+def build_publisher(settings: Settings) -> WebPubSubEventPublisher:
+    if settings.webpubsub_connection_string:
+        return WebPubSubEventPublisher(
+            hub=settings.webpubsub_hub, connection_string=settings.webpubsub_connection_string
+        )
+    settings.require("webpubsub_endpoint")
+    return WebPubSubEventPublisher(
+        hub=settings.webpubsub_hub,
+        endpoint=settings.webpubsub_endpoint,
+        credential=app_credential(settings),
+    )
+
+
+def build_llm(settings: Settings) -> LanguageModel:
+    """The configured model; Azure OpenAI without a key signs in with the app's identity."""
+    credential = app_credential(settings) if settings.llm.uses_entra_id else None
+    return build_language_model(settings.llm, azure_credential=credential)
+
+
+def azure_adapters(settings: Settings, *, ensure_resources: bool | None = None) -> Adapters:
+    """Every adapter from settings. `ensure_resources` creates the database, containers, blob
+    container and queues when missing: by default only outside production (in Azure the
+    infrastructure creates them, and the app's identity has data-plane rights only)."""
+    cosmos = CosmosClients(settings)
+    content = BlobContentStore(settings)
+    queue = StorageOperationQueue(settings, content)
+    publisher = build_publisher(settings)
+    if ensure_resources is None:
+        ensure_resources = settings.environment != "production"
+    if ensure_resources:
+        cosmos.ensure_containers()
+        content.ensure_container()
+        queue.ensure_queues()
+    return Adapters(
+        store=CosmosSwarmStore(cosmos),
+        content=content,
+        queue=queue,
+        publisher=publisher,
+        users=CosmosUserStore(cosmos),
+        llm=build_llm(settings),
+        client_access=publisher,
+    )
+
+
+def build_azure(settings: Settings, *, ensure_resources: bool | None = None) -> SwarmApp:
+    return build_app(settings, azure_adapters(settings, ensure_resources=ensure_resources))

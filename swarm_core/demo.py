@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from swarm_core.bootstrap import InMemorySwarmApp, build_in_memory
+from swarm_core.in_process import reply_through_services, run_until_settled
 from swarm_core.llm import LanguageModel
 from swarm_core.models import Lifecycle, Node, SwarmConfig, SwarmStatus
-from swarm_core.ports import chat_stream
 
 DEMO_USER = "demo-user"
 
@@ -70,42 +70,25 @@ def run_swarm(
     """Create, spawn and run a swarm to the end; `answer` replies to every question."""
     app = build_in_memory(llm)
     if on_event is not None:
-        app.publisher.subscribers.append(lambda _sid, event: on_event(event))
-    answer = answer or AutoAnswerer()
+        app.adapters.publisher.subscribers.append(lambda _sid, event: on_event(event))
+    answerer = answer or AutoAnswerer()
     swarm = app.services.create_swarm(DEMO_USER, goal, config)
     app.services.spawn(DEMO_USER, swarm.swarm_id)
     run = SwarmRun(swarm.swarm_id, "running", None, [], 0, app=app)
-    processed = 0
-    while processed < max_messages:
-        message = app.queue.receive()
-        if message is not None:
-            app.worker.process(message.body)
-            app.queue.ack(message)
-            processed += 1
-            continue
-        current = app.services.get_swarm(DEMO_USER, swarm.swarm_id)
-        if current.status in (SwarmStatus.COMPLETED, SwarmStatus.FAILED):
-            break
-        waiting = [
-            n
-            for n in app.store.list_nodes(swarm.swarm_id)
-            if n.lifecycle == Lifecycle.WAITING_FOR_USER
-        ]
-        if not waiting:
-            break  # nothing runs and nobody is asked: stuck (reported by the status)
-        for node in sorted(waiting, key=lambda n: n.created_at):
-            messages = app.content.read(chat_stream(swarm.swarm_id, node.node_id))
-            question = messages[-1]["content"] if messages else node.directive
-            reply = answer(node.name, question)
-            run.questions.append((node.name, question))
-            run.answers.append(reply)
-            app.services.post_user_message(
-                DEMO_USER, swarm.swarm_id, node.node_id, reply, None, app.queue.enqueue
-            )
+
+    def reply(node: Node, chat: list[dict[str, Any]]) -> str:
+        question = chat[-1]["content"] if chat else node.directive
+        text = answerer(node.name, question)
+        run.questions.append((node.name, question))
+        run.answers.append(text)
+        return text
+
+    answer_as_user = reply_through_services(app, DEMO_USER, swarm.swarm_id, reply)
+    run_until_settled(app, swarm.swarm_id, answer_as_user, max_deliveries=max_messages)
     final = app.services.get_swarm(DEMO_USER, swarm.swarm_id)
     run.status = final.status.value
     run.final_report = final.final_report or final.error
-    run.nodes = app.store.list_nodes(swarm.swarm_id)
+    run.nodes = app.adapters.store.list_nodes(swarm.swarm_id)
     run.steps = final.seq
     return run
 

@@ -1,7 +1,9 @@
 """The step engine: `advance_one_step(operation, view) -> StepResult`, pure, no I/O.
 
 One operation advances one node by one step. The worker reads the view (swarm, node, parent),
-makes the one LLM call of an `llm` operation before calling in, and persists what comes back.
+makes the one LLM call of an `llm` operation before calling in, and commits what comes back.
+A node's failure (bad model output, an unknown function, a limit) is a result, not an exception;
+a programming error is an exception (the queue retries it, then the poison handler fails the node).
 """
 
 from __future__ import annotations
@@ -11,28 +13,39 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from swarm_core.actions.catalogue import CATALOGUE
-from swarm_core.actions.context import StepContext, StepFailure, StepView, SwarmLimitExceeded
+from swarm_core.actions.catalogue import FUNCTIONS
 from swarm_core.models import (
     DONE_LIFECYCLES,
-    ActionType,
     ChatRole,
-    Continuation,
     EventType,
     Lifecycle,
     Node,
-    Operation,
-    OperationKind,
-    StepResult,
     SwarmStatus,
     TerminationPolicy,
+)
+from swarm_core.operations import (
+    ActionOperation,
+    AskUserOperation,
+    FailOperation,
+    LLMOperation,
+    Operation,
+    OperationKind,
+    SpawnOperation,
+    TerminateOperation,
+    TerminatePayload,
+    UserReplyOperation,
+)
+from swarm_core.step_context import (
+    StepContext,
+    StepFailure,
+    StepResult,
+    StepView,
+    SwarmLimitExceeded,
 )
 
 log = logging.getLogger(__name__)
 
 CONVERSATION_WINDOW = 6  # messages of a conversation kept in the node's context
-
-__all__ = ["StepFailure", "StepView", "advance_one_step", "nodes_to_read"]
 
 
 def nodes_to_read(operation: Operation) -> tuple[str | None, bool]:
@@ -50,26 +63,46 @@ def advance_one_step(operation: Operation, view: StepView) -> StepResult:
     try:
         if view.swarm.seq >= limits.max_steps:
             raise SwarmLimitExceeded(f"max_steps limit reached ({limits.max_steps} steps)")
-        _STEPS[operation.kind](ctx)
+        _run(ctx, operation)
     except SwarmLimitExceeded as exc:
         return _fail_swarm(operation, view, str(exc))
-    except (StepFailure, ValidationError, KeyError) as exc:
+    except (StepFailure, ValidationError) as exc:
         return _fail_node(operation, view, f"{type(exc).__name__}: {exc}")
     return ctx.finish()
 
 
-def _spawn(ctx: StepContext) -> None:
-    p = ctx.op.payload
+def _run(ctx: StepContext, operation: Operation) -> None:
+    match operation:
+        case SpawnOperation():
+            _spawn(ctx, operation)
+        case ActionOperation():
+            _action(ctx, operation)
+        case LLMOperation():
+            _llm(ctx, operation)
+        case AskUserOperation():
+            _ask_user(ctx, operation)
+        case UserReplyOperation():
+            _user_reply(ctx, operation)
+        case TerminateOperation():
+            _terminate(ctx, operation)
+        case FailOperation():
+            _fail(ctx, operation)
+        case _:
+            raise TypeError(f"not an operation: {operation!r}")
+
+
+def _spawn(ctx: StepContext, op: SpawnOperation) -> None:
+    p = op.payload
     node = Node(
-        node_id=ctx.op.node_id,
+        node_id=op.node_id,
         swarm_id=ctx.swarm.swarm_id,
-        parent_id=p.get("parent_id"),
-        depth=int(p.get("depth", 0)),
-        action=ActionType(p["action"]),
-        name=str(p["name"]),
-        directive=str(p["directive"]),
-        termination_policy=TerminationPolicy(p["termination_policy"]),
-        context=dict(p.get("context", {})),
+        parent_id=p.parent_id,
+        depth=p.depth,
+        action=p.action,
+        name=p.name,
+        directive=p.directive,
+        termination_policy=p.termination_policy,
+        context=dict(p.context),
         created_at=ctx.now,
         updated_at=ctx.now,
     )
@@ -90,44 +123,47 @@ def _live_node(ctx: StepContext) -> Node | None:
     return node
 
 
-def _action(ctx: StepContext) -> None:
+def _action(ctx: StepContext, op: ActionOperation) -> None:
     node = _live_node(ctx)
     if node is None:
         return
-    function_name = str(ctx.op.payload["function"])
-    function = CATALOGUE[node.action].functions.get(function_name)
+    function = FUNCTIONS[node.action].get(op.payload.function)
     if function is None:
-        raise StepFailure(f"action {node.action.value} has no function {function_name!r}")
-    function(ctx, dict(ctx.op.payload.get("args", {})))
+        raise StepFailure(f"action {node.action.value} has no function {op.payload.function!r}")
+    function(ctx, dict(op.payload.args))
 
 
-def _llm(ctx: StepContext) -> None:
+def _llm(ctx: StepContext, op: LLMOperation) -> None:
     node = _live_node(ctx)
     if node is None:
         return
     result = ctx.llm_result
     if result is None:
         raise StepFailure("llm step without an LLM result")
-    request = ctx.op.payload["request"]
+    request = op.payload.request
     ctx.log(
         node,
-        f"llm {request['task']}: {result.usage.total_tokens} tokens ({result.model})",
+        f"llm {request.task}: {result.usage.total_tokens} tokens ({result.model})",
         kind="journal",
-        data={"task": request["task"], "messages": request["messages"], "response": result.content},
+        data={
+            "task": request.task,
+            "messages": [m.model_dump(mode="json") for m in request.messages],
+            "response": result.content,
+        },
     )
     node.usage = node.usage.plus(result.usage)
     ctx.touch(node)
     ctx.result.usage = result.usage
-    args: dict[str, Any] = {**ctx.op.payload.get("args", {}), "completion": result.data}
-    ctx.call_action(node, str(ctx.op.payload["next_function"]), args)
+    args: dict[str, Any] = {**op.payload.args, "completion": result.data}
+    ctx.call_action(node, op.payload.next_function, args)
 
 
-def _ask_user(ctx: StepContext) -> None:
+def _ask_user(ctx: StepContext, op: AskUserOperation) -> None:
     node = _live_node(ctx)
     if node is None:
         return
-    message = str(ctx.op.payload["message"])
-    node.continuation = Continuation.model_validate(ctx.op.payload["continuation"])
+    message = op.payload.message
+    node.continuation = op.payload.continuation
     node.lifecycle = Lifecycle.WAITING_FOR_USER
     _remember(node, "agent", message)
     ctx.chat(node, ChatRole.AGENT, message)
@@ -143,9 +179,9 @@ def _remember(node: Node, role: str, content: str) -> None:
     node.context["conversation"] = recent[-CONVERSATION_WINDOW:]
 
 
-def _user_reply(ctx: StepContext) -> None:
+def _user_reply(ctx: StepContext, op: UserReplyOperation) -> None:
     node = ctx.require_node()
-    content = str(ctx.op.payload["content"])
+    content = op.payload.content
     if node.lifecycle != Lifecycle.WAITING_FOR_USER or node.continuation is None:
         ctx.log(node, "user reply ignored: the node is not waiting for the user", level="warning")
         return
@@ -153,17 +189,17 @@ def _user_reply(ctx: StepContext) -> None:
     node.continuation = None
     node.lifecycle = Lifecycle.RUNNING
     _remember(node, "user", content)
-    ctx.chat(node, ChatRole.USER, content, message_id=str(ctx.op.payload["message_id"]))
+    ctx.chat(node, ChatRole.USER, content, message_id=op.payload.message_id)
     if ctx.swarm.status == SwarmStatus.WAITING_FOR_USER:
         ctx.set_swarm_status(SwarmStatus.RUNNING)
-    ctx.call_action(node, continuation.function_to_call, {**continuation.args, "reply": content})
+    ctx.call_action(node, continuation.function_to_call, continuation.args)
 
 
-def _terminate(ctx: StepContext) -> None:
+def _terminate(ctx: StepContext, op: TerminateOperation) -> None:
     node = _live_node(ctx)
     if node is None:
         return
-    report = str(ctx.op.payload["report"])
+    report = op.payload.report
     node.lifecycle = Lifecycle.TERMINATED
     node.report = report
     node.continuation = None
@@ -193,16 +229,13 @@ def _hand_report_to_parent(ctx: StepContext, child: Node, parent: Node, report: 
         if all(c in reports for c in parent.children_ids):
             ctx.call_action(parent, "on_children_done")
     elif policy == TerminationPolicy.SIMPLE:
-        ctx.enqueue(OperationKind.TERMINATE, parent.node_id, {"report": report})
+        ctx.enqueue(TerminatePayload(report=report), parent.node_id)
     else:
         ctx.call_action(parent, "on_child_terminated", {"child_id": child.node_id})
 
 
-def _fail(ctx: StepContext) -> None:
-    node = ctx.require_node()
-    error = str(ctx.op.payload.get("error", "unknown error"))
-    failed = ctx.op.payload.get("operation")
-    _mark_failed(ctx, node, error, failed if isinstance(failed, dict) else None)
+def _fail(ctx: StepContext, op: FailOperation) -> None:
+    _mark_failed(ctx, ctx.require_node(), op.payload.error, op.payload.operation)
 
 
 def _mark_failed(ctx: StepContext, node: Node, error: str, failed: dict[str, Any] | None) -> None:
@@ -240,14 +273,3 @@ def _fail_swarm(operation: Operation, view: StepView, error: str) -> StepResult:
     if ctx.node is not None:
         _mark_failed(ctx, ctx.node, error, operation.model_dump(mode="json"))
     return ctx.finish()
-
-
-_STEPS = {
-    OperationKind.SPAWN: _spawn,
-    OperationKind.ACTION: _action,
-    OperationKind.LLM: _llm,
-    OperationKind.ASK_USER: _ask_user,
-    OperationKind.USER_REPLY: _user_reply,
-    OperationKind.TERMINATE: _terminate,
-    OperationKind.FAIL: _fail,
-}

@@ -2,7 +2,8 @@
 
 Each action declares the pydantic model it expects back (`swarm_core.actions.schemas`); an
 implementation returns data that validates against it. Two implementations: the offline scripted
-LLM (`swarm_core.offline_llm`, the default) and the OpenAI adapter (`swarm_core.adapters`).
+LLM (`swarm_core.adapters.offline_llm`, the default) and the OpenAI adapter
+(`swarm_core.adapters.openai_llm`).
 """
 
 from __future__ import annotations

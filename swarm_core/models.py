@@ -1,4 +1,5 @@
-"""Domain models of a swarm: swarm, node, operations, chat messages, history events, step results.
+"""Values and documents of a swarm's parts: config, users, nodes, chat messages, history events,
+logs, commit records. (The swarm's own document, which carries operations, is `swarm_core.swarm`.)
 
 Everything here is pydantic v2, JSON-serialisable, and knows nothing of storage. Every stored
 document carries `schema_version` so that later versions can migrate old documents on read.
@@ -51,7 +52,7 @@ class Limits(BaseModel):
 
 
 class LLMSettings(BaseModel):
-    """Model settings; resolved defaults -> user -> swarm -> node (later wins where set)."""
+    """Model settings of an LLM call: the engine's defaults with the swarm's config over them."""
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(default=None, max_length=200)
@@ -175,7 +176,6 @@ class Node(Document):
     # Bookkeeping of the action's progress (counters, phase); survives between steps.
     execution_memory: dict[str, Any] = Field(default_factory=dict)
     continuation: Continuation | None = None
-    llm: LLMSettings = Field(default_factory=LLMSettings)
     usage: Usage = Field(default_factory=Usage)
     # The operation that failed, kept so that the user can retry it.
     failed_operation: dict[str, Any] | None = None
@@ -206,100 +206,6 @@ class Node(Document):
                 "updated_at",
             },
         )
-
-
-class PendingCommit(BaseModel):
-    """A committed step whose effects may not all be applied yet (see `swarm_core.worker`)."""
-
-    op_id: str
-    seq: int
-    effects: Effects
-
-
-class Swarm(Document):
-    """The swarm's runtime document: its status, its commit point (`seq`) and its parked work.
-
-    Every step of the swarm commits by replacing this document conditionally (ETag), which
-    serialises the steps of one swarm; `pending` holds the effects of the latest commit so that
-    anyone can finish applying them after a crash.
-    """
-
-    kind: Literal["swarm"] = "swarm"
-    swarm_id: str
-    user_id: str
-    goal: str
-    status: SwarmStatus = SwarmStatus.CREATED
-    spawned: bool = False
-    root_node_id: str | None = None
-    config: SwarmConfig = Field(default_factory=SwarmConfig)
-    seq: int = 0
-    node_count: int = 0
-    node_counts: dict[str, int] = Field(default_factory=dict)
-    usage: Usage = Field(default_factory=Usage)
-    final_report: str | None = None
-    error: str | None = None
-    parked: list[Operation] = Field(default_factory=list)
-    pending: PendingCommit | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-    def summary(self) -> SwarmSummary:
-        return SwarmSummary(
-            swarm_id=self.swarm_id,
-            user_id=self.user_id,
-            goal=self.goal,
-            status=self.status,
-            spawned=self.spawned,
-            seq=self.seq,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
-
-
-class SwarmSummary(Document):
-    """One swarm as listed for its user (a projection of `Swarm`, kept for paging by user)."""
-
-    kind: Literal["summary"] = "summary"
-    swarm_id: str
-    user_id: str
-    goal: str
-    status: SwarmStatus
-    spawned: bool
-    seq: int
-    created_at: datetime
-    updated_at: datetime
-
-
-# --- operations ----------------------------------------------------------------------------------
-
-
-class OperationKind(StrEnum):
-    SPAWN = "spawn"
-    ACTION = "action"
-    LLM = "llm"
-    ASK_USER = "ask_user"
-    USER_REPLY = "user_reply"
-    TERMINATE = "terminate"
-    FAIL = "fail"
-
-
-class Operation(BaseModel):
-    """One queue message: advances one node by one step."""
-
-    model_config = ConfigDict(extra="forbid")
-    op_id: str
-    kind: OperationKind
-    swarm_id: str
-    node_id: str
-    # spawn: {action, name, directive, parent_id, depth}
-    # action: {function, args}; llm: {task, messages, next_function, args}
-    # ask_user: {message, continuation}; user_reply: {content, message_id}
-    # terminate: {report}; fail: {error, operation}
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-    def child_op_id(self, index: int) -> str:
-        """The id of the `index`-th operation this operation's step enqueues."""
-        return derive_id(self.op_id, "op", index)
 
 
 # --- content: chats, history, logs ------------------------------------------------------------
@@ -351,41 +257,7 @@ class LogEntry(BaseModel):
     seq: int = 0
 
 
-# --- step results --------------------------------------------------------------------------------
-
-
-class NodeWrite(BaseModel):
-    """A node document to write; `base_etag` is the version the step read (None: a new node)."""
-
-    node: Node
-    base_etag: str | None = None
-
-
-class Effects(BaseModel):
-    """Everything a committed step changes outside the swarm document; re-applied idempotently."""
-
-    node_writes: list[NodeWrite] = Field(default_factory=list)
-    chat_messages: list[ChatMessage] = Field(default_factory=list)
-    events: list[HistoryEvent] = Field(default_factory=list)
-    logs: list[LogEntry] = Field(default_factory=list)
-    operations: list[Operation] = Field(default_factory=list)
-    summary: SwarmSummary | None = None
-
-
-class StepResult(BaseModel):
-    """What one step decided; the worker turns it into a commit and its effects."""
-
-    updated_nodes: list[Node] = Field(default_factory=list)
-    new_nodes: list[Node] = Field(default_factory=list)
-    operations: list[Operation] = Field(default_factory=list)
-    chat_messages: list[ChatMessage] = Field(default_factory=list)
-    events: list[HistoryEvent] = Field(default_factory=list)
-    logs: list[LogEntry] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
-    nodes_reserved: int = 0
-    swarm_status: SwarmStatus | None = None
-    final_report: str | None = None
-    error: str | None = None
+# --- commit records ------------------------------------------------------------------------
 
 
 class CommitRecord(Document):
@@ -396,7 +268,3 @@ class CommitRecord(Document):
     op_id: str
     seq: int
     committed_at: datetime = Field(default_factory=utcnow)
-
-
-PendingCommit.model_rebuild()
-Swarm.model_rebuild()

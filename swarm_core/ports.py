@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from swarm_core.models import CommitRecord, Node, Operation, Swarm, SwarmSummary, User
+from swarm_core.models import CommitRecord, Node, User
+from swarm_core.operations import Operation
+from swarm_core.swarm import Swarm, SwarmSummary
 
 T = TypeVar("T")
 
@@ -129,6 +131,11 @@ class OperationQueue(Protocol):
     """Where operations go to be run by a worker, one queue message each."""
 
     def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None: ...
+
+    def decode_message(self, body: str | bytes) -> str:
+        """The operation JSON that a message body of this queue stands for (claim checks
+        resolved); ValueError or KeyError for a body that is not one (it ends as poison)."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -1,8 +1,13 @@
-"""Service functions: what the HTTP layer calls. Plain functions over the ports, no HTTP here.
+"""The swarm services: the commands and queries the HTTP layer and the timer call.
 
-Control changes (spawn, pause, resume, retry) commit through the same `SwarmCommitter` as node
-steps, so they are serialised with the steps and their effects (events, enqueued operations) are
-applied exactly once even after a crash. Reads (state, history, chats) never change anything.
+`SwarmServices` owns its collaborators (stores, the app's one committer, the operations queue,
+client access to Web PubSub) and raises domain errors (`NotFound`, `InvalidState`,
+`InvalidRequest`); the HTTP layer maps them to statuses. Every command checks that the swarm
+belongs to the caller. Control changes (spawn, pause, resume, retry, idle) commit through the same
+committer as node steps, so they are serialised with the steps and their effects (events,
+enqueued operations) are applied exactly once even after a crash. Reads change nothing, with one
+exception: `state(at=…)` stores the tree it replayed as a snapshot when the replay was long, so the
+next look at that time is cheap.
 """
 
 from __future__ import annotations
@@ -14,46 +19,51 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from swarm_core.actions.catalogue import CATALOGUE
+from swarm_core.commits import ControlCommit, Decision, SwarmCommitter
 from swarm_core.models import (
     ActionType,
     EventType,
-    HistoryEvent,
     Lifecycle,
-    NodeWrite,
-    Operation,
-    OperationKind,
-    Swarm,
     SwarmConfig,
     SwarmStatus,
-    derive_id,
     utcnow,
 )
+from swarm_core.operations import (
+    parse_operation,
+    retry_operation,
+    root_node_id,
+    root_spawn_operation,
+    user_reply_operation,
+)
 from swarm_core.ports import (
+    ClientAccess,
     ContentStore,
+    OperationQueue,
     SwarmStore,
     Versioned,
     chat_stream,
     history_stream,
     log_stream,
 )
-from swarm_core.worker import Decision, Outcome, SwarmCommitter
+from swarm_core.swarm import Swarm, SwarmSummary
 
 SNAPSHOT_EVERY = 200
 
 
 class ServiceError(Exception):
-    status = 400
+    """A command or query the services refuse; the message says why."""
+
+
+class InvalidRequest(ServiceError):
+    """The request itself is wrong (HTTP 400)."""
 
 
 class NotFound(ServiceError):
-    status = 404
+    """No such swarm or node for this caller (HTTP 404)."""
 
 
 class InvalidState(ServiceError):
     """The request is not allowed in the swarm's or node's current state (HTTP 409)."""
-
-    status = 409
 
 
 @dataclass
@@ -61,8 +71,14 @@ class SwarmServices:
     store: SwarmStore
     content: ContentStore
     committer: SwarmCommitter
+    queue: OperationQueue
+    client_access: ClientAccess
     clock: Callable[[], datetime] = utcnow
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    # Maintenance: a commit unfinished this long is re-driven; a swarm whose live nodes all wait
+    # for the user this long is announced as waiting_for_user.
+    stuck_after: timedelta = timedelta(minutes=5)
+    idle_after: timedelta = timedelta(minutes=10)
 
     # --- swarms -----------------------------------------------------------------------------
 
@@ -79,6 +95,15 @@ class SwarmServices:
         self.store.create_swarm(swarm)
         self.store.put_summary(swarm.summary())
         return swarm
+
+    def list_swarms(
+        self, user_id: str, limit: int, continuation_token: str | None = None
+    ) -> tuple[list[SwarmSummary], str | None]:
+        """One page of the caller's swarms, newest first, and the token of the next page."""
+        try:
+            return self.store.list_summaries(user_id, limit, continuation_token)
+        except ValueError as exc:
+            raise InvalidRequest("invalid continuation token") from exc
 
     def get_swarm(self, user_id: str, swarm_id: str) -> Swarm:
         """The caller's swarm; someone else's is indistinguishable from a missing one (404)."""
@@ -100,29 +125,15 @@ class SwarmServices:
             swarm = got.value
             if swarm.spawned:
                 raise InvalidState("the swarm is spawned already")
-            root_id = derive_id(swarm.swarm_id, "root")
-            action = ActionType.PLAN if swarm.config.limits.max_depth > 0 else ActionType.EXECUTE
-            spawn = Operation(
-                op_id=derive_id(swarm.swarm_id, "spawn"),
-                kind=OperationKind.SPAWN,
-                swarm_id=swarm.swarm_id,
-                node_id=root_id,
-                payload={
-                    "parent_id": None,
-                    "depth": 0,
-                    "action": action.value,
-                    "name": "Root",
-                    "directive": swarm.goal,
-                    "termination_policy": CATALOGUE[action].termination_policy.value,
-                },
+            change = ControlCommit(swarm, self.clock())
+            change.swarm.status = SwarmStatus.RUNNING
+            change.swarm.spawned = True
+            change.swarm.root_node_id = root_node_id(swarm.swarm_id)
+            change.swarm.node_count = 1
+            change.enqueue(
+                root_spawn_operation(swarm.swarm_id, swarm.goal, swarm.config.limits.max_depth)
             )
-            new = self._with_status(swarm, SwarmStatus.RUNNING)
-            new.spawned = True
-            new.root_node_id = root_id
-            new.node_count = 1
-            decision = self._status_decision(swarm, new)
-            decision.effects.operations.append(spawn)
-            return decision
+            return change.decision()
 
         return self._control(swarm_id, decide)
 
@@ -133,7 +144,9 @@ class SwarmServices:
             swarm = got.value
             if swarm.status not in (SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER):
                 raise InvalidState(f"a {swarm.status.value} swarm cannot be paused")
-            return self._status_decision(swarm, self._with_status(swarm, SwarmStatus.PAUSED))
+            change = ControlCommit(swarm, self.clock())
+            change.swarm.status = SwarmStatus.PAUSED
+            return change.decision()
 
         return self._control(swarm_id, decide)
 
@@ -144,11 +157,11 @@ class SwarmServices:
             swarm = got.value
             if swarm.status != SwarmStatus.PAUSED:
                 raise InvalidState(f"a {swarm.status.value} swarm cannot be resumed")
-            new = self._with_status(swarm, SwarmStatus.RUNNING)
-            new.parked = []
-            decision = self._status_decision(swarm, new, parked=len(swarm.parked))
-            decision.effects.operations.extend(swarm.parked)
-            return decision
+            change = ControlCommit(swarm, self.clock(), parked=len(swarm.parked))
+            change.swarm.status = SwarmStatus.RUNNING
+            change.swarm.parked = []
+            change.enqueue(*swarm.parked)
+            return change.decision()
 
         return self._control(swarm_id, decide)
 
@@ -161,12 +174,10 @@ class SwarmServices:
         node = got_node.value
         if node.lifecycle != Lifecycle.FAILED or node.failed_operation is None:
             raise InvalidState("only a failed node can be retried")
-        failed = Operation.model_validate(node.failed_operation)
         attempt = int(node.execution_memory.get("retries", 0)) + 1
-        retry = failed.model_copy(update={"op_id": derive_id(failed.op_id, "retry", attempt)})
+        retry = retry_operation(parse_operation(node.failed_operation), attempt)
 
         def decide(got: Versioned[Swarm]) -> Decision:
-            swarm = got.value
             current = self.store.get_node(swarm_id, node_id)
             if current is None or current.value.lifecycle != Lifecycle.FAILED:
                 raise InvalidState("only a failed node can be retried")
@@ -175,57 +186,17 @@ class SwarmServices:
             fixed.error = None
             fixed.failed_operation = None
             fixed.execution_memory["retries"] = attempt
-            new = swarm.model_copy(deep=True)
-            if new.status == SwarmStatus.FAILED:
-                new.status = SwarmStatus.RUNNING
-            decision = self._status_decision(swarm, new)
-            decision.effects.node_writes.append(NodeWrite(node=fixed, base_etag=current.etag))
-            counts = dict(new.node_counts)
-            counts["failed"] = counts.get("failed", 1) - 1
-            counts["running"] = counts.get("running", 0) + 1
-            new.node_counts = {k: v for k, v in counts.items() if v}
-            decision.effects.events.append(
-                self._event(new, EventType.NODE_UPDATED, {"node": fixed.public_view()}, 1)
-            )
-            decision.effects.operations.append(retry)
-            return decision
+            change = ControlCommit(got.value, self.clock())
+            if change.swarm.status == SwarmStatus.FAILED:
+                change.swarm.status = SwarmStatus.RUNNING
+            change.write_node(fixed, current)
+            change.enqueue(retry)
+            return change.decision()
 
         return self._control(swarm_id, decide)
 
     def _control(self, swarm_id: str, decide: Callable[[Versioned[Swarm]], Decision]) -> Swarm:
-        self.committer.run(swarm_id, f"control-{uuid.uuid4().hex}", decide)
-        got = self.store.get_swarm(swarm_id)
-        assert got is not None
-        return got.value
-
-    def _with_status(self, swarm: Swarm, status: SwarmStatus) -> Swarm:
-        new = swarm.model_copy(deep=True)
-        new.status = status
-        new.updated_at = self.clock()
-        return new
-
-    def _status_decision(self, old: Swarm, new: Swarm, **data: Any) -> Decision:
-        """A commit with a `swarm.status` event and the refreshed listing entry."""
-        decision = Decision(Outcome.COMMITTED, new)
-        decision.effects.events.append(
-            self._event(new, EventType.SWARM_STATUS, {"status": new.status.value, **data}, 0)
-        )
-        summary = new.summary()
-        summary.seq = old.seq + 1
-        decision.effects.summary = summary
-        return decision
-
-    def _event(
-        self, swarm: Swarm, type_: EventType, data: dict[str, Any], index: int
-    ) -> HistoryEvent:
-        return HistoryEvent(
-            type=type_,
-            swarm_id=swarm.swarm_id,
-            seq=swarm.seq + 1,
-            index=index,
-            at=self.clock(),
-            data=data,
-        )
+        return self.committer.run(swarm_id, f"control-{uuid.uuid4().hex}", decide).swarm
 
     # --- the user's replies --------------------------------------------------------------------
 
@@ -236,16 +207,16 @@ class SwarmServices:
         node_id: str,
         content: str,
         client_message_id: str | None,
-        queue_send: Callable[[Operation], None],
     ) -> str:
         """Enqueue a `user_reply` for a node waiting for the user; returns the message id.
 
         The same `client_message_id` gives the same operation id, so a replayed request creates
         one message (and answers with the same id even after the node has moved on)."""
         swarm = self.get_swarm(user_id, swarm_id)
-        key = client_message_id or uuid.uuid4().hex
-        op_id = derive_id(swarm_id, node_id, "reply", key)
-        message_id = derive_id(op_id, "user-message")
+        reply = user_reply_operation(
+            swarm_id, node_id, client_message_id or uuid.uuid4().hex, content
+        )
+        op_id, message_id = reply.op_id, reply.payload.message_id
         if (swarm.pending and swarm.pending.op_id == op_id) or self.store.get_commit(
             swarm_id, op_id
         ):
@@ -257,25 +228,22 @@ class SwarmServices:
             raise InvalidState("the node is not waiting for the user")
         if swarm.status in (SwarmStatus.COMPLETED, SwarmStatus.FAILED):
             raise InvalidState(f"the swarm is {swarm.status.value}")
-        queue_send(
-            Operation(
-                op_id=op_id,
-                kind=OperationKind.USER_REPLY,
-                swarm_id=swarm_id,
-                node_id=node_id,
-                payload={"content": content, "message_id": message_id},
-            )
-        )
+        self.queue.enqueue(reply)
         return message_id
 
     # --- maintenance -------------------------------------------------------------------------
 
     def maintain(
-        self, stuck_after: timedelta, idle_after: timedelta, limit: int = 200
+        self,
+        stuck_after: timedelta | None = None,
+        idle_after: timedelta | None = None,
+        limit: int = 200,
     ) -> dict[str, int]:
         """Re-drive swarms whose latest commit was never finished (its worker died and no step
         came after it), and mark swarms whose live nodes all wait for the user as
         `waiting_for_user` (announced with a `swarm.status` event)."""
+        stuck_after = self.stuck_after if stuck_after is None else stuck_after
+        idle_after = self.idle_after if idle_after is None else idle_after
         now = self.clock()
         counts = {"checked": 0, "redriven": 0, "waiting_for_user": 0}
         for summary in self.store.list_active_summaries(limit):
@@ -289,7 +257,7 @@ class SwarmServices:
             if (
                 pending is not None
                 and quiet >= stuck_after
-                and self.store.get_commit(swarm.swarm_id, pending.op_id) is None
+                and not self.committer.is_applied(swarm.swarm_id, pending.op_id)
             ):
                 self.committer.apply(swarm, pending)
                 counts["redriven"] += 1
@@ -310,11 +278,11 @@ class SwarmServices:
         return counts
 
     def _mark_waiting(self, got: Versioned[Swarm]) -> Decision:
-        swarm = got.value
-        if swarm.status != SwarmStatus.RUNNING:
+        if got.value.status != SwarmStatus.RUNNING:
             raise InvalidState("no longer running")
-        new = self._with_status(swarm, SwarmStatus.WAITING_FOR_USER)
-        return self._status_decision(swarm, new)
+        change = ControlCommit(got.value, self.clock())
+        change.swarm.status = SwarmStatus.WAITING_FOR_USER
+        return change.decision()
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -326,7 +294,7 @@ class SwarmServices:
             nodes.sort(key=lambda n: (n["depth"], n["created_at"], n["node_id"]))
             return {"seq": swarm.seq, "nodes": nodes}
         if at < 0:
-            raise ServiceError("`at` must be >= 0")
+            raise InvalidRequest("`at` must be >= 0")
         snapshot = self.content.latest_snapshot(swarm_id, at)
         base_seq = int(snapshot["seq"]) if snapshot else 0
         tree: dict[str, dict[str, Any]] = (
@@ -391,3 +359,10 @@ class SwarmServices:
             "logs": [e for e in entries if e.get("kind") == "log"],
             "journal": [e for e in entries if e.get("kind") == "journal"],
         }
+
+    # --- live events -------------------------------------------------------------------------
+
+    def client_url(self, user_id: str, swarm_id: str) -> tuple[str, datetime]:
+        """A receive-only Web PubSub URL for the caller, joined to their swarm's group."""
+        self.get_swarm(user_id, swarm_id)
+        return self.client_access.client_access_url(user_id, swarm_id)

@@ -12,22 +12,18 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from swarm_core.adapters.memory import (
-    MemoryContentStore,
-    MemoryEventPublisher,
-    MemoryOperationQueue,
-    MemorySwarmStore,
-)
+from swarm_core.adapters.memory import QueueMessage
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
+from swarm_core.bootstrap import Adapters, MemoryAdapters, SwarmApp, build_app, build_in_memory
+from swarm_core.in_process import reply_through_services, run_until_settled, waiting_nodes
 from swarm_core.llm import LLMRequest, LLMResult
-from swarm_core.models import Lifecycle, SwarmConfig, SwarmStatus
-from swarm_core.offline_llm import OfflineScriptedLLM
+from swarm_core.models import Node, SwarmConfig, SwarmStatus
 from swarm_core.ports import chat_stream, history_stream, log_stream
-from swarm_core.services import SwarmServices
-from swarm_core.worker import SwarmCommitter, SwarmWorker
+from swarm_core.settings import Settings
 
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 USER = "user-1"
@@ -84,7 +80,7 @@ class Faulty:
 class RecordingLLM:
     """The offline LLM, recording each call and whether its operation had committed already."""
 
-    def __init__(self, store: MemorySwarmStore) -> None:
+    def __init__(self, store: Any) -> None:
         self.inner = OfflineScriptedLLM()
         self.store = store
         self.calls: Counter[str] = Counter()
@@ -113,37 +109,34 @@ def scenario_answer(node_name: str, replies_so_far: int) -> str:
     return LONG_ANSWER
 
 
-@dataclass
 class Rig:
-    """Raw in-memory adapters, a worker that sees them through `Faulty` wrappers, and services
-    (the HTTP side) that see them directly."""
+    """Two apps on the same in-memory adapters, as two processes would be: the worker's sees them
+    through `Faulty` wrappers (it crashes), the HTTP side's sees them directly (it does not).
+    `store`/`content` may be other implementations of the ports (the emulator-backed ones)."""
 
-    plan: CrashPlan
-    store: MemorySwarmStore = field(default_factory=MemorySwarmStore)
-    content: MemoryContentStore = field(default_factory=MemoryContentStore)
-    queue: MemoryOperationQueue = field(default_factory=MemoryOperationQueue)
-    publisher: MemoryEventPublisher = field(default_factory=MemoryEventPublisher)
-
-    def __post_init__(self) -> None:
-        self.llm = RecordingLLM(self.store)
-        p = self.plan
-        self.worker = SwarmWorker(
-            Faulty(self.store, p, "store"),
-            Faulty(self.content, p, "content"),
-            Faulty(self.queue, p, "queue"),
-            Faulty(self.publisher, p, "publisher"),
-            Faulty(self.llm, p, "llm"),
-            clock=lambda: FIXED_NOW,
-        )
-        committer = SwarmCommitter(self.store, self.content, self.queue, self.publisher)
+    def __init__(self, plan: CrashPlan, store: Any = None, content: Any = None) -> None:
+        self.plan = plan
+        raw = MemoryAdapters()
+        if store is not None:
+            raw.store = store
+        if content is not None:
+            raw.content = content
+        self.store, self.content, self.queue = raw.store, raw.content, raw.queue
+        self.publisher = raw.publisher
+        self.llm = RecordingLLM(raw.store)
+        raw.llm = self.llm
         ids = itertools.count(1)
-        self.services = SwarmServices(
-            self.store,
-            self.content,
-            committer,
+        settings = Settings(BCRYPT_ROUNDS=4)
+        self.http_app = build_in_memory(
+            adapters=raw,
+            settings=settings,
             clock=lambda: FIXED_NOW,
             new_id=lambda: f"swarm{next(ids)}",
         )
+        faulty = Adapters(**{name: Faulty(port, plan, name) for name, port in vars(raw).items()})
+        self.worker_app: SwarmApp = build_app(settings, faulty, clock=lambda: FIXED_NOW)
+        self.services = self.http_app.services
+        self.worker = self.worker_app.worker
 
 
 @dataclass
@@ -168,42 +161,52 @@ def run_scenario(
     rig = make_rig(plan or CrashPlan())
     swarm = rig.services.create_swarm(USER, GOAL, config or scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
-    crashes = deliveries = 0
-    while deliveries < max_deliveries:
-        message = rig.queue.receive()
-        if message is not None:
-            deliveries += 1
-            try:
+    crashes = 0
+
+    def deliver(message: QueueMessage) -> None:
+        nonlocal crashes
+        try:
+            rig.worker.process(message.body)
+            if deliver_twice:
                 rig.worker.process(message.body)
-                if deliver_twice:
-                    rig.worker.process(message.body)
-            except InjectedCrash:
-                crashes += 1
-                rig.queue.release(message)
-                continue
-            rig.queue.ack(message)
-            continue
-        if not answer_waiting(rig, swarm.swarm_id):
-            break
+        except InjectedCrash:
+            crashes += 1
+            rig.queue.release(message)
+            return
+        rig.queue.ack(message)
+
+    deliveries = run_until_settled(
+        rig.http_app,
+        swarm.swarm_id,
+        scenario_user(rig, swarm.swarm_id),
+        deliver=deliver,
+        max_deliveries=max_deliveries,
+    )
     return ScenarioRun(rig, swarm.swarm_id, crashes, deliveries)
+
+
+def scenario_user(rig: Rig, swarm_id: str) -> Any:
+    """The scenario's user: the clarifying node's first answer is too short (a follow-up); a
+    retried post of the same answer would carry the same client message id."""
+
+    def replies(chat: list[dict[str, Any]]) -> int:
+        return sum(1 for m in chat if m["role"] == "user")
+
+    def reply(node: Node, chat: list[dict[str, Any]]) -> str:
+        return scenario_answer(node.name, replies(chat))
+
+    def client_message_id(node: Node, chat: list[dict[str, Any]]) -> str:
+        return f"{node.node_id}-{replies(chat)}"
+
+    return reply_through_services(rig.http_app, USER, swarm_id, reply, client_message_id)
 
 
 def answer_waiting(rig: Rig, swarm_id: str) -> bool:
     """Reply to every node waiting for the user; False when there is nobody to answer."""
-    waiting = [
-        n for n in rig.store.list_nodes(swarm_id) if n.lifecycle == Lifecycle.WAITING_FOR_USER
-    ]
-    for node in sorted(waiting, key=lambda n: n.node_id):
-        chat = rig.content.read(chat_stream(swarm_id, node.node_id))
-        replies = sum(1 for m in chat if m["role"] == "user")
-        rig.services.post_user_message(
-            USER,
-            swarm_id,
-            node.node_id,
-            scenario_answer(node.name, replies),
-            f"{node.node_id}-{replies}",
-            rig.queue.enqueue,
-        )
+    answer = scenario_user(rig, swarm_id)
+    waiting = waiting_nodes(rig.http_app, swarm_id)
+    for node in waiting:
+        answer(node, rig.content.read(chat_stream(swarm_id, node.node_id)))
     return bool(waiting)
 
 

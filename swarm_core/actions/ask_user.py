@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarm_core.actions.context import StepContext
-from swarm_core.actions.execute import node_facts
+from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import AskResponse, JudgeResponse
 from swarm_core.models import ChatRole, Lifecycle
+from swarm_core.step_context import StepContext
 
 CLOSING_MESSAGE = "Thank you, that is what I needed."
 
@@ -21,7 +21,7 @@ def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
-    facts = node_facts(ctx, node)
+    facts = node_facts(ctx.swarm, node)
     ctx.call_llm("ask", "on_question", facts)
 
 
@@ -33,7 +33,7 @@ def on_question(ctx: StepContext, args: dict[str, Any]) -> None:
 def on_answer(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
     facts = {
-        **node_facts(ctx, node),
+        **node_facts(ctx.swarm, node),
         "conversation": node.context.get("conversation", []),
         "follow_ups": node.execution_memory.get("follow_ups", 0),
         "max_follow_ups": ctx.limits.max_follow_ups,

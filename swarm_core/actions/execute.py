@@ -4,28 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarm_core.actions.context import StepContext
+from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import ExecuteResponse
-from swarm_core.models import Lifecycle, Node
-
-
-def node_facts(ctx: StepContext, node: Node) -> dict[str, Any]:
-    """Facts every task gets about its node."""
-    return {
-        "goal": ctx.swarm.goal,
-        "directive": node.directive,
-        "name": node.name,
-        "depth": node.depth,
-        "is_root": node.parent_id is None,
-        "user_context": node.context.get("user_context", []),
-    }
+from swarm_core.models import Lifecycle
+from swarm_core.step_context import StepContext
 
 
 def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
-    facts = node_facts(ctx, node)
+    facts = node_facts(ctx.swarm, node)
     ctx.call_llm("execute", "on_result", facts)
 
 

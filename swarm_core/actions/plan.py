@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarm_core.actions.context import ChildSpec, StepContext
-from swarm_core.actions.execute import node_facts
+from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import PlanResponse, ReviewResponse, Subtask
-from swarm_core.models import ActionType, Lifecycle, Node
+from swarm_core.models import Lifecycle, Node
+from swarm_core.step_context import ChildSpec, StepContext
 
 
 def _plan_facts(ctx: StepContext, node: Node) -> dict[str, Any]:
     return {
-        **node_facts(ctx, node),
+        **node_facts(ctx.swarm, node),
         "asked_user": bool(node.execution_memory.get("asked_user")),
         "can_plan_deeper": node.depth + 1 < ctx.limits.max_depth,
         "max_children": ctx.limits.max_children,
@@ -84,7 +84,7 @@ def on_children_done(ctx: StepContext, args: dict[str, Any]) -> None:
         _request_plan(ctx, node)
         return
     facts = {
-        **node_facts(ctx, node),
+        **node_facts(ctx.swarm, node),
         "child_reports": [reports[c] for c in node.children_ids if c in reports],
         "revisions": node.execution_memory.get("revisions", 0),
         "max_revisions": ctx.limits.max_revisions,
@@ -110,5 +110,3 @@ FUNCTIONS = {
     "on_children_done": on_children_done,
     "on_review": on_review,
 }
-
-ROUTABLE = (ActionType.PLAN, ActionType.ASK_USER, ActionType.EXECUTE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from swarm_core.actions.specs import catalogue_description
 from swarm_core.llm import LLMMessage
 from swarm_core.models import LLMSettings
 
@@ -39,8 +40,6 @@ TASK_INSTRUCTIONS = {
 
 
 def build_messages(task: str, settings: LLMSettings, facts: dict[str, Any]) -> list[LLMMessage]:
-    from swarm_core.actions.catalogue import catalogue_description
-
     instruction = TASK_INSTRUCTIONS[task].format(
         max_children=facts.get("max_children", 4), catalogue=catalogue_description()
     )

@@ -27,9 +27,10 @@ from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 
 from swarm_core.adapters.identity import app_credential
-from swarm_core.models import CommitRecord, Document, Node, Swarm, SwarmSummary, User
+from swarm_core.models import CommitRecord, Document, Node, User
 from swarm_core.ports import ConflictError, Versioned
 from swarm_core.settings import Settings
+from swarm_core.swarm import Swarm, SwarmSummary
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

@@ -14,16 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from swarm_core.models import (
-    CommitRecord,
-    Node,
-    Operation,
-    Swarm,
-    SwarmStatus,
-    SwarmSummary,
-    User,
-)
+from swarm_core.models import CommitRecord, Node, SwarmStatus, User
+from swarm_core.operations import Operation
 from swarm_core.ports import ConflictError, Versioned
+from swarm_core.swarm import Swarm, SwarmSummary
 
 
 class MemorySwarmStore:
@@ -227,6 +221,9 @@ class MemoryOperationQueue:
         self._ids = itertools.count(1)
         self._ready: deque[QueueMessage] = deque()
         self._invisible: dict[str, QueueMessage] = {}
+
+    def decode_message(self, body: str | bytes) -> str:
+        return body.decode() if isinstance(body, bytes) else body
 
     def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None:
         # No clock here: a delay only orders the message after those already queued.

@@ -187,7 +187,7 @@ def build_language_model(settings: LLMProviderSettings | None = None) -> Languag
         settings = load_llm_provider_settings()
     provider = settings.resolved_provider()
     if provider == "offline":
-        from swarm_core.offline_llm import OfflineScriptedLLM
+        from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 
         logger.info("LLM: the offline scripted LLM (no model configured)")
         return OfflineScriptedLLM()

@@ -4,8 +4,8 @@ Messages are base64 text (`TextBase64EncodePolicy`), as the host's queue trigger
 operation is one message, its JSON; a delay is the message's initial visibility timeout. A message
 whose encoded form would pass the queue's 64 KiB limit goes by claim check: the operation JSON is
 stored in the content store (`{swarm_id}/claims/{op_id}.json`) and the message carries only the
-pointer. `decode_operation_message` turns any message body back into the operation JSON; the
-queue-trigger function and the dev host both use it. The client is built on first use: from the
+pointer. `decode_message` (the queue trigger calls it through the port) turns any message body
+back into the operation JSON. The client is built on first use: from the
 connection string locally, from the queue endpoint and the managed identity in Azure.
 """
 
@@ -27,7 +27,7 @@ from azure.storage.queue import (
 )
 
 from swarm_core.adapters.identity import storage_service
-from swarm_core.models import Operation
+from swarm_core.operations import Operation
 from swarm_core.ports import ContentStore
 from swarm_core.settings import Settings
 
@@ -135,6 +135,9 @@ class StorageOperationQueue:
         for name in (self.queue_name, poison_queue_name(self.queue_name)):
             with contextlib.suppress(ResourceExistsError):
                 service.create_queue(name)
+
+    def decode_message(self, body: str | bytes) -> str:
+        return decode_operation_message(body, self._content)
 
     def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None:
         """Send the operation, invisible for `delay_seconds`; by claim check when too big."""

@@ -27,6 +27,7 @@ from swarm_core.api_models import (
     TokenResponse,
 )
 from swarm_core.auth import IssuedToken
+from swarm_core.bootstrap import SwarmApp
 from swarm_core.entrypoints.http_common import (
     HttpProblem,
     authenticate,
@@ -38,9 +39,8 @@ from swarm_core.entrypoints.http_common import (
     query_int,
     route_param,
 )
-from swarm_core.models import Swarm
 from swarm_core.openapi import openapi_document
-from swarm_core.runtime import Runtime
+from swarm_core.swarm import Swarm
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS
@@ -77,26 +77,23 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="auth/signup", methods=["POST"], auth_level=ANON)
 @endpoint
-def signup(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
+def signup(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     body = parse_body(req, Credentials)
-    return json_response(_token(rt.auth.signup(body.username, body.password)), 201)
+    return json_response(_token(app.auth.signup(body.username, body.password)), 201)
 
 
 @bp.route(route="auth/login", methods=["POST"], auth_level=ANON)
 @endpoint
-def login(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
+def login(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     body = parse_body(req, Credentials)
     client = req.headers.get("x-forwarded-for", "").split(",")[0].strip()
-    return json_response(_token(rt.auth.login(body.username, body.password, client)))
+    return json_response(_token(app.auth.login(body.username, body.password, client)))
 
 
 @bp.route(route="me", methods=["GET"], auth_level=ANON)
 @endpoint
-def me(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id, username = authenticate_user(req, rt)
-    user = rt.users.get_user(username)
-    if user is None or user.user_id != user_id:
-        raise HttpProblem(401, "Unauthorized", "the user no longer exists")
+def me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user = app.auth.profile(*authenticate_user(req, app))
     return json_response(MeResponse.model_validate(user.model_dump()))
 
 
@@ -105,98 +102,95 @@ def me(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
 
 @bp.route(route="swarms", methods=["POST"], auth_level=ANON)
 @endpoint
-def create_swarm(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def create_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     body = parse_body(req, CreateSwarm)
-    swarm = rt.app.services.create_swarm(user_id, body.goal, body.config)
+    swarm = app.services.create_swarm(user_id, body.goal, body.config)
     return json_response(_summary(swarm), 201)
 
 
 @bp.route(route="swarms", methods=["GET"], auth_level=ANON)
 @endpoint
-def list_swarms(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def list_swarms(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     limit = query_int(req, "limit", 20, 1, 100) or 20
     token = req.params.get("continuation_token") or None
-    try:
-        items, next_token = rt.app.store.list_summaries(user_id, limit, token)
-    except ValueError as exc:
-        raise HttpProblem(400, "Invalid continuation token") from exc
+    items, next_token = app.services.list_swarms(user_id, limit, token)
     page = [SwarmSummaryResponse.model_validate(s.model_dump()) for s in items]
     return json_response(SwarmListResponse(items=page, continuation_token=next_token))
 
 
 @bp.route(route="swarms/{swarm_id}", methods=["GET"], auth_level=ANON)
 @endpoint
-def get_swarm(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    return json_response(_detail(rt.app.services.get_swarm(user_id, route_param(req, "swarm_id"))))
+def get_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    return json_response(_detail(app.services.get_swarm(user_id, route_param(req, "swarm_id"))))
 
 
 @bp.route(route="swarms/{swarm_id}", methods=["DELETE"], auth_level=ANON)
 @endpoint
-def delete_swarm(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    rt.app.services.delete_swarm(user_id, route_param(req, "swarm_id"))
+def delete_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    app.services.delete_swarm(user_id, route_param(req, "swarm_id"))
     return no_content()
 
 
 @bp.route(route="swarms/{swarm_id}/spawn", methods=["POST"], auth_level=ANON)
 @endpoint
-def spawn_swarm(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    swarm = rt.app.services.spawn(user_id, route_param(req, "swarm_id"))
+def spawn_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    swarm = app.services.spawn(user_id, route_param(req, "swarm_id"))
     return json_response(_status(swarm), 202)
 
 
 @bp.route(route="swarms/{swarm_id}/pause", methods=["POST"], auth_level=ANON)
 @endpoint
-def pause_swarm(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    return json_response(_status(rt.app.services.pause(user_id, route_param(req, "swarm_id"))), 202)
+def pause_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    return json_response(_status(app.services.pause(user_id, route_param(req, "swarm_id"))), 202)
 
 
 @bp.route(route="swarms/{swarm_id}/resume", methods=["POST"], auth_level=ANON)
 @endpoint
-def resume_swarm(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    swarm = rt.app.services.resume(user_id, route_param(req, "swarm_id"))
+def resume_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    swarm = app.services.resume(user_id, route_param(req, "swarm_id"))
     return json_response(_status(swarm), 202)
 
 
 @bp.route(route="swarms/{swarm_id}/state", methods=["GET"], auth_level=ANON)
 @endpoint
-def swarm_state(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def swarm_state(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     at = query_int(req, "at", None, 0, 10**9)
-    state = rt.app.services.state(user_id, route_param(req, "swarm_id"), at)
+    state = app.services.state(user_id, route_param(req, "swarm_id"), at)
     return json_response(StateResponse.model_validate(state))
 
 
 @bp.route(route="swarms/{swarm_id}/history", methods=["GET"], auth_level=ANON)
 @endpoint
-def swarm_history(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def swarm_history(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     after = query_int(req, "after", 0, 0, 10**9) or 0
     limit = query_int(req, "limit", 500, 1, 1000) or 500
-    page = rt.app.services.history(user_id, route_param(req, "swarm_id"), after, limit)
+    page = app.services.history(user_id, route_param(req, "swarm_id"), after, limit)
     return json_response(HistoryResponse.model_validate(page))
 
 
 @bp.route(route="swarms/{swarm_id}/chats", methods=["GET"], auth_level=ANON)
 @endpoint
-def list_chats(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    chats = rt.app.services.chats(user_id, route_param(req, "swarm_id"))
+def list_chats(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    chats = app.services.chats(user_id, route_param(req, "swarm_id"))
     return json_response(ChatListResponse(chats=[ChatEntry.model_validate(c) for c in chats]))
 
 
 @bp.route(route="swarms/{swarm_id}/chats/{node_id}", methods=["GET"], auth_level=ANON)
 @endpoint
-def chat_messages(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def chat_messages(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     after = query_int(req, "after", 0, 0, 10**9) or 0
-    messages = rt.app.services.chat_messages(
+    messages = app.services.chat_messages(
         user_id, route_param(req, "swarm_id"), route_param(req, "node_id"), after
     )
     return json_response(ChatMessagesResponse(messages=messages))
@@ -204,25 +198,24 @@ def chat_messages(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
 
 @bp.route(route="swarms/{swarm_id}/chats/{node_id}/messages", methods=["POST"], auth_level=ANON)
 @endpoint
-def post_message(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def post_message(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     body = parse_body(req, PostMessage)
-    message_id = rt.app.services.post_user_message(
+    message_id = app.services.post_user_message(
         user_id,
         route_param(req, "swarm_id"),
         route_param(req, "node_id"),
         body.content,
         body.client_message_id,
-        rt.app.queue.enqueue,
     )
     return json_response(MessageAccepted(message_id=message_id), 202)
 
 
 @bp.route(route="swarms/{swarm_id}/nodes/{node_id}", methods=["GET"], auth_level=ANON)
 @endpoint
-def get_node(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    detail = rt.app.services.node_detail(
+def get_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    detail = app.services.node_detail(
         user_id, route_param(req, "swarm_id"), route_param(req, "node_id")
     )
     return json_response(detail)
@@ -230,9 +223,9 @@ def get_node(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
 
 @bp.route(route="swarms/{swarm_id}/nodes/{node_id}/retry", methods=["POST"], auth_level=ANON)
 @endpoint
-def retry_node(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
-    swarm = rt.app.services.retry_node(
+def retry_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    swarm = app.services.retry_node(
         user_id, route_param(req, "swarm_id"), route_param(req, "node_id")
     )
     return json_response(_status(swarm), 202)
@@ -240,13 +233,12 @@ def retry_node(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
 
 @bp.route(route="negotiate", methods=["GET"], auth_level=ANON)
 @endpoint
-def negotiate(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    user_id = authenticate(req, rt)
+def negotiate(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
     swarm_id = req.params.get("swarm_id", "")
     if not swarm_id or len(swarm_id) > 100:
         raise HttpProblem(400, "Missing swarm_id", "negotiate needs ?swarm_id=")
-    rt.app.services.get_swarm(user_id, swarm_id)  # 404 unless the caller owns it
-    url, expires_at = rt.client_access.client_access_url(user_id, swarm_id)
+    url, expires_at = app.services.client_url(user_id, swarm_id)  # 404 unless the caller's
     return json_response(NegotiateResponse(url=url, expires_at=expires_at))
 
 

@@ -13,14 +13,22 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from swarm_core.auth import AuthError, Throttled, UsernameTaken
-from swarm_core.runtime import Runtime, get_runtime
-from swarm_core.services import ServiceError
+from swarm_core.bootstrap import SwarmApp
+from swarm_core.runtime import get_app
+from swarm_core.services import InvalidRequest, InvalidState, NotFound, ServiceError
 from swarm_core.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
+
+# The services' domain errors as HTTP statuses and problem titles.
+SERVICE_ERRORS: dict[type[ServiceError], tuple[int, str]] = {
+    InvalidRequest: (400, "Bad request"),
+    NotFound: (404, "Not found"),
+    InvalidState: (409, "Conflict"),
+}
 
 
 class HttpProblem(Exception):
@@ -105,30 +113,30 @@ def route_param(req: func.HttpRequest, name: str) -> str:
     return value
 
 
-def authenticate_user(req: func.HttpRequest, runtime: Runtime) -> tuple[str, str]:
+def authenticate_user(req: func.HttpRequest, app: SwarmApp) -> tuple[str, str]:
     """The caller's (user id, username) from `Authorization: Bearer <token>`."""
     header = req.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("a bearer token is required")
-    return runtime.auth.verify(token.strip())
+    return app.auth.verify(token.strip())
 
 
-def authenticate(req: func.HttpRequest, runtime: Runtime) -> str:
-    user_id, _ = authenticate_user(req, runtime)
+def authenticate(req: func.HttpRequest, app: SwarmApp) -> str:
+    user_id, _ = authenticate_user(req, app)
     return user_id
 
 
-Handler = Callable[[func.HttpRequest, Runtime], func.HttpResponse]
+Handler = Callable[[func.HttpRequest, SwarmApp], func.HttpResponse]
 
 
 def endpoint(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Wrap a handler: give it the runtime and map every error to a problem response."""
+    """Wrap a handler: give it the app and map every error to a problem response."""
 
     # Not functools.wraps: the Functions worker reads the signature (`req` only) for bindings.
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
-            return handler(req, get_runtime())
+            return handler(req, get_app())
         except HttpProblem as exc:
             return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
         except ValidationError as exc:
@@ -144,8 +152,8 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse
         except UsernameTaken:
             return problem_response(409, "Conflict", "the username is taken")
         except ServiceError as exc:
-            titles = {404: "Not found", 409: "Conflict", 400: "Bad request"}
-            return problem_response(exc.status, titles.get(exc.status, "Error"), str(exc))
+            status, title = SERVICE_ERRORS.get(type(exc), (400, "Bad request"))
+            return problem_response(status, title, str(exc))
         except SettingsError as exc:
             log.error("configuration error: %s", exc)
             return problem_response(503, "Service not configured", str(exc))

@@ -8,8 +8,8 @@ import logging
 
 import azure.functions as func
 
-from swarm_core.models import Operation, OperationKind, derive_id
-from swarm_core.runtime import get_runtime
+from swarm_core.operations import parse_operation
+from swarm_core.runtime import get_app
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,9 @@ bp = func.Blueprint()
 @bp.queue_trigger(arg_name="msg", queue_name="%SWARM_QUEUE%", connection="AzureWebJobsStorage")
 def advance_swarm(msg: func.QueueMessage) -> None:
     """One message, one step. An exception leaves the message to the host's retries."""
-    runtime = get_runtime()
-    body = runtime.decode_message(msg.get_body())
-    outcome = runtime.app.worker.process(body)
-    log.info("message %s dequeue_count=%s: %s", msg.id, msg.dequeue_count, outcome.value)
+    app = get_app()
+    body = app.adapters.queue.decode_message(msg.get_body())
+    app.worker.process(body, dequeue_count=msg.dequeue_count or 1)
 
 
 @bp.queue_trigger(
@@ -30,30 +29,10 @@ def advance_swarm(msg: func.QueueMessage) -> None:
 )
 def fail_poisoned_operation(msg: func.QueueMessage) -> None:
     """The host gave up on an operation: fail its node (published as `node.failed`)."""
-    runtime = get_runtime()
+    app = get_app()
     try:
-        operation = Operation.model_validate_json(runtime.decode_message(msg.get_body()))
-    except ValueError:
+        operation = parse_operation(app.adapters.queue.decode_message(msg.get_body()))
+    except ValueError:  # not JSON, or not an operation (pydantic's ValidationError is one)
         log.error("poison message %s is not an operation; dropped", msg.id)
         return
-    failure = Operation(
-        op_id=derive_id(operation.op_id, "poison"),
-        kind=OperationKind.FAIL,
-        swarm_id=operation.swarm_id,
-        node_id=operation.node_id,
-        payload={
-            "error": (
-                f"{operation.kind.value} step failed on every retry "
-                f"(op_id {operation.op_id}); see the logs. Retry the node to run it again."
-            ),
-            "operation": operation.model_dump(mode="json"),
-        },
-    )
-    outcome = runtime.app.worker.process(failure.model_dump_json())
-    log.warning(
-        "poisoned op_id=%s swarm_id=%s node_id=%s: %s",
-        operation.op_id,
-        operation.swarm_id,
-        operation.node_id,
-        outcome.value,
-    )
+    app.worker.fail_poisoned(operation)

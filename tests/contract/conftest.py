@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from swarm_core.adapters.memory import MemoryContentStore, MemorySwarmStore, MemoryUserStore
+from tests.contract import azure_factories
 
 SWARM_STORES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
     "memory": lambda request: MemorySwarmStore(),
@@ -29,13 +30,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-try:  # the Azure adapters register themselves here when present
-    from tests.contract import azure_factories
-
-    azure_factories.register(SWARM_STORES, CONTENT_STORES, USER_STORES)
-except ImportError as exc:  # pragma: no cover - only before the adapters exist
-    if "azure_factories" not in str(exc):
-        raise
+azure_factories.register(SWARM_STORES, CONTENT_STORES, USER_STORES)
 
 
 @pytest.fixture(params=sorted(SWARM_STORES))

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from swarm_core.models import CommitRecord, Node, Swarm, SwarmStatus, SwarmSummary, User
+from swarm_core.models import CommitRecord, Node, SwarmStatus, User
 from swarm_core.ports import ConflictError
+from swarm_core.swarm import Swarm, SwarmSummary
 from tests.contract.conftest import unique
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
 
+from swarm_core.bootstrap import build_app
 from swarm_core.ports import ConflictError
 from swarm_core.worker import SwarmWorker
 from tests.harness import (
@@ -61,8 +63,10 @@ def test_two_workers_racing_lose_no_update():
     clean = run_scenario()
     rig = Rig(CrashPlan())
     racing = RacingStore(rig.store, races=40)
+    # Two worker processes: two apps on the same adapters, each with its own committer.
+    adapters = dataclasses.replace(rig.http_app.adapters, store=racing)
     workers = [
-        SwarmWorker(racing, rig.content, rig.queue, rig.publisher, rig.llm, clock=lambda: FIXED_NOW)
+        build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker
         for _ in range(2)
     ]
     swarm = rig.services.create_swarm(USER, GOAL, scenario_config())

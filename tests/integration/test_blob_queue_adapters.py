@@ -28,7 +28,7 @@ from swarm_core.adapters.queue import (
     claim_check_name,
     decode_operation_message,
 )
-from swarm_core.models import Operation, OperationKind
+from swarm_core.operations import Operation, parse_operation
 from swarm_core.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.emulators
@@ -308,12 +308,14 @@ def test_round_trips_per_append_stay_flat_as_the_stream_grows(make_store):
 
 
 def an_operation(payload: dict[str, Any] | None = None) -> Operation:
-    return Operation(
-        op_id=uuid.uuid4().hex,
-        kind=OperationKind.ACTION,
-        swarm_id=f"s{uuid.uuid4().hex[:8]}",
-        node_id="n1",
-        payload=payload or {"function": "plan", "args": {"goal": "Lisboa ☀️"}},
+    return parse_operation(
+        {
+            "op_id": uuid.uuid4().hex,
+            "kind": "action",
+            "swarm_id": f"s{uuid.uuid4().hex[:8]}",
+            "node_id": "n1",
+            "payload": payload or {"function": "plan", "args": {"goal": "Lisboa ☀️"}},
+        }
     )
 
 
@@ -337,7 +339,7 @@ def test_messages_are_base64_operation_json_as_the_host_reads_them(queue_setup, 
     queue.enqueue(op)
     message = raw.receive_message()
     assert message is not None and message.dequeue_count == 1
-    assert Operation.model_validate_json(message.content) == op
+    assert parse_operation(message.content) == op
     assert decode_operation_message(message.content, queue._content) == op.model_dump_json()
     assert decode_operation_message(message.content.encode(), queue._content) == message.content
 
@@ -370,7 +372,7 @@ def test_an_operation_over_64_kib_goes_by_claim_check(queue_setup):
         "swarm_id": op.swarm_id,
     }
     assert (
-        Operation.model_validate_json(decode_operation_message(message.content, queue._content))
+        parse_operation(decode_operation_message(message.content, queue._content))
         == op
     )
 
@@ -394,7 +396,7 @@ def test_a_delayed_operation_stays_invisible_until_its_delay_passes(queue_setup)
     while message is None and time.monotonic() < deadline:
         time.sleep(0.25)
         message = raw.receive_message()
-    assert message is not None and Operation.model_validate_json(message.content) == op
+    assert message is not None and parse_operation(message.content) == op
     with pytest.raises(ValueError):
         queue.enqueue(op, delay_seconds=8 * 24 * 3600)
 

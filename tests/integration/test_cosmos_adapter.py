@@ -20,9 +20,10 @@ from swarm_core.adapters.cosmos import (
     CosmosSwarmStore,
     cosmos_credential,
 )
-from swarm_core.models import CommitRecord, Node, Swarm, SwarmSummary, User
+from swarm_core.models import CommitRecord, Node, User
 from swarm_core.ports import ConflictError
 from swarm_core.settings import Settings
+from swarm_core.swarm import Swarm, SwarmSummary
 
 pytestmark = [
     pytest.mark.emulators,

@@ -405,7 +405,7 @@ def test_incomplete_configuration_is_a_clear_startup_error(
 
 
 def test_offline_when_nothing_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swarm_core.offline_llm import OfflineScriptedLLM
+    from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 
     monkeypatch.setenv("OPENAI_MODEL", "gpt-4o")  # a model alone selects nothing
     assert isinstance(build_language_model(), OfflineScriptedLLM)

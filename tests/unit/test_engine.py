@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from swarm_core.actions import catalogue
-from swarm_core.actions.context import StepView
+from swarm_core.actions.specs import SPECS
 from swarm_core.engine import advance_one_step
 from swarm_core.llm import LLMResult
 from swarm_core.models import (
@@ -17,15 +16,14 @@ from swarm_core.models import (
     Lifecycle,
     Limits,
     Node,
-    Operation,
-    OperationKind,
-    StepResult,
-    Swarm,
     SwarmConfig,
     SwarmStatus,
     TerminationPolicy,
     Usage,
 )
+from swarm_core.operations import Operation, OperationKind, parse_operation
+from swarm_core.step_context import StepResult, StepView
+from swarm_core.swarm import Swarm
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -50,7 +48,7 @@ def make_node(
     parent_id: str | None = "root",
     **kw: Any,
 ) -> Node:
-    policy = catalogue.CATALOGUE[action].termination_policy
+    policy = SPECS[action].termination_policy
     fields: dict[str, Any] = {
         "node_id": node_id,
         "swarm_id": "s1",
@@ -67,18 +65,21 @@ def make_node(
 
 
 def op(kind: OperationKind, node_id: str = "n1", **payload: Any) -> Operation:
-    return Operation(
-        op_id=f"op-{kind.value}", kind=kind, swarm_id="s1", node_id=node_id, payload=payload
+    return parse_operation(
+        {"op_id": f"op-{kind.value}", "kind": kind, "swarm_id": "s1", "node_id": node_id}
+        | {"payload": payload}
     )
 
 
 def step(
-    operation: Operation,
+    operation: Operation | dict[str, Any],
     node: Node | None = None,
     parent: Node | None = None,
     swarm: Swarm | None = None,
     llm_result: LLMResult | None = None,
 ) -> StepResult:
+    if isinstance(operation, dict):  # an operation as it came off the queue
+        operation = parse_operation(operation)
     view = StepView(swarm or make_swarm(), node, parent, NOW, llm_result)
     return advance_one_step(operation, view)
 
@@ -91,8 +92,9 @@ def action(
     )
 
 
-def ops_of(result: StepResult, kind: OperationKind) -> list[Operation]:
-    return [o for o in result.operations if o.kind == kind]
+def ops_of(result: StepResult, kind: OperationKind) -> list[dict[str, Any]]:
+    """The result's operations of `kind`, as their JSON (what travels on the queue)."""
+    return [o.model_dump(mode="json") for o in result.operations if o.kind == kind]
 
 
 def updated(result: StepResult, node_id: str) -> Node:
@@ -121,7 +123,7 @@ def test_spawn_creates_the_node_and_starts_its_action():
     )
     assert [n.node_id for n in result.new_nodes] == ["c1"]
     assert result.new_nodes[0].lifecycle == Lifecycle.SPAWNED
-    assert ops_of(result, OperationKind.ACTION)[0].payload["function"] == "start"
+    assert ops_of(result, OperationKind.ACTION)[0]["payload"]["function"] == "start"
     assert "node.spawned" in event_types(result)
     assert all(e.seq == 6 for e in result.events)
 
@@ -141,7 +143,7 @@ def test_llm_step_journals_prompt_and_response_and_hands_over_the_completion():
         llm_result=answer,
     )
     follow = ops_of(result, OperationKind.ACTION)[0]
-    assert follow.payload == {
+    assert follow["payload"] == {
         "function": "on_result",
         "args": {"k": 1, "completion": {"report": "r"}},
     }
@@ -167,11 +169,11 @@ def test_execute_asks_the_llm_then_terminates_with_its_report():
     node = make_node(lifecycle=Lifecycle.SPAWNED)
     result = action("start", node)
     llm = ops_of(result, OperationKind.LLM)[0]
-    assert llm.payload["request"]["task"] == "execute"
-    assert llm.payload["next_function"] == "on_result"
+    assert llm["payload"]["request"]["task"] == "execute"
+    assert llm["payload"]["next_function"] == "on_result"
     assert updated(result, "n1").lifecycle == Lifecycle.RUNNING
     done = action("on_result", node, completion={"report": "All done."})
-    assert ops_of(done, OperationKind.TERMINATE)[0].payload == {"report": "All done."}
+    assert ops_of(done, OperationKind.TERMINATE)[0]["payload"] == {"report": "All done."}
 
 
 def test_a_completion_that_does_not_validate_fails_the_node():
@@ -191,7 +193,7 @@ def test_a_completion_that_does_not_validate_fails_the_node():
 def test_ask_user_conversation_asks_waits_and_resumes():
     node = make_node(action=ActionType.ASK_USER, lifecycle=Lifecycle.SPAWNED)
     started = action("start", node)
-    assert ops_of(started, OperationKind.LLM)[0].payload["request"]["task"] == "ask"
+    assert ops_of(started, OperationKind.LLM)[0]["payload"]["request"]["task"] == "ask"
     asked = action("on_question", node, completion={"message": "Sweet or salty?"})
     ask_op = ops_of(asked, OperationKind.ASK_USER)[0]
     waiting = step(ask_op, node)
@@ -205,11 +207,12 @@ def test_ask_user_conversation_asks_waits_and_resumes():
     assert r.lifecycle == Lifecycle.RUNNING and r.continuation is None
     assert reply.chat_messages[0].message_id == "m1"
     resumed = ops_of(reply, OperationKind.ACTION)[0]
-    assert resumed.payload["function"] == "on_answer"
-    assert resumed.payload["args"]["reply"] == "Salty, please"
+    assert resumed["payload"]["function"] == "on_answer"
+    # The continuation reads the reply from the node's conversation (no copy in the args).
+    assert r.context["conversation"][-1] == {"role": "user", "content": "Salty, please"}
     judged = step(resumed, r)
     judge = ops_of(judged, OperationKind.LLM)[0]
-    assert judge.payload["request"]["facts"]["conversation"][-1]["content"] == "Salty, please"
+    assert judge["payload"]["request"]["facts"]["conversation"][-1]["content"] == "Salty, please"
 
 
 def test_an_insufficient_answer_gets_a_follow_up_until_the_limit():
@@ -217,7 +220,7 @@ def test_an_insufficient_answer_gets_a_follow_up_until_the_limit():
     swarm = make_swarm(max_follow_ups=1)
     verdict = {"sufficient": False, "follow_up": "More detail?", "report": None}
     first = action("on_judgement", node, swarm=swarm, completion=verdict)
-    assert ops_of(first, OperationKind.ASK_USER)[0].payload["message"] == "More detail?"
+    assert ops_of(first, OperationKind.ASK_USER)[0]["payload"]["message"] == "More detail?"
     assert updated(first, "n1").execution_memory["follow_ups"] == 1
     exhausted = action("on_judgement", updated(first, "n1"), swarm=swarm, completion=verdict)
     assert ops_of(exhausted, OperationKind.TERMINATE), "no endless follow-ups"
@@ -228,7 +231,7 @@ def test_a_sufficient_answer_closes_the_chat_and_reports():
     verdict = {"sufficient": True, "follow_up": None, "report": "Wants salty."}
     result = action("on_judgement", node, completion=verdict)
     assert result.chat_messages[0].role == "agent"
-    assert ops_of(result, OperationKind.TERMINATE)[0].payload["report"] == "Wants salty."
+    assert ops_of(result, OperationKind.TERMINATE)[0]["payload"]["report"] == "Wants salty."
 
 
 def test_a_reply_to_a_node_not_waiting_changes_nothing_but_a_log():
@@ -249,11 +252,11 @@ def test_plan_with_questions_asks_the_user_first_through_a_child():
     root = make_node("root", ActionType.PLAN, parent_id=None)
     result = action("on_plan", root, completion={"rationale": "r", "questions": ["Budget?"]})
     spawns = ops_of(result, OperationKind.SPAWN)
-    assert len(spawns) == 1 and spawns[0].payload["action"] == "ask_user"
+    assert len(spawns) == 1 and spawns[0]["payload"]["action"] == "ask_user"
     r = updated(result, "root")
     assert r.lifecycle == Lifecycle.WAITING_FOR_CHILDREN
     assert r.execution_memory["phase"] == "clarifying"
-    assert r.children_ids == [spawns[0].node_id]
+    assert r.children_ids == [spawns[0]["node_id"]]
     assert result.nodes_reserved == 1
 
 
@@ -263,10 +266,10 @@ def test_plan_spawns_one_child_per_subtask():
         "on_plan", root, completion={"rationale": "r", "subtasks": subtasks("execute", "plan")}
     )
     spawns = ops_of(result, OperationKind.SPAWN)
-    assert [s.payload["action"] for s in spawns] == ["execute", "plan"]
-    assert [s.payload["depth"] for s in spawns] == [1, 1]
-    assert [s.payload["termination_policy"] for s in spawns] == ["simple", "review_children"]
-    assert updated(result, "root").children_ids == [s.node_id for s in spawns]
+    assert [s["payload"]["action"] for s in spawns] == ["execute", "plan"]
+    assert [s["payload"]["depth"] for s in spawns] == [1, 1]
+    assert [s["payload"]["termination_policy"] for s in spawns] == ["simple", "review_children"]
+    assert updated(result, "root").children_ids == [s["node_id"] for s in spawns]
 
 
 def test_after_clarifying_the_plan_is_made_again_with_the_answers():
@@ -279,7 +282,7 @@ def test_after_clarifying_the_plan_is_made_again_with_the_answers():
         context={"child_reports": {"c": {"name": "c", "report": "Wants salty."}}},
     )
     result = action("on_children_done", root)
-    request = ops_of(result, OperationKind.LLM)[0].payload["request"]
+    request = ops_of(result, OperationKind.LLM)[0]["payload"]["request"]
     assert request["task"] == "plan"
     assert request["facts"]["user_context"] == ["Wants salty."]
     assert request["facts"]["asked_user"] is True
@@ -296,7 +299,7 @@ def test_review_reports_upward_or_revises_once():
         context={"child_reports": reports},
     )
     review = action("on_children_done", root)
-    facts = ops_of(review, OperationKind.LLM)[0].payload["request"]["facts"]
+    facts = ops_of(review, OperationKind.LLM)[0]["payload"]["request"]["facts"]
     assert facts["child_reports"] == [reports["a"]]
     revise = {"decision": "revise", "report": "gaps", "subtasks": subtasks("execute")}
     revised = action("on_review", root, completion=revise)
@@ -322,7 +325,7 @@ def test_review_children_waits_for_every_child():
     assert not first.operations
     b = make_node("b")
     second = step(op(OperationKind.TERMINATE, "b", report="B"), b, updated(first, "root"))
-    assert ops_of(second, OperationKind.ACTION)[0].payload["function"] == "on_children_done"
+    assert ops_of(second, OperationKind.ACTION)[0]["payload"]["function"] == "on_children_done"
     assert set(updated(second, "root").context["child_reports"]) == {"a", "b"}
 
 
@@ -337,7 +340,7 @@ def test_simple_policy_terminates_the_parent_chain():
     a = make_node("a", parent_id="p")
     result = step(op(OperationKind.TERMINATE, "a", report="A"), a, parent)
     chained = ops_of(result, OperationKind.TERMINATE)
-    assert chained[0].node_id == "p" and chained[0].payload["report"] == "A"
+    assert chained[0]["node_id"] == "p" and chained[0]["payload"]["report"] == "A"
 
 
 def test_custom_policy_calls_the_parents_handler(monkeypatch):
@@ -351,8 +354,8 @@ def test_custom_policy_calls_the_parents_handler(monkeypatch):
     a = make_node("a", parent_id="p")
     result = step(op(OperationKind.TERMINATE, "a", report="A"), a, parent)
     handler = ops_of(result, OperationKind.ACTION)[0]
-    assert handler.node_id == "p"
-    assert handler.payload == {"function": "on_child_terminated", "args": {"child_id": "a"}}
+    assert handler["node_id"] == "p"
+    assert handler["payload"] == {"function": "on_child_terminated", "args": {"child_id": "a"}}
     # An action without that handler fails the node clearly instead of hanging.
     failed = step(handler, parent)
     assert updated(failed, "p").lifecycle == Lifecycle.FAILED
@@ -396,7 +399,7 @@ def test_at_max_depth_children_execute_instead_of_planning():
     result = action(
         "on_plan", node, swarm=swarm, completion={"rationale": "r", "subtasks": subtasks("plan")}
     )
-    assert ops_of(result, OperationKind.SPAWN)[0].payload["action"] == "execute"
+    assert ops_of(result, OperationKind.SPAWN)[0]["payload"]["action"] == "execute"
 
 
 def test_max_nodes_fails_the_swarm_clearly():

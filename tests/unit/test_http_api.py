@@ -11,16 +11,19 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from swarm_core.entrypoints import http_api, queue_worker
-from swarm_core.models import Operation, OperationKind
-from swarm_core.runtime import in_memory_runtime, use_runtime
+from swarm_core.operations import OperationKind, parse_operation
+from swarm_core.bootstrap import build_in_memory
+from swarm_core.in_process import run_until_settled
+from swarm_core.runtime import use_app
 
 
 @pytest.fixture
 def rt():
-    runtime = in_memory_runtime()
-    use_runtime(runtime)
-    yield runtime
-    use_runtime(None)
+    """The in-memory app as the process's app (tests keep the caller's token and swarm on it)."""
+    app = build_in_memory()
+    use_app(app)
+    yield app
+    use_app(None)
 
 
 def call(
@@ -56,24 +59,19 @@ def signup(name: str = "alice") -> str:
 
 
 def drain(rt, answer: str = "A relaxed pace, 900 EUR, good food, no early mornings") -> None:
-    for _ in range(100):
-        while (message := rt.app.queue.receive()) is not None:
-            rt.app.worker.process(message.body)
-            rt.app.queue.ack(message)
-        waiting = [
-            n for n in rt.app.store.list_nodes(rt.swarm_id) if n.lifecycle == "waiting_for_user"
-        ]
-        if not waiting:
-            return
-        for node in waiting:
-            status, _, _ = call(
-                http_api.post_message,
-                "POST",
-                {"content": answer},
-                token=rt.token,
-                route={"swarm_id": rt.swarm_id, "node_id": node.node_id},
-            )
-            assert status == 202
+    """Run the swarm to its end, answering every question over the HTTP function."""
+
+    def post_answer(node, chat) -> None:
+        status, _, _ = call(
+            http_api.post_message,
+            "POST",
+            {"content": answer},
+            token=rt.token,
+            route={"swarm_id": rt.swarm_id, "node_id": node.node_id},
+        )
+        assert status == 202
+
+    run_until_settled(rt, rt.swarm_id, post_answer)
 
 
 def test_health(rt):
@@ -240,15 +238,15 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     rt.swarm_id = created["swarm_id"]
     route = {"swarm_id": rt.swarm_id}
     call(http_api.spawn_swarm, "POST", token=rt.token, route=route)
-    message = rt.app.queue.receive()
-    rt.app.worker.process(message.body)  # the spawn: the root exists
-    rt.app.queue.ack(message)
-    poisoned = rt.app.queue.receive()  # the root's first action "fails every retry"
-    rt.app.queue.ack(poisoned)
+    message = rt.adapters.queue.receive()
+    rt.worker.process(message.body)  # the spawn: the root exists
+    rt.adapters.queue.ack(message)
+    poisoned = rt.adapters.queue.receive()  # the root's first action "fails every retry"
+    rt.adapters.queue.ack(poisoned)
     queue_worker.fail_poisoned_operation(
         QueueMessage(id="p1", body=poisoned.body.encode(), dequeue_count=1)
     )
-    root_id = Operation.model_validate_json(poisoned.body).node_id
+    root_id = parse_operation(poisoned.body).node_id
     _, node, _ = call(http_api.get_node, token=rt.token, route={**route, "node_id": root_id})
     assert node["lifecycle"] == "failed" and "failed on every retry" in node["error"]
     _, hist, _ = call(http_api.swarm_history, token=rt.token, route=route)
@@ -260,4 +258,4 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     drain(rt)
     _, detail, _ = call(http_api.get_swarm, token=rt.token, route=route)
     assert detail["status"] == "completed"
-    assert Operation.model_validate_json(poisoned.body).kind == OperationKind.ACTION
+    assert parse_operation(poisoned.body).kind == OperationKind.ACTION

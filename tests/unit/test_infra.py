@@ -27,14 +27,13 @@ from pydantic import AliasChoices
 from swarm_core.adapters import cosmos as cosmos_adapter
 from swarm_core.adapters import webpubsub as webpubsub_adapter
 from swarm_core.adapters.blob import build_blob_service
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.adapters.openai_llm import (
     LLMProviderSettings,
     OpenAIChatModel,
-    build_language_model,
 )
 from swarm_core.adapters.queue import build_queue_service
-from swarm_core.azure_wiring import build_azure_runtime, build_publisher
-from swarm_core.offline_llm import OfflineScriptedLLM
+from swarm_core.bootstrap import build_azure, build_llm, build_publisher
 from swarm_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -783,12 +782,12 @@ def test_every_client_is_built_with_the_managed_identity(app_environment, monkey
     assert isinstance(built["credential"], DefaultAzureCredential)
 
     # Without a deployed model the app runs the offline LLM.
-    assert isinstance(build_language_model(), OfflineScriptedLLM)
+    assert isinstance(build_llm(Settings()), OfflineScriptedLLM)
 
 
 def test_azure_openai_is_called_with_an_entra_id_token(app_environment):
     app_environment(app_settings("azureOpenAI"))
-    llm = build_language_model()
+    llm = build_llm(Settings())
     assert isinstance(llm, OpenAIChatModel)
     assert llm.provider == "azure_openai"
     assert llm.default_model == PLACEHOLDERS["AZURE_OPENAI_DEPLOYMENT"]
@@ -799,8 +798,8 @@ def test_azure_openai_is_called_with_an_entra_id_token(app_environment):
 
 def test_the_whole_runtime_builds_from_these_settings_without_connecting(app_environment):
     app_environment(app_settings("offlineLLM"))
-    runtime = build_azure_runtime(Settings())  # production: creates no resources, connects lazily
-    assert runtime.settings.environment == "production"
+    app = build_azure(Settings())  # production: creates no resources, connects lazily
+    assert app.settings.environment == "production"
 
 
 # --- the post-provision hook -------------------------------------------------------------------
@@ -833,7 +832,7 @@ def test_the_hook_writes_keyless_developer_settings_the_app_loads(app_environmen
     assert settings.cosmos_endpoint == PLACEHOLDERS["COSMOS_ENDPOINT"]
     assert settings.webpubsub_endpoint == PLACEHOLDERS["WEBPUBSUB_ENDPOINT"]
     assert len(settings.auth_secret) >= 32
-    assert isinstance(build_language_model(), OfflineScriptedLLM)
+    assert isinstance(build_llm(Settings()), OfflineScriptedLLM)
 
 
 def test_the_hook_copies_the_openai_settings_when_a_model_is_deployed():

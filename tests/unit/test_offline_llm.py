@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from swarm_core.actions.schemas import RESPONSE_MODELS
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.demo import run_swarm
 from swarm_core.llm import LLMRequest
 from swarm_core.models import SwarmConfig
-from swarm_core.offline_llm import OfflineScriptedLLM
 
 GOAL = "Plan a 3-day trip to Lisbon"
 

@@ -6,28 +6,17 @@ from typing import Any
 
 import pytest
 
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.bootstrap import InMemorySwarmApp, build_in_memory
+from swarm_core.commits import Outcome
+from swarm_core.in_process import drain, reply_through_services, run_until_settled, waiting_nodes
 from swarm_core.llm import LLMError, LLMRequest, LLMResult
-from swarm_core.models import Lifecycle, Operation, SwarmConfig, SwarmStatus
-from swarm_core.offline_llm import OfflineScriptedLLM
+from swarm_core.models import Lifecycle, SwarmConfig, SwarmStatus
+from swarm_core.operations import parse_operation
 from swarm_core.ports import chat_stream
 from swarm_core.services import InvalidState, NotFound
-from swarm_core.worker import Outcome
 
 USER = "alice"
-
-
-def drain(app: InMemorySwarmApp, limit: int = 10_000) -> int:
-    count = 0
-    while count < limit and (message := app.queue.receive()) is not None:
-        app.worker.process(message.body)
-        app.queue.ack(message)
-        count += 1
-    return count
-
-
-def waiting_nodes(app: InMemorySwarmApp, swarm_id: str) -> list[Any]:
-    return [n for n in app.store.list_nodes(swarm_id) if n.lifecycle == Lifecycle.WAITING_FOR_USER]
 
 
 def reply_all(
@@ -35,15 +24,13 @@ def reply_all(
 ) -> int:
     nodes = waiting_nodes(app, swarm_id)
     for node in nodes:
-        app.services.post_user_message(USER, swarm_id, node.node_id, text, None, app.queue.enqueue)
+        app.services.post_user_message(USER, swarm_id, node.node_id, text, None)
     return len(nodes)
 
 
 def run_to_end(app: InMemorySwarmApp, swarm_id: str) -> None:
-    for _ in range(100):
-        drain(app)
-        if not reply_all(app, swarm_id):
-            return
+    answer = reply_through_services(app, USER, swarm_id, lambda node, chat: "A long enough answer.")
+    run_until_settled(app, swarm_id, answer)
 
 
 @pytest.fixture
@@ -65,7 +52,7 @@ def test_create_then_spawn_runs_to_completion(app, spawned):
     assert swarm.final_report and swarm.final_report.startswith("Final plan")
     assert swarm.node_counts == {"terminated": swarm.node_count}
     assert swarm.usage.llm_calls > 0
-    summary = app.store.get_summary(USER, spawned)
+    summary = app.adapters.store.get_summary(USER, spawned)
     assert summary is not None and summary.status == SwarmStatus.COMPLETED
 
 
@@ -88,19 +75,19 @@ def test_pause_parks_work_and_resume_re_enqueues_it_in_order(app, spawned):
     drain(app, limit=3)
     app.services.pause(USER, spawned)
     before = app.services.get_swarm(USER, spawned).seq
-    waiting = app.queue.pending_bodies()
+    waiting = app.adapters.queue.pending_bodies()
     assert waiting
     drain(app)
     swarm = app.services.get_swarm(USER, spawned)
     assert swarm.seq == before + 0, "nothing runs while paused"
     assert [p.model_dump_json() for p in swarm.parked] == [
-        Operation.model_validate_json(b).model_dump_json() for b in waiting
+        parse_operation(b).model_dump_json() for b in waiting
     ]
     with pytest.raises(InvalidState):
         app.services.pause(USER, spawned)
     app.services.resume(USER, spawned)
     assert app.services.get_swarm(USER, spawned).parked == []
-    assert app.queue.pending_bodies() == [p.model_dump_json() for p in swarm.parked]
+    assert app.adapters.queue.pending_bodies() == [p.model_dump_json() for p in swarm.parked]
     run_to_end(app, spawned)
     assert app.services.get_swarm(USER, spawned).status == SwarmStatus.COMPLETED
 
@@ -115,26 +102,24 @@ def test_a_message_to_a_node_not_waiting_is_a_conflict(app, spawned):
     root = app.services.get_swarm(USER, spawned).root_node_id
     assert root is not None
     with pytest.raises(InvalidState):
-        app.services.post_user_message(USER, spawned, root, "hi", None, app.queue.enqueue)
+        app.services.post_user_message(USER, spawned, root, "hi", None)
     with pytest.raises(NotFound):
-        app.services.post_user_message(USER, spawned, "nope", "hi", None, app.queue.enqueue)
+        app.services.post_user_message(USER, spawned, "nope", "hi", None)
 
 
 def test_the_same_client_message_id_creates_one_message(app, spawned):
     drain(app)
     node = waiting_nodes(app, spawned)[0]
     ids = [
-        app.services.post_user_message(
-            USER, spawned, node.node_id, "Salty snacks and sun", "c-1", app.queue.enqueue
-        )
+        app.services.post_user_message(USER, spawned, node.node_id, "Salty snacks and sun", "c-1")
         for _ in range(2)
     ]
     drain(app)
     again = app.services.post_user_message(
-        USER, spawned, node.node_id, "Salty snacks and sun", "c-1", app.queue.enqueue
+        USER, spawned, node.node_id, "Salty snacks and sun", "c-1"
     )
     assert ids[0] == ids[1] == again
-    chat = app.content.read(chat_stream(spawned, node.node_id))
+    chat = app.adapters.content.read(chat_stream(spawned, node.node_id))
     assert [m["content"] for m in chat if m["role"] == "user"] == ["Salty snacks and sun"]
 
 
@@ -181,25 +166,25 @@ def test_chats_and_node_detail(app, spawned):
 def test_delete_removes_everything(app, spawned):
     run_to_end(app, spawned)
     app.services.delete_swarm(USER, spawned)
-    assert app.store.get_swarm(spawned) is None
-    assert app.store.list_nodes(spawned) == []
-    assert app.store.get_summary(USER, spawned) is None
-    assert app.content.read(f"{spawned}/history") == []
+    assert app.adapters.store.get_swarm(spawned) is None
+    assert app.adapters.store.list_nodes(spawned) == []
+    assert app.adapters.store.get_summary(USER, spawned) is None
+    assert app.adapters.content.read(f"{spawned}/history") == []
 
 
 def test_listing_is_newest_first_and_paged(app):
     ids = [app.services.create_swarm(USER, f"goal {i}").swarm_id for i in range(5)]
     app.services.create_swarm("bob", "not alice's")
-    page, token = app.store.list_summaries(USER, 2)
+    page, token = app.adapters.store.list_summaries(USER, 2)
     seen = [s.swarm_id for s in page]
     while token:
-        page, token = app.store.list_summaries(USER, 2, token)
+        page, token = app.adapters.store.list_summaries(USER, 2, token)
         seen.extend(s.swarm_id for s in page)
     assert seen == list(reversed(ids))
 
 
 def test_operations_for_a_deleted_or_finished_swarm_are_dropped(app, spawned):
-    message = app.queue.receive()
+    message = app.adapters.queue.receive()
     assert message is not None
     app.services.delete_swarm(USER, spawned)
     assert app.worker.process(message.body) == Outcome.DROPPED
@@ -223,13 +208,12 @@ def test_a_permanent_llm_error_fails_the_node_and_retry_runs_it_again():
     swarm = app.services.create_swarm(USER, "Write a haiku", config)
     app.services.spawn(USER, swarm.swarm_id)
     drain(app)
-    root = app.store.list_nodes(swarm.swarm_id)[0]
+    root = app.adapters.store.list_nodes(swarm.swarm_id)[0]
     assert root.lifecycle == Lifecycle.FAILED
     assert "model said no" in (root.error or "")
     events = app.services.history(USER, swarm.swarm_id)["events"]
     assert any(e["type"] == "node.failed" for e in events)
     llm.retryable = None  # type: ignore[assignment]
-    app.llm = OfflineScriptedLLM()
     app.worker.llm = OfflineScriptedLLM()
     app.services.retry_node(USER, swarm.swarm_id, root.node_id)
     drain(app)
@@ -242,7 +226,7 @@ def test_a_retryable_llm_error_leaves_the_message_for_the_queue():
     app.services.spawn(USER, swarm.swarm_id)
     with pytest.raises(LLMError):
         drain(app)
-    root = app.store.list_nodes(swarm.swarm_id)[0]
+    root = app.adapters.store.list_nodes(swarm.swarm_id)[0]
     assert root.lifecycle == Lifecycle.RUNNING, "nothing committed: the queue will retry"
 
 
@@ -254,8 +238,8 @@ def test_maintenance_redrives_a_commit_whose_worker_died():
     app = build_in_memory()
     swarm = app.services.create_swarm(USER, "Plan a picnic")
     app.services.spawn(USER, swarm.swarm_id)
-    message = app.queue.receive()
-    store = app.store
+    message = app.adapters.queue.receive()
+    store = app.adapters.store
 
     class DiesAfterCommit:
         """The worker dies right after its commit point: the effects (the root node, the next
@@ -271,12 +255,12 @@ def test_maintenance_redrives_a_commit_whose_worker_died():
     app.worker.committer.store = DiesAfterCommit()  # type: ignore[assignment]
     with pytest.raises(InjectedCrash):
         app.worker.process(message.body)
-    app.queue.ack(message)  # the message is gone (e.g. it expired)
-    assert app.store.list_nodes(swarm.swarm_id) == []
+    app.adapters.queue.ack(message)  # the message is gone (e.g. it expired)
+    assert app.adapters.store.list_nodes(swarm.swarm_id) == []
     counts = app.services.maintain(stuck_after=timedelta(0), idle_after=timedelta(hours=1))
     assert counts["redriven"] == 1
-    assert len(app.store.list_nodes(swarm.swarm_id)) == 1
-    app.worker.committer.store = app.store
+    assert len(app.adapters.store.list_nodes(swarm.swarm_id)) == 1
+    app.worker.committer.store = app.adapters.store
     run_to_end(app, swarm.swarm_id)
     assert app.services.get_swarm(USER, swarm.swarm_id).status == SwarmStatus.COMPLETED
 

@@ -8,7 +8,7 @@ import azure.functions as func
 import pytest
 
 from swarm_core.entrypoints import http_api
-from swarm_core.runtime import use_runtime
+from swarm_core.runtime import use_app
 from swarm_core.settings import Settings, SettingsError, load_settings
 
 GOOD_SECRET = "k" * 40
@@ -33,7 +33,7 @@ def test_development_runs_without_a_secret():
 def test_the_api_answers_503_not_500_when_misconfigured(monkeypatch):
     monkeypatch.setenv("SWARM_ENV", "production")
     monkeypatch.setenv("AUTH_SECRET", "change-me")
-    use_runtime(None)
+    use_app(None)
     try:
         req = func.HttpRequest(
             method="GET",
@@ -45,7 +45,7 @@ def test_the_api_answers_503_not_500_when_misconfigured(monkeypatch):
         assert resp.status_code == 503
         assert "AUTH_SECRET" in json.loads(resp.get_body())["detail"]
     finally:
-        use_runtime(None)
+        use_app(None)
 
 
 def test_missing_service_settings_are_named():

@@ -1,4 +1,5 @@
-"""The step context: what an action function sees and the only way it says what should happen.
+"""The step context: what an action function sees during one step and the only way it says what
+should happen.
 
 An action function gets a `StepContext`, changes `ctx.node` (and, for termination, `ctx.parent`),
 and calls `ctx.call_llm`, `ctx.ask_user`, `ctx.terminate`, `ctx.spawn_children`, `ctx.chat` or
@@ -8,10 +9,14 @@ the operation, so that the same step on the same view always gives the same resu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, Field
+
+from swarm_core.actions.prompts import build_messages
 from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import (
     ActionType,
@@ -23,15 +28,39 @@ from swarm_core.models import (
     LLMSettings,
     LogEntry,
     Node,
-    Operation,
-    OperationKind,
-    StepResult,
-    Swarm,
     SwarmStatus,
+    Usage,
     derive_id,
 )
+from swarm_core.operations import (
+    ActionPayload,
+    AnyPayload,
+    AskUserPayload,
+    LLMPayload,
+    Operation,
+    TerminatePayload,
+    make_operation,
+    spawn_payload,
+)
+from swarm_core.swarm import Swarm
 
 DEFAULT_LLM_SETTINGS = LLMSettings(temperature=0.2, max_tokens=1200)
+
+
+class StepResult(BaseModel):
+    """What one step decided; the committer turns it into a commit and its effects."""
+
+    updated_nodes: list[Node] = Field(default_factory=list)
+    new_nodes: list[Node] = Field(default_factory=list)
+    operations: list[Operation] = Field(default_factory=list)
+    chat_messages: list[ChatMessage] = Field(default_factory=list)
+    events: list[HistoryEvent] = Field(default_factory=list)
+    logs: list[LogEntry] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    nodes_reserved: int = 0
+    swarm_status: SwarmStatus | None = None
+    final_report: str | None = None
+    error: str | None = None
 
 
 class StepFailure(Exception):
@@ -95,25 +124,22 @@ class StepContext:
         node.updated_at = self.now
         self._touched[node.node_id] = node
 
-    def settings_for(self, node: Node) -> LLMSettings:
-        """defaults -> swarm config -> node (a user level comes in from the HTTP layer)."""
-        return node.llm.merged_over(self.swarm.config.llm.merged_over(DEFAULT_LLM_SETTINGS))
+    def llm_settings(self) -> LLMSettings:
+        """The engine's defaults with the swarm's config over them."""
+        return self.swarm.config.llm.merged_over(DEFAULT_LLM_SETTINGS)
 
     # --- what a step can do --------------------------------------------------------------
 
-    def enqueue(self, kind: OperationKind, node_id: str, payload: dict[str, Any]) -> Operation:
-        op = Operation(
-            op_id=self.op.child_op_id(len(self._operations)),
-            kind=kind,
-            swarm_id=self.swarm.swarm_id,
-            node_id=node_id,
-            payload=payload,
+    def enqueue(self, payload: AnyPayload, node_id: str) -> Operation:
+        """Enqueue the operation `payload` stands for, on `node_id`, with a derived op id."""
+        op = make_operation(
+            self.op.child_op_id(len(self._operations)), self.swarm.swarm_id, node_id, payload
         )
         self._operations.append(op)
         return op
 
     def call_action(self, node: Node, function: str, args: dict[str, Any] | None = None) -> None:
-        self.enqueue(OperationKind.ACTION, node.node_id, {"function": function, "args": args or {}})
+        self.enqueue(ActionPayload(function=function, args=args or {}), node.node_id)
 
     def call_llm(
         self,
@@ -126,11 +152,8 @@ class StepContext:
 
         The prompt is written from `facts` (what a real model reads); the facts travel too (what
         the offline LLM reads)."""
-        from swarm_core.actions.prompts import build_messages
-
         node = self.require_node()
-        op_id = self.op.child_op_id(len(self._operations))
-        settings = self.settings_for(node)
+        settings = self.llm_settings()
         request = LLMRequest(
             task=task,
             messages=build_messages(task, settings, facts),
@@ -139,17 +162,10 @@ class StepContext:
             facts=facts,
             swarm_id=self.swarm.swarm_id,
             node_id=node.node_id,
-            op_id=op_id,
+            op_id=self.op.child_op_id(len(self._operations)),  # the llm operation's own id
         )
-        self.enqueue(
-            OperationKind.LLM,
-            node.node_id,
-            {
-                "request": request.model_dump(mode="json"),
-                "next_function": next_function,
-                "args": args or {},
-            },
-        )
+        payload = LLMPayload(request=request, next_function=next_function, args=args or {})
+        self.enqueue(payload, node.node_id)
 
     def ask_user(
         self, message: str, next_function: str, args: dict[str, Any] | None = None
@@ -157,15 +173,11 @@ class StepContext:
         """Send the user a message and wait (an `ask_user` operation saves the continuation)."""
         node = self.require_node()
         continuation = Continuation(function_to_call=next_function, args=args or {})
-        self.enqueue(
-            OperationKind.ASK_USER,
-            node.node_id,
-            {"message": message, "continuation": continuation.model_dump(mode="json")},
-        )
+        self.enqueue(AskUserPayload(message=message, continuation=continuation), node.node_id)
 
     def terminate(self, report: str) -> None:
         node = self.require_node()
-        self.enqueue(OperationKind.TERMINATE, node.node_id, {"report": report})
+        self.enqueue(TerminatePayload(report=report), node.node_id)
 
     def spawn_children(self, children: list[ChildSpec]) -> list[str]:
         """Decide children of the node (spawn operations); returns their ids.
@@ -173,8 +185,6 @@ class StepContext:
         Applies the limits: children beyond `max_children` are dropped (logged), children at
         `max_depth` cannot plan further (they execute), and exceeding `max_nodes` fails the swarm.
         """
-        from swarm_core.actions.catalogue import CATALOGUE
-
         node = self.require_node()
         room = self.limits.max_children - len(node.children_ids)
         if len(children) > room:
@@ -201,25 +211,18 @@ class StepContext:
                 self.log(node, f"child {child.name!r} is at max_depth {depth}: it executes")
             child_id = derive_id(self.op.op_id, "node", len(ids))
             ids.append(child_id)
-            policy = CATALOGUE[action].termination_policy
-            self.enqueue(
-                OperationKind.SPAWN,
-                child_id,
-                {
-                    "parent_id": node.node_id,
-                    "depth": depth,
-                    "action": action.value,
-                    "name": child.name,
-                    "directive": child.directive,
-                    "termination_policy": policy.value,
-                },
+            payload = spawn_payload(
+                parent_id=node.node_id,
+                depth=depth,
+                action=action,
+                name=child.name,
+                directive=child.directive,
             )
+            self.enqueue(payload, child_id)
         node.children_ids.extend(ids)
         self.nodes_reserved += len(ids)
         self.touch(node)
         return ids
-
-    result_nodes_reserved = 0
 
     def add_node(self, node: Node) -> None:
         self._new_nodes.append(node)
@@ -303,3 +306,8 @@ class StepContext:
         self.result.logs = self._logs
         self.result.nodes_reserved = self.nodes_reserved
         return self.result
+
+
+# An action's function: it reads the context and records what should happen; `args` are the
+# operation's arguments (for a continuation, what it saved; after an LLM call, `completion`).
+ActionFunction = Callable[[StepContext, dict[str, Any]], None]

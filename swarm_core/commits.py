@@ -1,0 +1,286 @@
+"""The commit protocol of DESIGN.md §4, shared by the worker (node steps) and the services (control
+changes: spawn, pause, resume, retry, idle).
+
+Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`:
+
+1. Read the swarm document (with its ETag). If the operation is committed already, there is
+   nothing to decide: its commit record exists (effects all applied: a duplicate), or it is the
+   swarm's `pending` commit (effects maybe half applied: re-drive them, idempotently).
+2. If the swarm's `pending` commit (another operation's) has no commit record yet, its worker may
+   have crashed mid-way: apply its effects first (roll forward). So at most the latest commit is
+   ever unfinished, and each commit's effects land before the next commit.
+3. `decide` looks at the fresh swarm and returns a `Decision`: a new swarm document and the
+   effects (or nothing to write: dropped, parked already).
+4. **Commit**: replace the swarm document iff its ETag is unchanged, with `seq + 1` and the
+   effects as the new `pending`. Losing that race means another commit came first: decide again
+   on a fresh read.
+5. Apply the effects: node writes (create, or replace iff at the ETag the step read), appends to
+   chats/logs/history keyed by seq (appended at most once), enqueues (consumers dedupe by op_id),
+   publishes, the listing entry; last, the commit record, which marks the commit fully applied.
+
+Every effect is idempotent, so re-driving after a crash at any point gives the crash-free result.
+`apply_step_result` turns what a node step decided into the new swarm document and its effects;
+`ControlCommit` builds the same for a control change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from swarm_core.models import CommitRecord, EventType, HistoryEvent, Lifecycle, Node
+from swarm_core.operations import Operation
+from swarm_core.ports import (
+    ConflictError,
+    ContentStore,
+    EventPublisher,
+    OperationQueue,
+    SwarmStore,
+    Versioned,
+    chat_stream,
+    history_stream,
+    log_stream,
+)
+from swarm_core.step_context import StepResult, StepView
+from swarm_core.swarm import Effects, NodeWrite, PendingCommit, Swarm
+
+log = logging.getLogger(__name__)
+
+APPLIED_CACHE_SIZE = 4096
+
+
+class Outcome(StrEnum):
+    COMMITTED = "committed"
+    DUPLICATE = "duplicate"  # committed and applied before: nothing to do
+    REDRIVEN = "redriven"  # committed before, effects re-applied
+    PARKED = "parked"
+    DROPPED = "dropped"
+
+
+class TooManyConflicts(Exception):
+    """Retried commits kept losing; the message is left for the queue to deliver again."""
+
+
+class SwarmNotFound(Exception):
+    pass
+
+
+@dataclass
+class Decision:
+    """What a commit function decided on a fresh read of the swarm.
+
+    `swarm` is the new swarm document to write (None: write nothing). A `COMMITTED` decision
+    takes the next seq; `refresh_listing` puts the new listing entry among its effects."""
+
+    outcome: Outcome
+    swarm: Swarm | None = None
+    effects: Effects = field(default_factory=Effects)
+    refresh_listing: bool = False
+
+
+Decide = Callable[[Versioned[Swarm]], Decision]
+
+
+@dataclass(frozen=True)
+class CommitRun:
+    """How a `run` ended, and the swarm document as it stands after it."""
+
+    outcome: Outcome
+    swarm: Swarm
+    seq: int
+
+
+class SwarmCommitter:
+    """The commit loop. One per app: the worker and the services share it (and its cache)."""
+
+    def __init__(
+        self,
+        store: SwarmStore,
+        content: ContentStore,
+        queue: OperationQueue,
+        publisher: EventPublisher,
+        max_attempts: int = 50,
+    ) -> None:
+        self.store = store
+        self.content = content
+        self.queue = queue
+        self.publisher = publisher
+        self.max_attempts = max_attempts
+        # Commits this process applied completely (their commit record is written): the next
+        # step of the swarm needs no read to know that. Only ever holds true facts, so it is
+        # safe to lose (a new process reads the commit record instead).
+        self._applied: OrderedDict[str, None] = OrderedDict()
+
+    def run(self, swarm_id: str, op_id: str, decide: Decide) -> CommitRun:
+        for _ in range(self.max_attempts):
+            got = self.store.get_swarm(swarm_id)
+            if got is None:
+                raise SwarmNotFound(swarm_id)
+            swarm = got.value
+            pending = swarm.pending
+            if pending is not None and pending.op_id == op_id:
+                self.apply(swarm, pending)
+                return CommitRun(Outcome.REDRIVEN, swarm, pending.seq)
+            if self.store.get_commit(swarm_id, op_id) is not None:
+                return CommitRun(Outcome.DUPLICATE, swarm, swarm.seq)
+            if pending is not None and not self.is_applied(swarm_id, pending.op_id):
+                self.apply(swarm, pending)
+            decision = decide(got)
+            if decision.swarm is None:
+                return CommitRun(decision.outcome, swarm, swarm.seq)
+            new = decision.swarm
+            if decision.outcome == Outcome.COMMITTED:
+                new.seq = swarm.seq + 1
+                if decision.refresh_listing:
+                    decision.effects.summary = new.summary()
+                new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=decision.effects)
+            try:
+                self.store.replace_swarm(new, got.etag)
+            except ConflictError:
+                log.info("commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id)
+                continue
+            if new.pending is not None and decision.outcome == Outcome.COMMITTED:
+                self.apply(new, new.pending)
+            return CommitRun(decision.outcome, new, new.seq)
+        raise TooManyConflicts(f"op {op_id} on swarm {swarm_id}")
+
+    def is_applied(self, swarm_id: str, op_id: str) -> bool:
+        """Whether the commit of `op_id` is known to be fully applied (its record exists)."""
+        return op_id in self._applied or self.store.get_commit(swarm_id, op_id) is not None
+
+    def apply(self, swarm: Swarm, pending: PendingCommit) -> None:
+        """Apply a commit's effects; safe to run any number of times, by anyone."""
+        effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
+        for write in effects.node_writes:
+            self.store.write_node(write.node, write.base_etag)
+        for node_id, chat in _by_node(effects.chat_messages):
+            self.content.append(chat_stream(swarm_id, node_id), seq, chat)
+        for node_id, logs in _by_node(effects.logs):
+            self.content.append(log_stream(swarm_id, node_id), seq, logs)
+        events = [e.model_dump(mode="json") for e in effects.events]
+        if events:
+            self.content.append(history_stream(swarm_id), seq, events)
+        for operation in effects.operations:
+            self.queue.enqueue(operation)
+        if events:
+            try:
+                self.publisher.publish(swarm_id, events)
+            except Exception:
+                # Clients catch up from the stored history (`history?after=`): never fail a step.
+                log.warning("publish failed swarm_id=%s seq=%s", swarm_id, seq, exc_info=True)
+        if effects.summary is not None:
+            self.store.put_summary(effects.summary)
+        self.store.put_commit(CommitRecord(swarm_id=swarm_id, op_id=pending.op_id, seq=seq))
+        self._applied[pending.op_id] = None
+        if len(self._applied) > APPLIED_CACHE_SIZE:
+            self._applied.popitem(last=False)
+
+
+def _by_node(items: Iterable[Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in items:
+        grouped[item.node_id].append(item.model_dump(mode="json"))
+    return list(grouped.items())
+
+
+def count_transition(
+    counts: dict[str, int], before: Lifecycle | None, after: Lifecycle
+) -> dict[str, int]:
+    """The swarm's node counts by lifecycle after one node went from `before` (None: new)."""
+    changed = dict(counts)
+    if before is not None:
+        changed[before.value] = changed.get(before.value, 1) - 1
+    changed[after.value] = changed.get(after.value, 0) + 1
+    return {k: v for k, v in changed.items() if v}
+
+
+def apply_step_result(
+    swarm: Swarm, view: StepView, result: StepResult, etags: dict[str, str]
+) -> Decision:
+    """The commit of a node step: the new swarm document and the step's effects (pure)."""
+    new = swarm.model_copy(deep=True)
+    new.pending = None
+    new.updated_at = view.now
+    new.usage = new.usage.plus(result.usage)
+    new.node_count += result.nodes_reserved
+    before: dict[str, Node] = {n.node_id: n for n in (view.node, view.parent) if n is not None}
+    writes: list[NodeWrite] = []
+    for node in result.new_nodes:
+        new.node_counts = count_transition(new.node_counts, None, node.lifecycle)
+        writes.append(NodeWrite(node=node, base_etag=None))
+    for node in result.updated_nodes:
+        old = before.get(node.node_id)
+        if old is None:
+            continue  # a node the step did not read cannot be written safely
+        new.node_counts = count_transition(new.node_counts, old.lifecycle, node.lifecycle)
+        writes.append(NodeWrite(node=node, base_etag=etags[node.node_id]))
+    status_changed = result.swarm_status is not None and result.swarm_status != swarm.status
+    if result.swarm_status is not None:
+        new.status = result.swarm_status
+    if result.final_report is not None:
+        new.final_report = result.final_report
+    if result.error is not None:
+        new.error = result.error
+    effects = Effects(
+        node_writes=writes,
+        chat_messages=result.chat_messages,
+        events=result.events,
+        logs=result.logs,
+        operations=result.operations,
+    )
+    return Decision(Outcome.COMMITTED, new, effects, refresh_listing=status_changed)
+
+
+class ControlCommit:
+    """A commit that is not a node step (spawn, pause, resume, retry, idle): the new swarm
+    document, a `swarm.status` event first (with `status_data`), the refreshed listing entry, and
+    whatever node writes, events and operations the change adds."""
+
+    def __init__(self, old: Swarm, now: datetime, **status_data: Any) -> None:
+        self.old = old
+        self.now = now
+        self.swarm = old.model_copy(deep=True)
+        self.swarm.pending = None
+        self.swarm.updated_at = now
+        self._status_data = status_data
+        self._effects = Effects()
+
+    def event(self, type_: EventType, data: dict[str, Any]) -> None:
+        self._effects.events.append(
+            HistoryEvent(
+                type=type_,
+                swarm_id=self.old.swarm_id,
+                seq=self.old.seq + 1,
+                index=len(self._effects.events) + 1,  # index 0 is the status event
+                at=self.now,
+                data=data,
+            )
+        )
+
+    def write_node(self, node: Node, read: Versioned[Node]) -> None:
+        """Write `node`, which the change read as `read`, and announce it."""
+        self.swarm.node_counts = count_transition(
+            self.swarm.node_counts, read.value.lifecycle, node.lifecycle
+        )
+        self._effects.node_writes.append(NodeWrite(node=node, base_etag=read.etag))
+        self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
+
+    def enqueue(self, *operations: Operation) -> None:
+        self._effects.operations.extend(operations)
+
+    def decision(self) -> Decision:
+        status = HistoryEvent(
+            type=EventType.SWARM_STATUS,
+            swarm_id=self.old.swarm_id,
+            seq=self.old.seq + 1,
+            index=0,
+            at=self.now,
+            data={"status": self.swarm.status.value, **self._status_data},
+        )
+        self._effects.events.insert(0, status)
+        return Decision(Outcome.COMMITTED, self.swarm, self._effects, refresh_listing=True)

@@ -1,0 +1,233 @@
+"""Operations: what one queue message asks a worker to do, as typed payloads.
+
+An operation is an envelope (`op_id`, `kind`, `swarm_id`, `node_id`) around a payload whose type
+the `kind` selects (a pydantic discriminated union). The wire form is
+`{"op_id", "kind", "swarm_id", "node_id", "payload": {...}}`. Operations are made by the named
+constructors at the bottom (`spawn_operation`, `fail_operation`, ...) or by
+`StepContext.enqueue(payload, node_id)`, and read back with `parse_operation`, so a payload is
+built and parsed in one place and a malformed one is a validation error, never a `KeyError`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from swarm_core.actions.specs import SPECS
+from swarm_core.llm import LLMRequest
+from swarm_core.models import ActionType, Continuation, TerminationPolicy, derive_id
+
+
+class OperationKind(StrEnum):
+    SPAWN = "spawn"
+    ACTION = "action"
+    LLM = "llm"
+    ASK_USER = "ask_user"
+    USER_REPLY = "user_reply"
+    TERMINATE = "terminate"
+    FAIL = "fail"
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SpawnPayload(Payload):
+    """Create the node and run its action's `start`."""
+
+    parent_id: str | None
+    depth: int = Field(ge=0)
+    action: ActionType
+    name: str
+    directive: str
+    termination_policy: TerminationPolicy
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionPayload(Payload):
+    """Run one function of the node's action."""
+
+    function: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMPayload(Payload):
+    """Make the one LLM call `request`, then run `next_function` with `completion` in `args`."""
+
+    request: LLMRequest
+    next_function: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class AskUserPayload(Payload):
+    """Send `message` to the node's chat, save `continuation`, wait for the user."""
+
+    message: str
+    continuation: Continuation
+
+
+class UserReplyPayload(Payload):
+    """The user's committed reply: resume the node's continuation with it."""
+
+    content: str
+    message_id: str
+
+
+class TerminatePayload(Payload):
+    """The node is done with `report`; its parent's termination policy takes it from here."""
+
+    report: str
+
+
+class FailPayload(Payload):
+    """Mark the node failed with `error`; `operation` (JSON) is what a retry runs again."""
+
+    error: str
+    operation: dict[str, Any] | None = None
+
+
+class OperationBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op_id: str
+    swarm_id: str
+    node_id: str
+
+    def child_op_id(self, index: int) -> str:
+        """The id of the `index`-th operation this operation's step enqueues."""
+        return derive_id(self.op_id, "op", index)
+
+
+class SpawnOperation(OperationBase):
+    kind: Literal[OperationKind.SPAWN] = OperationKind.SPAWN
+    payload: SpawnPayload
+
+
+class ActionOperation(OperationBase):
+    kind: Literal[OperationKind.ACTION] = OperationKind.ACTION
+    payload: ActionPayload
+
+
+class LLMOperation(OperationBase):
+    kind: Literal[OperationKind.LLM] = OperationKind.LLM
+    payload: LLMPayload
+
+
+class AskUserOperation(OperationBase):
+    kind: Literal[OperationKind.ASK_USER] = OperationKind.ASK_USER
+    payload: AskUserPayload
+
+
+class UserReplyOperation(OperationBase):
+    kind: Literal[OperationKind.USER_REPLY] = OperationKind.USER_REPLY
+    payload: UserReplyPayload
+
+
+class TerminateOperation(OperationBase):
+    kind: Literal[OperationKind.TERMINATE] = OperationKind.TERMINATE
+    payload: TerminatePayload
+
+
+class FailOperation(OperationBase):
+    kind: Literal[OperationKind.FAIL] = OperationKind.FAIL
+    payload: FailPayload
+
+
+Operation = Annotated[
+    SpawnOperation
+    | ActionOperation
+    | LLMOperation
+    | AskUserOperation
+    | UserReplyOperation
+    | TerminateOperation
+    | FailOperation,
+    Field(discriminator="kind"),
+]
+AnyPayload = (
+    SpawnPayload
+    | ActionPayload
+    | LLMPayload
+    | AskUserPayload
+    | UserReplyPayload
+    | TerminatePayload
+    | FailPayload
+)
+
+_ADAPTER: TypeAdapter[Operation] = TypeAdapter(Operation)
+def parse_operation(data: str | bytes | dict[str, Any]) -> Operation:
+    """An operation from its JSON text or dict; a pydantic ValidationError if malformed."""
+    if isinstance(data, dict):
+        return _ADAPTER.validate_python(data)
+    return _ADAPTER.validate_json(data)
+
+
+def make_operation(op_id: str, swarm_id: str, node_id: str, payload: AnyPayload) -> Operation:
+    """The operation of the kind that `payload`'s type stands for."""
+    ids = {"op_id": op_id, "swarm_id": swarm_id, "node_id": node_id}
+    match payload:
+        case SpawnPayload():
+            return SpawnOperation(**ids, payload=payload)
+        case ActionPayload():
+            return ActionOperation(**ids, payload=payload)
+        case LLMPayload():
+            return LLMOperation(**ids, payload=payload)
+        case AskUserPayload():
+            return AskUserOperation(**ids, payload=payload)
+        case UserReplyPayload():
+            return UserReplyOperation(**ids, payload=payload)
+        case TerminatePayload():
+            return TerminateOperation(**ids, payload=payload)
+        case FailPayload():
+            return FailOperation(**ids, payload=payload)
+
+
+# --- named constructors ----------------------------------------------------------------------
+
+
+def spawn_payload(
+    *, parent_id: str | None, depth: int, action: ActionType, name: str, directive: str
+) -> SpawnPayload:
+    """A node to create; its termination policy is its action's."""
+    return SpawnPayload(
+        parent_id=parent_id,
+        depth=depth,
+        action=action,
+        name=name,
+        directive=directive,
+        termination_policy=SPECS[action].termination_policy,
+    )
+
+
+def root_spawn_operation(swarm_id: str, goal: str, max_depth: int) -> Operation:
+    """The spawn of a swarm's root node: it plans the goal (or executes it when max_depth is 0)."""
+    action = ActionType.PLAN if max_depth > 0 else ActionType.EXECUTE
+    payload = spawn_payload(parent_id=None, depth=0, action=action, name="Root", directive=goal)
+    return make_operation(derive_id(swarm_id, "spawn"), swarm_id, root_node_id(swarm_id), payload)
+
+
+def root_node_id(swarm_id: str) -> str:
+    return derive_id(swarm_id, "root")
+
+
+def fail_operation(failed: Operation, error: str, op_id: str | None = None) -> Operation:
+    """Fail `failed`'s node with `error`, keeping `failed` so that a retry can run it again.
+
+    By default the fail operation takes `failed`'s own id: it is what that operation's step
+    committed instead (a permanent LLM error); the poison handler passes a derived id."""
+    payload = FailPayload(error=error, operation=failed.model_dump(mode="json"))
+    return make_operation(op_id or failed.op_id, failed.swarm_id, failed.node_id, payload)
+
+
+def user_reply_operation(
+    swarm_id: str, node_id: str, client_key: str, content: str
+) -> UserReplyOperation:
+    """The reply of the user on a node's chat; the same `client_key` gives the same ids."""
+    op_id = derive_id(swarm_id, node_id, "reply", client_key)
+    payload = UserReplyPayload(content=content, message_id=derive_id(op_id, "user-message"))
+    return UserReplyOperation(op_id=op_id, swarm_id=swarm_id, node_id=node_id, payload=payload)
+
+
+def retry_operation(failed: Operation, attempt: int) -> Operation:
+    """`failed` again under a new id (so it is not taken for the delivery that failed)."""
+    return failed.model_copy(update={"op_id": derive_id(failed.op_id, "retry", attempt)})

@@ -1,0 +1,109 @@
+"""The swarm's own documents: `Swarm` (the runtime document every step commits on), its listing
+projection `SwarmSummary`, and what a commit carries (`PendingCommit`, `Effects`, `NodeWrite`).
+
+Kept apart from `swarm_core.models` because the swarm document holds operations (parked ones and
+the pending commit's), and operations are built from the models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from swarm_core.models import (
+    ChatMessage,
+    Document,
+    HistoryEvent,
+    LogEntry,
+    Node,
+    SwarmConfig,
+    SwarmStatus,
+    Usage,
+    utcnow,
+)
+from swarm_core.operations import Operation
+
+
+class NodeWrite(BaseModel):
+    """A node document to write; `base_etag` is the version the step read (None: a new node)."""
+
+    node: Node
+    base_etag: str | None = None
+
+
+class Effects(BaseModel):
+    """Everything a committed step changes outside the swarm document; re-applied idempotently."""
+
+    node_writes: list[NodeWrite] = Field(default_factory=list)
+    chat_messages: list[ChatMessage] = Field(default_factory=list)
+    events: list[HistoryEvent] = Field(default_factory=list)
+    logs: list[LogEntry] = Field(default_factory=list)
+    operations: list[Operation] = Field(default_factory=list)
+    summary: SwarmSummary | None = None
+
+
+class PendingCommit(BaseModel):
+    """A committed step whose effects may not all be applied yet (see `swarm_core.commits`)."""
+
+    op_id: str
+    seq: int
+    effects: Effects
+
+
+class Swarm(Document):
+    """The swarm's runtime document: its status, its commit point (`seq`) and its parked work.
+
+    Every step of the swarm commits by replacing this document conditionally (ETag), which
+    serialises the steps of one swarm; `pending` holds the effects of the latest commit so that
+    anyone can finish applying them after a crash.
+    """
+
+    kind: Literal["swarm"] = "swarm"
+    swarm_id: str
+    user_id: str
+    goal: str
+    status: SwarmStatus = SwarmStatus.CREATED
+    spawned: bool = False
+    root_node_id: str | None = None
+    config: SwarmConfig = Field(default_factory=SwarmConfig)
+    seq: int = 0
+    node_count: int = 0
+    node_counts: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    final_report: str | None = None
+    error: str | None = None
+    parked: list[Operation] = Field(default_factory=list)
+    pending: PendingCommit | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def summary(self) -> SwarmSummary:
+        return SwarmSummary(
+            swarm_id=self.swarm_id,
+            user_id=self.user_id,
+            goal=self.goal,
+            status=self.status,
+            spawned=self.spawned,
+            seq=self.seq,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+class SwarmSummary(Document):
+    """One swarm as listed for its user (a projection of `Swarm`, kept for paging by user)."""
+
+    kind: Literal["summary"] = "summary"
+    swarm_id: str
+    user_id: str
+    goal: str
+    status: SwarmStatus
+    spawned: bool
+    seq: int
+    created_at: datetime
+    updated_at: datetime
+
+
+Effects.model_rebuild()
