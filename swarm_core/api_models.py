@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swarm_core.models import SwarmConfig, SwarmStatus, Usage
+from swarm_core.models import LLMSettings, SwarmConfig, SwarmStatus, Usage
 
 
 class Request(BaseModel):
@@ -46,10 +46,17 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
+class UpdateMe(Request):
+    """The caller's model settings for the swarms they create from now on (replaced whole)."""
+
+    llm: LLMSettings
+
+
 class MeResponse(BaseModel):
     user_id: str
     username: str
     created_at: datetime
+    llm: LLMSettings
 
 
 class SwarmSummaryResponse(BaseModel):

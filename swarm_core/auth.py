@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import bcrypt
 import jwt
 
-from swarm_core.models import User
+from swarm_core.models import LLMSettings, User
 from swarm_core.ports import ConflictError, UserStore
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,13 @@ class AuthService:
         """The user a verified token names; AuthError when that user no longer exists."""
         user = self.users.get_user(username)
         if user is None or user.user_id != user_id:
+            raise AuthError("the user no longer exists")
+        return user
+
+    def set_llm_settings(self, user_id: str, username: str, llm: LLMSettings) -> User:
+        """Replace the user's model settings for the swarms they create from now on."""
+        user = self.profile(user_id, username).model_copy(update={"llm": llm})
+        if not self.users.replace_user(user):
             raise AuthError("the user no longer exists")
         return user
 

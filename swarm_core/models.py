@@ -52,7 +52,8 @@ class Limits(BaseModel):
 
 
 class LLMSettings(BaseModel):
-    """Model settings of an LLM call: the engine's defaults with the swarm's config over them."""
+    """Model settings of an LLM call. Levels: the engine's defaults, then the user's, then the
+    swarm's config (`merged_over`: a field set at a later level wins)."""
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(default=None, max_length=200)
@@ -89,6 +90,8 @@ class User(Document):
     user_id: str
     username: str
     password_hash: str
+    # The user's model settings for the swarms they create (a swarm's config wins where set).
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     created_at: datetime = Field(default_factory=utcnow)
 
 

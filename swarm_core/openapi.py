@@ -58,6 +58,16 @@ OPERATIONS: tuple[ApiOperation, ...] = (
     ),
     ApiOperation("get", "/me", "me", "The caller", m.MeResponse),
     ApiOperation(
+        "patch",
+        "/me",
+        "update_me",
+        "Set the caller's model settings for new swarms",
+        m.MeResponse,
+        200,
+        m.UpdateMe,
+        errors=(413, 422),
+    ),
+    ApiOperation(
         "post",
         "/swarms",
         "create_swarm",

@@ -93,6 +93,11 @@ class UserStore(Protocol):
 
     def get_user(self, username: str) -> User | None: ...
 
+    def replace_user(self, user: User) -> bool:
+        """Replace the stored user of `user.username` (last writer wins); False, writing
+        nothing, when there is none."""
+        ...
+
 
 class ContentStore(Protocol):
     """Append-only streams (history, chats, logs) of JSON records, each carrying `seq`.

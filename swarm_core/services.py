@@ -24,6 +24,7 @@ from swarm_core.models import (
     ActionType,
     EventType,
     Lifecycle,
+    LLMSettings,
     SwarmConfig,
     SwarmStatus,
     utcnow,
@@ -82,13 +83,25 @@ class SwarmServices:
 
     # --- swarms -----------------------------------------------------------------------------
 
-    def create_swarm(self, user_id: str, goal: str, config: SwarmConfig | None = None) -> Swarm:
+    def create_swarm(
+        self,
+        user_id: str,
+        goal: str,
+        config: SwarmConfig | None = None,
+        user_llm: LLMSettings | None = None,
+    ) -> Swarm:
+        """A new swarm (not spawned). `user_llm`, the owner's model settings, goes under the
+        config's own `llm`, and the result is stored with the swarm: later changes to the user's
+        settings do not change a swarm that exists."""
+        config = config or SwarmConfig()
+        if user_llm is not None:
+            config = config.model_copy(update={"llm": config.llm.merged_over(user_llm)})
         now = self.clock()
         swarm = Swarm(
             swarm_id=self.new_id(),
             user_id=user_id,
             goal=goal,
-            config=config or SwarmConfig(),
+            config=config,
             created_at=now,
             updated_at=now,
         )

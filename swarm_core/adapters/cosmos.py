@@ -466,3 +466,14 @@ class CosmosUserStore:
             return None
         item = _read(self._clients.container(USERS), username, username)
         return None if item is None else _load(User, item)
+
+    def replace_user(self, user: User) -> bool:
+        if not storable_id(user.username):
+            return False
+        try:
+            self._clients.container(USERS).replace_item(
+                user.username, _as_item(user, user.username), no_response=True
+            )
+        except cosmos_errors.CosmosResourceNotFoundError:
+            return False
+        return True

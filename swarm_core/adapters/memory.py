@@ -145,6 +145,13 @@ class MemoryUserStore:
             got = self._users.get(username)
         return User.model_validate_json(got) if got else None
 
+    def replace_user(self, user: User) -> bool:
+        with self._lock:
+            if user.username not in self._users:
+                return False
+            self._users[user.username] = user.model_dump_json()
+            return True
+
 
 class MemoryContentStore:
     def __init__(self) -> None:

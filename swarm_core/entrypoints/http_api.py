@@ -25,6 +25,7 @@ from swarm_core.api_models import (
     SwarmListResponse,
     SwarmSummaryResponse,
     TokenResponse,
+    UpdateMe,
 )
 from swarm_core.auth import IssuedToken
 from swarm_core.bootstrap import SwarmApp
@@ -97,15 +98,24 @@ def me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(MeResponse.model_validate(user.model_dump()))
 
 
+@bp.route(route="me", methods=["PATCH"], auth_level=ANON)
+@endpoint
+def update_me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id, username = authenticate_user(req, app)
+    body = parse_body(req, UpdateMe)
+    user = app.auth.set_llm_settings(user_id, username, body.llm)
+    return json_response(MeResponse.model_validate(user.model_dump()))
+
+
 # --- swarms ---------------------------------------------------------------------------------
 
 
 @bp.route(route="swarms", methods=["POST"], auth_level=ANON)
 @endpoint
 def create_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
-    user_id = authenticate(req, app)
+    user = app.auth.profile(*authenticate_user(req, app))
     body = parse_body(req, CreateSwarm)
-    swarm = app.services.create_swarm(user_id, body.goal, body.config)
+    swarm = app.services.create_swarm(user.user_id, body.goal, body.config, user.llm)
     return json_response(_summary(swarm), 201)
 
 

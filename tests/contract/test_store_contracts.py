@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from swarm_core.models import CommitRecord, Node, SwarmStatus, User
+from swarm_core.models import CommitRecord, LLMSettings, Node, SwarmStatus, User
 from swarm_core.ports import ConflictError
 from swarm_core.swarm import Swarm, SwarmSummary
 from tests.contract.conftest import unique
@@ -241,6 +241,16 @@ def test_usernames_are_unique(user_store):
         user_store.create_user(user.model_copy(update={"user_id": "other"}))
     assert user_store.get_user(name) == user
     assert user_store.get_user(unique("nobody")) is None
+
+
+def test_a_user_is_replaced_only_when_it_exists(user_store):
+    user = User(user_id=unique("u"), username=unique("bob"), password_hash="$2b$12$hash")
+    assert user_store.replace_user(user) is False
+    assert user_store.get_user(user.username) is None
+    user_store.create_user(user)
+    changed = user.model_copy(update={"llm": LLMSettings(model="gpt-4o", temperature=0.3)})
+    assert user_store.replace_user(changed) is True
+    assert user_store.get_user(user.username) == changed
 
 
 def test_active_summaries_span_users_and_skip_finished_swarms(swarm_store):

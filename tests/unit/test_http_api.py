@@ -259,3 +259,22 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     _, detail, _ = call(http_api.get_swarm, token=rt.token, route=route)
     assert detail["status"] == "completed"
     assert parse_operation(poisoned.body).kind == OperationKind.ACTION
+
+
+def test_the_users_model_settings_go_under_each_new_swarms_config(rt):
+    token = signup()
+    settings = {"model": "gpt-4o", "temperature": 0.3, "system_prompt": "Be terse."}
+    status, me, _ = call(http_api.update_me, "PATCH", {"llm": settings}, token)
+    assert status == 200 and me["llm"] == {**settings, "max_tokens": None}
+    assert call(http_api.me, token=token)[1]["llm"] == me["llm"]
+    own = {"goal": "g", "config": {"llm": {"temperature": 0.9}}}
+    _, created, _ = call(http_api.create_swarm, "POST", own, token)
+    swarm = rt.services.get_swarm(me["user_id"], created["swarm_id"])
+    assert swarm.config.llm.model == "gpt-4o" and swarm.config.llm.temperature == 0.9
+    assert swarm.config.llm.system_prompt == "Be terse."
+    # A later change of the user's settings leaves existing swarms as they were.
+    call(http_api.update_me, "PATCH", {"llm": {"model": "o3"}}, token)
+    assert rt.services.get_swarm(me["user_id"], created["swarm_id"]).config.llm.model == "gpt-4o"
+    bad = call(http_api.update_me, "PATCH", {"llm": {"temperature": 7}}, token)
+    assert bad[0] == 422
+    assert call(http_api.me, token=token)[1]["llm"]["model"] == "o3"

@@ -281,3 +281,7 @@ def test_maintenance_announces_a_swarm_idle_on_the_user(app, spawned):
     )
     run_to_end(app, spawned)  # the user's reply brings it back to running, then completed
     assert app.services.get_swarm(USER, spawned).status == SwarmStatus.COMPLETED
+
+
+def test_the_worker_and_the_services_share_one_committer(app):
+    assert app.worker.committer is app.services.committer is app.committer
