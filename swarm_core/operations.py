@@ -155,6 +155,8 @@ AnyPayload = (
 )
 
 _ADAPTER: TypeAdapter[Operation] = TypeAdapter(Operation)
+
+
 def parse_operation(data: str | bytes | dict[str, Any]) -> Operation:
     """An operation from its JSON text or dict; a pydantic ValidationError if malformed."""
     if isinstance(data, dict):

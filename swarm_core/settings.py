@@ -5,14 +5,18 @@ Web PubSub dev emulator: see `local.settings.example.json`). In Azure no key is 
 are reached by endpoint with the app's managed identity (`DefaultAzureCredential`, pinned to the
 user-assigned identity by `AZURE_CLIENT_ID`). Storage uses the Functions host's own identity-based
 names (`AzureWebJobsStorage__blobServiceUri`, `__queueServiceUri`, `__credential`, `__clientId`),
-so the host's queue trigger and the app read the same account.
+so the host's queue trigger and the app read the same account. The model the app talks to is
+`Settings.llm` (`LLMProviderSettings`: OpenAI, Azure OpenAI, an OpenAI-compatible server, or the
+offline scripted LLM), read from the same environment under its own variable names.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret-change-me", "secret"})
@@ -20,6 +24,147 @@ PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret-change
 
 class SettingsError(ValueError):
     """The configuration is incomplete or unsafe; the message says which setting to fix."""
+
+
+class LLMConfigurationError(SettingsError):
+    """The model settings are incomplete or contradictory (found at startup, never per call)."""
+
+
+Provider = Literal["offline", "openai", "azure_openai", "compatible"]
+StructuredOutput = Literal["json_schema", "json_object"]
+
+
+class LLMProviderSettings(BaseSettings):
+    """Which model the app talks to (`Settings.llm`), read from the environment (app settings).
+
+    Field names are the environment variable names (case-insensitive); empty values count as unset.
+    Not to be confused with `swarm_core.models.LLMSettings`, the settings of one call (model,
+    temperature, max_tokens, system prompt).
+    """
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    # auto: Azure when AZURE_OPENAI_* is set, else compatible when OPENAI_BASE_URL is set, else
+    # OpenAI when OPENAI_API_KEY is set, else the offline scripted LLM.
+    llm_provider: Literal["auto", "offline", "openai", "azure_openai", "compatible"] = "auto"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = Field(default="gpt-4o-mini", min_length=1)
+    openai_base_url: str | None = None
+    azure_openai_endpoint: str | None = None
+    azure_openai_deployment: str | None = None
+    azure_openai_api_version: str = Field(default="2024-10-21", min_length=1)
+    # Without a key, Azure OpenAI is reached with Microsoft Entra ID (the app's credential).
+    azure_openai_api_key: SecretStr | None = None
+    # Default: json_schema for OpenAI and Azure OpenAI, json_object for compatible servers.
+    llm_structured_output: StructuredOutput | None = None
+    llm_max_repairs: int = Field(default=2, ge=0, le=10)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    # The longest wait between two attempts, even when the server asks for longer.
+    llm_retry_max_wait_seconds: float = Field(default=30.0, ge=0, le=300)
+
+    def resolved_provider(self) -> Provider:
+        """The provider these settings select; LLMConfigurationError when they are incomplete."""
+        azure_set = [
+            name
+            for name, value in (
+                ("AZURE_OPENAI_ENDPOINT", self.azure_openai_endpoint),
+                ("AZURE_OPENAI_DEPLOYMENT", self.azure_openai_deployment),
+                ("AZURE_OPENAI_API_KEY", self.azure_openai_api_key),
+            )
+            if value is not None
+        ]
+        provider: Provider
+        if self.llm_provider != "auto":
+            provider = self.llm_provider
+        elif azure_set:
+            provider = "azure_openai"
+        elif self.openai_base_url:
+            provider = "compatible"
+        elif self.openai_api_key is not None:
+            provider = "openai"
+        else:
+            provider = "offline"
+
+        if provider == "azure_openai":
+            missing = [
+                name
+                for name, value in (
+                    ("AZURE_OPENAI_ENDPOINT", self.azure_openai_endpoint),
+                    ("AZURE_OPENAI_DEPLOYMENT", self.azure_openai_deployment),
+                )
+                if not value
+            ]
+            if missing:
+                given = ", ".join(azure_set) if azure_set else "LLM_PROVIDER=azure_openai"
+                raise LLMConfigurationError(
+                    f"Azure OpenAI is configured incompletely: {given} is set but "
+                    f"{' and '.join(missing)} is not. Set AZURE_OPENAI_ENDPOINT to the resource "
+                    "endpoint (https://<resource>.openai.azure.com) and AZURE_OPENAI_DEPLOYMENT "
+                    "to the name of the model deployment; AZURE_OPENAI_API_KEY is optional "
+                    "(without it the app signs in with Microsoft Entra ID)."
+                )
+            _require_http_url("AZURE_OPENAI_ENDPOINT", self.azure_openai_endpoint)
+        elif provider == "openai":
+            if self.openai_api_key is None:
+                raise LLMConfigurationError(
+                    "LLM_PROVIDER=openai needs OPENAI_API_KEY (and optionally OPENAI_MODEL)."
+                )
+            if self.openai_base_url:
+                _require_http_url("OPENAI_BASE_URL", self.openai_base_url)
+        elif provider == "compatible":
+            if not self.openai_base_url:
+                raise LLMConfigurationError(
+                    "LLM_PROVIDER=compatible needs OPENAI_BASE_URL, the server's OpenAI-style "
+                    "base URL (for Ollama: http://localhost:11434/v1); OPENAI_API_KEY is optional."
+                )
+            _require_http_url("OPENAI_BASE_URL", self.openai_base_url)
+        return provider
+
+    @property
+    def uses_entra_id(self) -> bool:
+        """True when the model is Azure OpenAI without a key: the app needs an Entra ID credential.
+
+        Raises LLMConfigurationError when the settings are incomplete (see `resolved_provider`).
+        """
+        return self.resolved_provider() == "azure_openai" and self.azure_openai_api_key is None
+
+    def structured_output_for(self, provider: Provider) -> StructuredOutput:
+        if self.llm_structured_output is not None:
+            return self.llm_structured_output
+        return "json_object" if provider == "compatible" else "json_schema"
+
+    def default_model_for(self, provider: Provider) -> str:
+        if provider == "azure_openai" and self.azure_openai_deployment:
+            return self.azure_openai_deployment
+        return self.openai_model
+
+    def secrets(self) -> list[str]:
+        """The configured keys, so that error messages can be scrubbed of them."""
+        keys = (self.openai_api_key, self.azure_openai_api_key)
+        return [key.get_secret_value() for key in keys if key is not None]
+
+
+def _require_http_url(name: str, value: str | None) -> None:
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise LLMConfigurationError(f"{name} must be an http(s) URL, got {value!r}.")
+
+
+def load_llm_provider_settings() -> LLMProviderSettings:
+    """The model settings from the environment; a readable LLMConfigurationError if invalid.
+
+    The default of `Settings.llm`; it checks the values, not yet whether they select a provider
+    (`Settings` does, by calling `resolved_provider`).
+    """
+    try:
+        return LLMProviderSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise LLMConfigurationError(f"Invalid LLM settings: {problems}") from None
 
 
 class Settings(BaseSettings):
@@ -43,6 +188,8 @@ class Settings(BaseSettings):
     cosmos_endpoint: str | None = Field(default=None, alias="COSMOS_ENDPOINT")
     cosmos_key: str | None = Field(default=None, alias="COSMOS_KEY")
     cosmos_database: str = Field(default="swarmdb", alias="COSMOS_DATABASE")
+    # CA file to verify the local Cosmos server's TLS certificate with (devstack); unset in Azure.
+    cosmos_ca_cert: str | None = Field(default=None, alias="COSMOS_CA_CERT")
 
     # Web PubSub: a connection string locally (the dev emulator), endpoint + identity in Azure.
     webpubsub_connection_string: str | None = Field(
@@ -66,6 +213,16 @@ class Settings(BaseSettings):
     auth_secret: str = Field(default="", alias="AUTH_SECRET")
     auth_token_minutes: int = Field(default=60, ge=1, le=24 * 60, alias="AUTH_TOKEN_MINUTES")
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, alias="BCRYPT_ROUNDS")
+
+    # The model (OPENAI_*, AZURE_OPENAI_*, LLM_*): read from the environment by its own class
+    # unless given (`Settings(llm=LLMProviderSettings(...))` in tests).
+    llm: LLMProviderSettings = Field(default_factory=load_llm_provider_settings)
+
+    @model_validator(mode="after")
+    def _llm_provider_resolves(self) -> Settings:
+        # An incomplete model configuration fails here, at load time, naming what is missing.
+        self.llm.resolved_provider()
+        return self
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
@@ -100,7 +257,13 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as text; a validator's own SettingsError speaks for itself."""
+    cause = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and isinstance(cause, SettingsError):
+        return str(cause)
+    return f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}"

@@ -66,8 +66,7 @@ def test_two_workers_racing_lose_no_update():
     # Two worker processes: two apps on the same adapters, each with its own committer.
     adapters = dataclasses.replace(rig.http_app.adapters, store=racing)
     workers = [
-        build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker
-        for _ in range(2)
+        build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker for _ in range(2)
     ]
     swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)

@@ -371,10 +371,7 @@ def test_an_operation_over_64_kib_goes_by_claim_check(queue_setup):
         "op_id": op.op_id,
         "swarm_id": op.swarm_id,
     }
-    assert (
-        parse_operation(decode_operation_message(message.content, queue._content))
-        == op
-    )
+    assert parse_operation(decode_operation_message(message.content, queue._content)) == op
 
     forged = json.dumps({**pointer, "claim_check": "other-swarm/claims/x.json"})
     with pytest.raises(ValueError):

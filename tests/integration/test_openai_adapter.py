@@ -29,8 +29,10 @@ from swarm_core.adapters.openai_llm import (
     load_llm_provider_settings,
     parse_retry_after,
 )
+from swarm_core.bootstrap import build_in_memory
 from swarm_core.llm import LLMError, LLMMessage, LLMRequest
-from swarm_core.models import LLMSettings
+from swarm_core.models import LLMSettings, SwarmConfig
+from swarm_core.settings import SettingsError
 from tests.integration.fake_openai_server import FakeOpenAIServer, RecordedRequest, Reply
 
 SECRET_KEY = "sk-test-secret-0123456789abcdef"
@@ -99,13 +101,16 @@ def adapter(server: FakeOpenAIServer, **overrides: Any) -> OpenAIChatModel:
 
 
 def plan_request(**settings: Any) -> LLMRequest:
+    llm_settings = LLMSettings(**settings)
+    # As `prompts.build_messages` writes it: the system prompt is the request's first message.
+    system = llm_settings.system_prompt or "You plan work for a swarm of agents."
     return LLMRequest(
         task="plan",
         messages=[
-            LLMMessage(role="system", content="You plan work for a swarm of agents."),
+            LLMMessage(role="system", content=system),
             LLMMessage(role="user", content="Goal: plan a 3-day trip to Lisbon."),
         ],
-        settings=LLMSettings(**settings),
+        settings=llm_settings,
         swarm_id="swarm-1",
         node_id="node-1",
         op_id="op-1",
@@ -146,7 +151,7 @@ def test_json_schema_request_shape(server: FakeOpenAIServer) -> None:
     assert body["temperature"] == 0.2
     assert body["max_tokens"] == 500  # compatible servers get the classic parameter
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
-    assert [m["role"] for m in body["messages"]] == ["system", "system", "user"]
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]  # one system message
     response_format = body["response_format"]
     assert response_format["type"] == "json_schema"
     assert response_format["json_schema"]["name"] == "plan"
@@ -177,6 +182,49 @@ def test_json_object_request_shape(server: FakeOpenAIServer) -> None:
     assert "for the task `plan`" in system["content"]
     assert '"subtasks"' in system["content"]  # the schema is described to the model
     assert server.requests[0].task == "plan"
+
+
+def test_the_adapter_adds_no_system_prompt_of_its_own(server: FakeOpenAIServer) -> None:
+    """The system prompt is the prompt builder's: `settings.system_prompt` is not sent again."""
+    server.push(Reply(json.dumps(VALID_PLAN)), Reply(json.dumps(VALID_PLAN)))
+    request = LLMRequest(
+        task="plan",
+        messages=[
+            LLMMessage(role="system", content="From the prompt builder."),
+            LLMMessage(role="user", content="Goal: plan a 3-day trip to Lisbon."),
+        ],
+        settings=LLMSettings(system_prompt="Be terse."),
+    )
+
+    adapter(server, llm_structured_output="json_schema").complete(request, RESPONSE_MODELS["plan"])
+    adapter(server, llm_structured_output="json_object").complete(request, RESPONSE_MODELS["plan"])
+
+    schema_call, object_call = server.requests
+    assert schema_call.messages == [
+        {"role": "system", "content": "From the prompt builder."},
+        {"role": "user", "content": "Goal: plan a 3-day trip to Lisbon."},
+    ]
+    assert [m["role"] for m in object_call.messages] == ["system", "user"]
+    system = object_call.messages[0]["content"]
+    assert system.startswith("From the prompt builder.\n\nAnswer with a single JSON object")
+    assert "for the task `plan`" in system
+    assert "Be terse." not in json.dumps(schema_call.body) + json.dumps(object_call.body)
+
+
+def test_json_mode_inserts_a_system_message_when_the_request_has_none(
+    server: FakeOpenAIServer,
+) -> None:
+    server.push(Reply(json.dumps({"report": "done"})))
+
+    adapter(server).complete(
+        LLMRequest(task="execute", messages=[LLMMessage(role="user", content="Do it.")]),
+        RESPONSE_MODELS["execute"],
+    )
+
+    messages = server.requests[0].messages
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"].startswith("Answer with a single JSON object")
+    assert server.requests[0].task == "execute"
 
 
 def test_openai_provider_sends_max_completion_tokens(server: FakeOpenAIServer) -> None:
@@ -397,7 +445,7 @@ def test_incomplete_configuration_is_a_clear_startup_error(
         monkeypatch.setenv(name, value)
 
     with pytest.raises(LLMConfigurationError) as caught:
-        build_language_model()
+        build_language_model(load_llm_provider_settings())
 
     assert isinstance(caught.value, ValueError)
     assert expected in str(caught.value)
@@ -408,17 +456,17 @@ def test_offline_when_nothing_is_configured(monkeypatch: pytest.MonkeyPatch) -> 
     from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 
     monkeypatch.setenv("OPENAI_MODEL", "gpt-4o")  # a model alone selects nothing
-    assert isinstance(build_language_model(), OfflineScriptedLLM)
+    assert isinstance(build_language_model(load_llm_provider_settings()), OfflineScriptedLLM)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET_KEY)
     monkeypatch.setenv("LLM_PROVIDER", "offline")
-    assert isinstance(build_language_model(), OfflineScriptedLLM)
+    assert isinstance(build_language_model(load_llm_provider_settings()), OfflineScriptedLLM)
 
 
 def test_openai_from_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET_KEY)
     monkeypatch.setenv("LLM_MAX_RETRIES", "5")
 
-    model = build_language_model()
+    model = build_language_model(load_llm_provider_settings())
 
     assert isinstance(model, OpenAIChatModel)
     assert (model.provider, model.default_model, model.structured_output) == (
@@ -436,7 +484,7 @@ def test_compatible_from_the_base_url_without_a_key(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
     monkeypatch.setenv("OPENAI_MODEL", "llama3.1")
 
-    model = build_language_model()
+    model = build_language_model(load_llm_provider_settings())
 
     assert isinstance(model, OpenAIChatModel)
     assert (model.provider, model.default_model, model.structured_output) == (
@@ -455,7 +503,10 @@ def test_azure_builds_an_azure_client(monkeypatch: pytest.MonkeyPatch, with_key:
     if with_key:
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", "a" * 32)
 
-    model = build_language_model()  # constructs only: no network
+    # constructs only: no network (and no token asked for)
+    model = build_language_model(
+        load_llm_provider_settings(), azure_credential=FakeCredential("entra-token-value")
+    )
 
     assert isinstance(model, OpenAIChatModel)
     assert isinstance(model.client, openai.AzureOpenAI)
@@ -513,6 +564,18 @@ def test_azure_with_entra_id_sends_a_bearer_token(server: FakeOpenAIServer) -> N
 
     assert server.requests[0].headers["authorization"] == "Bearer entra-token-value"
     assert credential.scopes == [("https://cognitiveservices.azure.com/.default",)]
+
+
+def test_azure_with_entra_id_needs_the_credential_it_is_given(server: FakeOpenAIServer) -> None:
+    with pytest.raises(LLMConfigurationError) as caught:
+        build_language_model(azure_settings(server))  # no key and no credential
+
+    assert isinstance(caught.value, SettingsError)  # 503 from the API, like any setting
+    assert "AZURE_OPENAI_API_KEY" in str(caught.value) and "credential" in str(caught.value)
+
+    model = build_language_model(azure_settings(server), azure_credential=FakeCredential("t"))
+    assert isinstance(model, OpenAIChatModel)
+    assert server.requests == []
 
 
 def test_azure_entra_id_failure_is_a_retryable_error(server: FakeOpenAIServer) -> None:
@@ -590,3 +653,36 @@ def test_a_whole_swarm_runs_through_the_adapter(
     assert tasks.count("execute") == leaf_actions.count("execute")
     if "ask_user" in leaf_actions:
         assert run.questions and "judge" in tasks
+
+
+@pytest.mark.parametrize("structured_output", ["json_schema", "json_object"])
+def test_the_swarm_system_prompt_reaches_the_wire_once(structured_output: str) -> None:
+    """From the step to the wire: the swarm's system prompt is the one system message sent."""
+    with FakeOpenAIServer(responder=task_responder(("execute", "execute"))) as server:
+        model = build_language_model(
+            compatible_settings(server, llm_structured_output=structured_output)
+        )
+        app = build_in_memory(llm=model)
+        swarm = app.services.create_swarm(
+            "u1", "Plan a trip", SwarmConfig(llm=LLMSettings(system_prompt="Be terse."))
+        )
+        app.services.spawn("u1", swarm.swarm_id)
+        for _ in range(50):
+            if server.requests:
+                break
+            m = app.adapters.queue.receive()
+            assert m is not None, "the queue ran dry before any LLM call"
+            app.worker.process(m.body)
+            app.adapters.queue.ack(m)
+
+    assert server.requests, "no chat completion reached the server"
+    first = server.requests[0]
+    assert first.task == "plan"
+    systems = [m for m in first.messages if m["role"] == "system"]
+    assert len(systems) == 1
+    assert first.messages[0] == systems[0]
+    assert systems[0]["content"].startswith("Be terse.")
+    if structured_output == "json_object":
+        assert "for the task `plan`" in systems[0]["content"]
+    else:
+        assert first.body["response_format"]["type"] == "json_schema"

@@ -10,10 +10,10 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 
-from swarm_core.entrypoints import http_api, queue_worker
-from swarm_core.operations import OperationKind, parse_operation
 from swarm_core.bootstrap import build_in_memory
+from swarm_core.entrypoints import http_api, queue_worker
 from swarm_core.in_process import run_until_settled
+from swarm_core.operations import OperationKind, parse_operation
 from swarm_core.runtime import use_app
 
 
