@@ -6,8 +6,11 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
+from devstack.certs import served_by
 from devstack.stack import (
+    HOST,
     Ports,
     ServiceState,
     StackError,
@@ -64,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(_describe(state))
             return 0 if all(s.status in ("running", "external") for s in states.values()) else 1
         elif args.command == "env":
-            for key, value in settings_for(Ports.from_env()).items():
+            ports = Ports.from_env()
+            settings = settings_for(ports)
+            if served_by(HOST, ports.cosmos, Path(settings["COSMOS_CA_CERT"])) is False:
+                # Someone else's Cosmos DB server (as `up` reports): not our certificate.
+                del settings["COSMOS_CA_CERT"]
+            for key, value in settings.items():
                 if args.export:
                     print(f"export {key}={shlex.quote(value)}")
                 else:

@@ -8,12 +8,18 @@
 //   * Reading a missing item answers 404 `{"code":"NotFound",...}` like Cosmos DB, instead of the
 //     package's 500 (its read handler dereferences the missing document).
 //   * Error bodies without a `code` get the Cosmos one for their status (404 NotFound, ...).
+//   * `--cert` / `--key`: HTTPS with the given certificate and key (PEM files).
+//     `python -m devstack` passes the ones it makes in its state directory (devstack/certs.py),
+//     whose CA the app trusts through COSMOS_CA_CERT, so that the SDK verifies the connection.
+//     Without them the package's own self-signed certificate is served (the Python SDK then
+//     skips verification for localhost / 127.0.0.1, and urllib3 warns on every request).
 //
-// Usage: node devstack/cosmos_server.js [--port N] [--host H] [--no-ssl]
+// Usage: node devstack/cosmos_server.js [--port N] [--host H] [--cert FILE --key FILE] [--no-ssl]
 //   port: --port, else $COSMOS_PORT, else 8081; host: --host, else $COSMOS_HOST, else 127.0.0.1.
-// HTTPS with the package's self-signed certificate (the Python SDK skips verification for
-// localhost / 127.0.0.1). Any base64 key is accepted. Data lives in memory only.
+// Any base64 key is accepted. Data lives in memory only.
 "use strict";
+
+const fs = require("node:fs");
 
 const PKG = "@vercel/cosmosdb-server";
 
@@ -92,6 +98,8 @@ function parseArgs(argv) {
     port: Number.parseInt(process.env.COSMOS_PORT || "8081", 10),
     host: process.env.COSMOS_HOST || "127.0.0.1",
     ssl: true,
+    cert: null,
+    key: null,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const key = argv[i];
@@ -103,12 +111,19 @@ function parseArgs(argv) {
       args.host = argv[(i += 1)];
     } else if (key.startsWith("--host=")) {
       args.host = key.slice("--host=".length);
+    } else if (key === "--cert" || key === "--key") {
+      args[key.slice(2)] = argv[(i += 1)];
+    } else if (key.startsWith("--cert=") || key.startsWith("--key=")) {
+      const eq = key.indexOf("=");
+      args[key.slice(2, eq)] = key.slice(eq + 1);
     } else if (key === "--no-ssl") {
       args.ssl = false;
     } else if (/^\d+$/.test(key)) {
       args.port = Number.parseInt(key, 10);
     } else if (key === "-h" || key === "--help") {
-      console.log("usage: cosmos_server.js [--port N] [--host H] [--no-ssl]");
+      console.log(
+        "usage: cosmos_server.js [--port N] [--host H] [--cert FILE --key FILE] [--no-ssl]",
+      );
       process.exit(0);
     } else {
       console.error(`cosmos_server.js: unknown argument ${key}`);
@@ -119,14 +134,32 @@ function parseArgs(argv) {
     console.error(`cosmos_server.js: bad port ${args.port}`);
     process.exit(2);
   }
+  if (Boolean(args.cert) !== Boolean(args.key)) {
+    console.error("cosmos_server.js: --cert and --key go together");
+    process.exit(2);
+  }
   return args;
+}
+
+// The TLS options: the given certificate and key, else the package's own (createHttpsServer's
+// defaults).
+function tlsOptions(args) {
+  if (!args.ssl || !args.cert) {
+    return {};
+  }
+  try {
+    return { cert: fs.readFileSync(args.cert), key: fs.readFileSync(args.key) };
+  } catch (err) {
+    console.error(`cosmos_server.js: ${err.message}`);
+    process.exit(2);
+  }
 }
 
 function main() {
   const args = parseArgs(process.argv.slice(2));
   const create = args.ssl ? createHttpsServer : createHttpServer;
   // keepAlive: the package then answers `Connection: keep-alive` instead of `close`.
-  const server = create({ keepAlive: true });
+  const server = create({ keepAlive: true, ...tlsOptions(args) });
   // Keep idle connections well past the clients' pool reuse, so that a pooled connection is
   // rarely closed under a request that is just being sent.
   server.keepAliveTimeout = 120_000;
@@ -139,7 +172,11 @@ function main() {
   server.listen(args.port, args.host, () => {
     const { port } = server.address();
     const scheme = args.ssl ? "https" : "http";
-    console.log(`cosmos emulator listening on ${scheme}://${args.host}:${port} (keep-alive)`);
+    let tls = "";
+    if (args.ssl) {
+      tls = args.cert ? `, certificate ${args.cert}` : ", the package's certificate";
+    }
+    console.log(`cosmos emulator listening on ${scheme}://${args.host}:${port} (keep-alive${tls})`);
   });
   const stop = () => {
     server.close(() => process.exit(0));

@@ -7,6 +7,11 @@ state directory, all find what they started. Starting is idempotent: a service a
 from the same state directory on the same ports is reused, and an emulator of the right kind
 already answering on a port (started by someone else) is used but never stopped.
 
+The Cosmos DB server speaks HTTPS with a certificate made for the state directory
+(``devstack/certs.py``: ``cosmos-ca.pem``, ``cosmos-cert.pem``, ``cosmos-key.pem``, made once);
+the settings carry ``COSMOS_CA_CERT`` (the CA file), with which the app's client verifies the
+server instead of skipping verification for 127.0.0.1 (and warning on every request).
+
 Ports come from the environment (defaults in brackets): ``AZURITE_BLOB_PORT`` [10000],
 ``AZURITE_QUEUE_PORT`` [10001], ``AZURITE_TABLE_PORT`` [10002], ``COSMOS_PORT`` [8081],
 ``WEBPUBSUB_PORT`` [7080]. Also ``DEVSTACK_DIR`` (state directory), ``WEBPUBSUB_ACCESS_KEY``,
@@ -29,6 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from devstack.certs import DevCertificate, ensure_certificate, served_by
 
 try:  # POSIX only; without it concurrent `up` calls are simply not serialised.
     import fcntl
@@ -119,9 +126,15 @@ def webpubsub_access_key() -> str:
     return os.environ.get("WEBPUBSUB_ACCESS_KEY") or DEFAULT_WEBPUBSUB_ACCESS_KEY
 
 
-def settings_for(ports: Ports, access_key: str | None = None) -> dict[str, str]:
-    """The app settings that point the SDKs at the emulators on ``ports``."""
+def settings_for(
+    ports: Ports, access_key: str | None = None, state_dir: Path | str | None = None
+) -> dict[str, str]:
+    """The app settings that point the SDKs at the emulators on ``ports``.
+
+    ``COSMOS_CA_CERT`` is the CA file of ``state_dir`` (default: ``DEVSTACK_DIR`` or
+    ``.devstack/``), which exists once the stack has been started from there."""
     key = access_key or webpubsub_access_key()
+    ca = DevCertificate.in_dir(_state_dir(state_dir).resolve()).ca
     storage = (
         "DefaultEndpointsProtocol=http;"
         f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
@@ -133,6 +146,7 @@ def settings_for(ports: Ports, access_key: str | None = None) -> dict[str, str]:
         "AzureWebJobsStorage": storage,
         "COSMOS_ENDPOINT": f"https://{HOST}:{ports.cosmos}",
         "COSMOS_KEY": COSMOS_KEY,
+        "COSMOS_CA_CERT": str(ca),
         "WEBPUBSUB_CONNECTION_STRING": (
             f"Endpoint=http://{HOST}:{ports.webpubsub};AccessKey={key};Version=1.0;"
         ),
@@ -181,6 +195,7 @@ def _azurite_probe(port: int, kind: str) -> Callable[[], bool]:
 
 
 def _cosmos_probe(port: int) -> Callable[[], bool]:
+    # Is a Cosmos DB server answering? Whose certificate it has is checked apart (`_cosmos_tls`).
     def probe() -> bool:
         answer = _request(port, "/", tls=True)
         if answer is None:
@@ -241,6 +256,7 @@ def _services(
     ports: Ports, state_dir: Path, access_key: str, node: str = "node"
 ) -> dict[str, _Service]:
     node_bin = ROOT / "node_modules" / ".bin"
+    tls = DevCertificate.in_dir(state_dir)
     quiet = [] if os.environ.get("DEVSTACK_VERBOSE") else ["--silent"]
     azurite = [
         node,
@@ -281,6 +297,10 @@ def _services(
                 HOST,
                 "--port",
                 str(ports.cosmos),
+                "--cert",
+                str(tls.cert),
+                "--key",
+                str(tls.key),
             ],
             ports=(ports.cosmos,),
             probes=(_cosmos_probe(ports.cosmos),),
@@ -514,13 +534,15 @@ def start_stack(
     if timeout is None:
         timeout = float(os.environ.get("DEVSTACK_START_TIMEOUT") or 15)
     key = webpubsub_access_key()
-    info = StackInfo(ports=ports, settings=settings_for(ports, key), state_dir=state)
+    info = StackInfo(ports=ports, settings=settings_for(ports, key, state), state_dir=state)
 
     with _locked(state):
         node = "node"
         if any(n in wanted for n in ("azurite", "cosmos")):
             _ensure_node_packages()
             node = _node()
+        if "cosmos" in wanted:
+            ensure_certificate(state)
         specs = _services(ports, state, key, node)
         pending: dict[str, tuple[_Service, ServiceState]] = {}
         try:
@@ -532,6 +554,8 @@ def start_stack(
                     )
                     continue
                 result = _adopt(svc, state, timeout)
+                if name == "cosmos" and result is not None:
+                    result = _cosmos_tls(result, info, timeout)
                 if result is None:
                     result = _launch(svc, state, bind_to_caller=bind_to_caller)
                     pending[name] = (svc, result)
@@ -587,6 +611,29 @@ def _adopt(svc: _Service, state_dir: Path, timeout: float) -> ServiceState | Non
             f"free them or choose other ports ({', '.join(_env_names(svc.name))})"
         )
     return None
+
+
+def _cosmos_tls(running: ServiceState, info: StackInfo, timeout: float) -> ServiceState | None:
+    """Check the certificate of a Cosmos DB server found running (None: start a new one).
+
+    Ours (reused) must serve the state directory's certificate: one started before it was made
+    (or renewed) is restarted. Someone else's (external) is used as it is; when its certificate
+    is not ours, ``COSMOS_CA_CERT`` is left out of the settings (the SDK then skips verification
+    for 127.0.0.1, as it does without the setting)."""
+    ca = DevCertificate.in_dir(info.state_dir).ca
+    deadline = time.monotonic() + timeout
+    verified = served_by(HOST, info.ports.cosmos, ca)
+    while verified is None and time.monotonic() < deadline:  # answered the probe a moment ago
+        time.sleep(0.05)
+        verified = served_by(HOST, info.ports.cosmos, ca)
+    if verified:
+        return running
+    if running.status == "reused":
+        _stop_one(info.state_dir, running.name)
+        return None
+    info.settings.pop("COSMOS_CA_CERT", None)
+    running.detail += f"; its certificate is not from {ca}, so COSMOS_CA_CERT is not set"
+    return running
 
 
 def _env_names(name: str) -> list[str]:

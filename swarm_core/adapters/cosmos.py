@@ -7,8 +7,10 @@ all in the swarm's logical partition; `swarms` (pk `/user_id`) holds one listing
 writes carry the ETag the service gave (`IfNotModified`), so a lost race is a `ConflictError` or a
 skipped write, never a crash. Every port method is one round trip where the port allows it: these
 calls sit on the hot path of every step. `CosmosClients` builds one `CosmosClient` per process on
-first use, with the key locally and the managed identity in Azure; `ensure_containers` creates the
-database and containers for local development and tests only (Bicep creates them in Azure).
+first use, with the key locally and the managed identity in Azure, and verifies the local server's
+TLS certificate against the CA file `COSMOS_CA_CERT` (devstack's) when that is set (unset in Azure);
+`ensure_containers` creates the database and containers for local development and tests only
+(Bicep creates them in Azure).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey
+from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey, SSLConfiguration
 from azure.cosmos import exceptions as cosmos_errors
 
 from swarm_core.adapters.identity import app_credential
@@ -170,8 +172,14 @@ class CosmosClients:
                     self.database_name,
                     "key" if self._settings.cosmos_key else "managed identity",
                 )
+                options = dict(self._client_options)
+                if self._settings.cosmos_ca_cert:
+                    # The SDK skips verification for 127.0.0.1 unless given a CA to verify with.
+                    tls = SSLConfiguration()
+                    tls.SSLCaCerts = self._settings.cosmos_ca_cert
+                    options.setdefault("ssl_config", tls)
                 self._client = self._client_factory(
-                    endpoint, cosmos_credential(self._settings), **self._client_options
+                    endpoint, cosmos_credential(self._settings), **options
                 )
             return self._client
 
@@ -196,12 +204,6 @@ class CosmosClients:
         log.info(
             "Cosmos DB database=%s containers=%s ready", self.database_name, list(PARTITION_KEYS)
         )
-
-    def swarm_store(self) -> CosmosSwarmStore:
-        return CosmosSwarmStore(self)
-
-    def user_store(self) -> CosmosUserStore:
-        return CosmosUserStore(self)
 
 
 def _read(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:

@@ -9,12 +9,10 @@ test then gets fresh store objects on them, and the tests keep apart by using un
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from urllib3.exceptions import InsecureRequestWarning
 
 from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore, CosmosUserStore
 from swarm_core.settings import Settings
@@ -27,10 +25,6 @@ _cosmos_by_stack: dict[str, CosmosClients] = {}
 
 def session_cosmos(request: pytest.FixtureRequest) -> CosmosClients:
     """The session's Cosmos clients on a fresh database (`contract-<hex>`) with its containers."""
-    # The local server's certificate is self-signed (the SDK skips verification for 127.0.0.1 by
-    # itself), so urllib3 warns on every request. Factories run inside pytest's per-test warnings
-    # context, so this filter lasts for the current test only.
-    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     stack = request.getfixturevalue("emulator_stack")
     key = str(stack.state_dir)
     clients = _cosmos_by_stack.get(key)

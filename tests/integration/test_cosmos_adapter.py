@@ -18,6 +18,7 @@ from swarm_core.adapters.cosmos import (
     PARTITION_KEYS,
     CosmosClients,
     CosmosSwarmStore,
+    CosmosUserStore,
     cosmos_credential,
 )
 from swarm_core.models import CommitRecord, Node, User
@@ -25,10 +26,7 @@ from swarm_core.ports import ConflictError
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
 
-pytestmark = [
-    pytest.mark.emulators,
-    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
-]
+pytestmark = pytest.mark.emulators
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -80,8 +78,8 @@ def a_swarm() -> Swarm:
 def test_a_commit_that_loses_to_another_writer_is_a_conflict_error(
     emulator_stack: StackInfo, database: str
 ) -> None:
-    ours = CosmosClients(_settings(emulator_stack, database)).swarm_store()
-    theirs = CosmosClients(_settings(emulator_stack, database)).swarm_store()  # another worker
+    ours = CosmosSwarmStore(CosmosClients(_settings(emulator_stack, database)))
+    theirs = CosmosSwarmStore(CosmosClients(_settings(emulator_stack, database)))  # another worker
     swarm = a_swarm()
     ours.create_swarm(swarm)
     read = ours.get_swarm(swarm.swarm_id)
@@ -105,7 +103,7 @@ def test_etags_are_passed_on_as_the_service_gives_them(
     emulator_stack: StackInfo, database: str
 ) -> None:
     clients = CosmosClients(_settings(emulator_stack, database))
-    store, raw = clients.swarm_store(), clients.container(NODES)
+    store, raw = CosmosSwarmStore(clients), clients.container(NODES)
     swarm = a_swarm()
     created = store.create_swarm(swarm)
     assert created == raw.read_item("swarm", partition_key=swarm.swarm_id)["_etag"]
@@ -134,8 +132,8 @@ def test_stores_do_not_connect_until_used() -> None:
         Settings(COSMOS_ENDPOINT="https://127.0.0.1:1", COSMOS_KEY="a2V5"),
         client_factory=lambda *a, **k: made.append(a),
     )
-    clients.swarm_store()
-    clients.user_store()
+    CosmosSwarmStore(clients)
+    CosmosUserStore(clients)
     assert made == []
 
 
@@ -175,8 +173,7 @@ def test_a_key_is_used_when_set() -> None:
 
 def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]) -> None:
     clients, transport = counted
-    store: CosmosSwarmStore = clients.swarm_store()
-    users = clients.user_store()
+    store, users = CosmosSwarmStore(clients), CosmosUserStore(clients)
     # The first call on each container also reads its definition (once per process).
     warm = a_swarm()
     store.create_swarm(warm)
@@ -242,7 +239,7 @@ def test_ids_cosmos_cannot_hold_are_not_found_and_not_stored(
     counted: tuple[CosmosClients, CountingTransport],
 ) -> None:
     clients, transport = counted
-    store, users = clients.swarm_store(), clients.user_store()
+    store, users = CosmosSwarmStore(clients), CosmosUserStore(clients)
     for bad in ("", "a/b", "..", "x?y", "a#b", "a\\b", "x" * 300):
         assert users.get_user(bad) is None
         assert store.get_summary("u1", bad) is None
@@ -255,7 +252,7 @@ def test_ids_cosmos_cannot_hold_are_not_found_and_not_stored(
 def test_a_bad_continuation_token_is_a_value_error(
     counted: tuple[CosmosClients, CountingTransport],
 ) -> None:
-    store = counted[0].swarm_store()
+    store = CosmosSwarmStore(counted[0])
     with pytest.raises(ValueError):
         store.list_summaries("u1", 10, "not base64 !")
     with pytest.raises(ValueError):

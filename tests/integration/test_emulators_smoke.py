@@ -15,17 +15,14 @@ from collections.abc import Iterator
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
+from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, SSLConfiguration
 from azure.cosmos import exceptions as cosmos_errors
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from devstack.stack import StackInfo
 
-pytestmark = [
-    pytest.mark.emulators,
-    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
-]
+pytestmark = pytest.mark.emulators
 
 
 def _name(prefix: str) -> str:
@@ -41,6 +38,7 @@ def test_stack_settings(emulator_stack: StackInfo) -> None:
     assert f"BlobEndpoint=http://127.0.0.1:{p.blob}/devstoreaccount1" in s["AzureWebJobsStorage"]
     assert f"QueueEndpoint=http://127.0.0.1:{p.queue}/devstoreaccount1" in s["AzureWebJobsStorage"]
     assert s["COSMOS_ENDPOINT"] == f"https://127.0.0.1:{p.cosmos}"
+    assert s["COSMOS_CA_CERT"] == str(emulator_stack.state_dir / "cosmos-ca.pem")
     assert s["WEBPUBSUB_CONNECTION_STRING"].startswith(f"Endpoint=http://127.0.0.1:{p.webpubsub};")
     for name in ("azurite", "cosmos"):
         assert emulator_stack.services[name].status == "started"
@@ -148,7 +146,9 @@ def test_queue_delayed_message(queue: QueueClient) -> None:
 @pytest.fixture(scope="module")
 def cosmos(emulator_stack: StackInfo) -> CosmosClient:
     s = emulator_stack.settings
-    return CosmosClient(s["COSMOS_ENDPOINT"], s["COSMOS_KEY"])
+    tls = SSLConfiguration()
+    tls.SSLCaCerts = s["COSMOS_CA_CERT"]  # the server's certificate is the stack's own
+    return CosmosClient(s["COSMOS_ENDPOINT"], s["COSMOS_KEY"], ssl_config=tls)
 
 
 @pytest.fixture()
