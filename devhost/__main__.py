@@ -19,6 +19,7 @@ from pathlib import Path
 from devhost.config import HostConfigError, load_local_settings
 from devhost.functions import UnsupportedFunction
 from devhost.host import DEFAULT_APP, DEFAULT_PORT, DevHost
+from devhost.queue_listener import PROCESSING_VISIBILITY
 
 logger = logging.getLogger("devhost")
 
@@ -36,6 +37,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host-json", default="host.json", help="host.json to read")
     parser.add_argument(
         "--shutdown-timeout", type=float, default=30.0, help="seconds to finish running work"
+    )
+    parser.add_argument(
+        "--processing-visibility",
+        type=float,
+        default=PROCESSING_VISIBILITY,
+        help="seconds a queue message stays hidden while its function runs (renewed at half "
+        "time); the messages of a killed host come back after it (host: 600)",
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging, SDK requests too")
     return parser.parse_args(argv)
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             host_json=args.host_json,
             shutdown_timeout=args.shutdown_timeout,
+            processing_visibility=args.processing_visibility,
             out=sys.stdout,
         )
         asyncio.run(_serve(devhost))

@@ -64,6 +64,9 @@ class SwarmSummaryResponse(BaseModel):
     goal: str
     status: SwarmStatus
     spawned: bool
+    # Failed nodes (each can be retried) and the error: the swarm's own, else the first node's.
+    failed_nodes: int = 0
+    error: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -75,7 +78,6 @@ class SwarmDetailResponse(SwarmSummaryResponse):
     node_count: int
     usage: Usage
     final_report: str | None
-    error: str | None
     config: SwarmConfig
 
 
@@ -116,7 +118,25 @@ class ChatMessagesResponse(BaseModel):
 
 
 class MessageAccepted(BaseModel):
+    """The message is in the chat, at `seq`."""
+
     message_id: str
+    seq: int
+
+
+class InterruptResponse(BaseModel):
+    interrupt_id: str
+    node_id: str
+    node_name: str
+    question: str
+    created_at: datetime
+    status: str
+    answer_message_ids: list[str]
+    answered_at: datetime | None = None
+
+
+class InterruptListResponse(BaseModel):
+    items: list[InterruptResponse]
 
 
 class NegotiateResponse(BaseModel):

@@ -33,7 +33,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from swarm_core.models import CommitRecord, EventType, HistoryEvent, Lifecycle, Node
+from swarm_core.models import ChatMessage, CommitRecord, EventType, HistoryEvent, Lifecycle, Node
 from swarm_core.operations import Operation
 from swarm_core.ports import (
     ConflictError,
@@ -202,10 +202,10 @@ def count_transition(
 def apply_step_result(
     swarm: Swarm, view: StepView, result: StepResult, etags: dict[str, str]
 ) -> Decision:
-    """The commit of a node step: the new swarm document and the step's effects (pure)."""
-    new = swarm.model_copy(deep=True)
-    new.pending = None
-    new.updated_at = view.now
+    """The commit of a node step: the new swarm document and the step's effects (pure).
+
+    The swarm document is copied shallowly: its containers are replaced, never changed in place."""
+    new = swarm.model_copy(update={"pending": None, "updated_at": view.now})
     new.usage = new.usage.plus(result.usage)
     new.node_count += result.nodes_reserved
     before: dict[str, Node] = {n.node_id: n for n in (view.node, view.parent) if n is not None}
@@ -219,7 +219,8 @@ def apply_step_result(
             continue  # a node the step did not read cannot be written safely
         new.node_counts = count_transition(new.node_counts, old.lifecycle, node.lifecycle)
         writes.append(NodeWrite(node=node, base_etag=etags[node.node_id]))
-    status_changed = result.swarm_status is not None and result.swarm_status != swarm.status
+        if node.lifecycle == Lifecycle.FAILED and new.error is None:
+            new.error = f"node {node.name!r} failed: {node.error}"
     if result.swarm_status is not None:
         new.status = result.swarm_status
     if result.final_report is not None:
@@ -233,20 +234,20 @@ def apply_step_result(
         logs=result.logs,
         operations=result.operations,
     )
-    return Decision(Outcome.COMMITTED, new, effects, refresh_listing=status_changed)
+    return Decision(Outcome.COMMITTED, new, effects, refresh_listing=listing_changed(swarm, new))
 
 
 class ControlCommit:
-    """A commit that is not a node step (spawn, pause, resume, retry, idle): the new swarm
-    document, a `swarm.status` event first (with `status_data`), the refreshed listing entry, and
-    whatever node writes, events and operations the change adds."""
+    """A commit that is not a node step (spawn, pause, resume, retry, idle, a user's message):
+    the new swarm document, a `swarm.status` event first when the status changes or
+    `status_data` is given, and whatever chat messages, node writes, events and operations the
+    change adds."""
 
     def __init__(self, old: Swarm, now: datetime, **status_data: Any) -> None:
         self.old = old
         self.now = now
-        self.swarm = old.model_copy(deep=True)
-        self.swarm.pending = None
-        self.swarm.updated_at = now
+        self.seq = old.seq + 1
+        self.swarm = old.model_copy(update={"pending": None, "updated_at": now})
         self._status_data = status_data
         self._effects = Effects()
 
@@ -255,12 +256,16 @@ class ControlCommit:
             HistoryEvent(
                 type=type_,
                 swarm_id=self.old.swarm_id,
-                seq=self.old.seq + 1,
-                index=len(self._effects.events) + 1,  # index 0 is the status event
+                seq=self.seq,
+                index=len(self._effects.events),
                 at=self.now,
                 data=data,
             )
         )
+
+    def chat(self, message: ChatMessage) -> None:
+        self._effects.chat_messages.append(message)
+        self.event(EventType.CHAT_MESSAGE, message.model_dump(mode="json"))
 
     def write_node(self, node: Node, read: Versioned[Node]) -> None:
         """Write `node`, which the change read as `read`, and announce it."""
@@ -274,13 +279,29 @@ class ControlCommit:
         self._effects.operations.extend(operations)
 
     def decision(self) -> Decision:
-        status = HistoryEvent(
-            type=EventType.SWARM_STATUS,
-            swarm_id=self.old.swarm_id,
-            seq=self.old.seq + 1,
-            index=0,
-            at=self.now,
-            data={"status": self.swarm.status.value, **self._status_data},
+        if self.swarm.status != self.old.status or self._status_data:
+            status = HistoryEvent(
+                type=EventType.SWARM_STATUS,
+                swarm_id=self.old.swarm_id,
+                seq=self.seq,
+                index=0,
+                at=self.now,
+                data={"status": self.swarm.status.value, **self._status_data},
+            )
+            for event in self._effects.events:
+                event.index += 1
+            self._effects.events.insert(0, status)
+        return Decision(
+            Outcome.COMMITTED,
+            self.swarm,
+            self._effects,
+            refresh_listing=listing_changed(self.old, self.swarm),
         )
-        self._effects.events.insert(0, status)
-        return Decision(Outcome.COMMITTED, self.swarm, self._effects, refresh_listing=True)
+
+
+def listing_changed(old: Swarm, new: Swarm) -> bool:
+    """Whether the swarm's listing entry shows something new (so it must be written again)."""
+    fields = ("status", "spawned", "error", "final_report")
+    return any(getattr(old, f) != getattr(new, f) for f in fields) or (
+        old.failed_nodes != new.failed_nodes
+    )

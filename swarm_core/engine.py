@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from swarm_core import conversation
 from swarm_core.actions.catalogue import FUNCTIONS
 from swarm_core.models import (
     DONE_LIFECYCLES,
-    ChatRole,
     EventType,
     Lifecycle,
     Node,
@@ -25,7 +25,6 @@ from swarm_core.models import (
 )
 from swarm_core.operations import (
     ActionOperation,
-    AskUserOperation,
     FailOperation,
     LLMOperation,
     Operation,
@@ -44,8 +43,6 @@ from swarm_core.step_context import (
 )
 
 log = logging.getLogger(__name__)
-
-CONVERSATION_WINDOW = 6  # messages of a conversation kept in the node's context
 
 
 def nodes_to_read(operation: Operation) -> tuple[str | None, bool]:
@@ -79,8 +76,6 @@ def _run(ctx: StepContext, operation: Operation) -> None:
             _action(ctx, operation)
         case LLMOperation():
             _llm(ctx, operation)
-        case AskUserOperation():
-            _ask_user(ctx, operation)
         case UserReplyOperation():
             _user_reply(ctx, operation)
         case TerminateOperation():
@@ -109,7 +104,7 @@ def _spawn(ctx: StepContext, op: SpawnOperation) -> None:
     ctx.node = node
     ctx.add_node(node)
     ctx.log(node, f"spawned as {node.action.value}: {node.directive}")
-    ctx.call_action(node, "start")
+    _invoke(ctx, node, "start", {})
 
 
 def _live_node(ctx: StepContext) -> Node | None:
@@ -123,14 +118,19 @@ def _live_node(ctx: StepContext) -> Node | None:
     return node
 
 
+def _invoke(ctx: StepContext, node: Node, name: str, args: dict[str, Any]) -> None:
+    """Run the function `name` of the node's action, in this step."""
+    function = FUNCTIONS[node.action].get(name)
+    if function is None:
+        raise StepFailure(f"action {node.action.value} has no function {name!r}")
+    function(ctx, args)
+
+
 def _action(ctx: StepContext, op: ActionOperation) -> None:
     node = _live_node(ctx)
     if node is None:
         return
-    function = FUNCTIONS[node.action].get(op.payload.function)
-    if function is None:
-        raise StepFailure(f"action {node.action.value} has no function {op.payload.function!r}")
-    function(ctx, dict(op.payload.args))
+    _invoke(ctx, node, op.payload.function, dict(op.payload.args))
 
 
 def _llm(ctx: StepContext, op: LLMOperation) -> None:
@@ -155,44 +155,30 @@ def _llm(ctx: StepContext, op: LLMOperation) -> None:
     ctx.touch(node)
     ctx.result.usage = result.usage
     args: dict[str, Any] = {**op.payload.args, "completion": result.data}
-    ctx.call_action(node, op.payload.next_function, args)
-
-
-def _ask_user(ctx: StepContext, op: AskUserOperation) -> None:
-    node = _live_node(ctx)
-    if node is None:
-        return
-    message = op.payload.message
-    node.continuation = op.payload.continuation
-    node.lifecycle = Lifecycle.WAITING_FOR_USER
-    _remember(node, "agent", message)
-    ctx.chat(node, ChatRole.AGENT, message)
-
-
-def _remember(node: Node, role: str, content: str) -> None:
-    """Keep the latest messages of the node's conversation in its context, for the prompts.
-
-    A window, not the whole chat: the node document is rewritten every step, so a growing
-    conversation here would make every step of a long chat costlier. The full chat is in the
-    append-only chat stream."""
-    recent = [*node.context.get("conversation", []), {"role": role, "content": content}]
-    node.context["conversation"] = recent[-CONVERSATION_WINDOW:]
+    _invoke(ctx, node, op.payload.next_function, args)
 
 
 def _user_reply(ctx: StepContext, op: UserReplyOperation) -> None:
+    """Resume the node's continuation with every reply the user committed since it asked."""
     node = ctx.require_node()
-    content = op.payload.content
-    if node.lifecycle != Lifecycle.WAITING_FOR_USER or node.continuation is None:
-        ctx.log(node, "user reply ignored: the node is not waiting for the user", level="warning")
+    interrupt = node.interrupt
+    if (
+        node.lifecycle != Lifecycle.WAITING_FOR_USER
+        or node.continuation is None
+        or interrupt is None
+        or interrupt.interrupt_id != op.payload.interrupt_id
+        or not node.unread_replies
+    ):
+        ctx.log(node, "resume ignored: the node is not waiting for this answer", level="warning")
         return
     continuation = node.continuation
     node.continuation = None
     node.lifecycle = Lifecycle.RUNNING
-    _remember(node, "user", content)
-    ctx.chat(node, ChatRole.USER, content, message_id=op.payload.message_id)
+    replies = conversation.take_unread(node)
+    ctx.log(node, f"resumed with {len(replies)} message(s) from the user")
     if ctx.swarm.status == SwarmStatus.WAITING_FOR_USER:
         ctx.set_swarm_status(SwarmStatus.RUNNING)
-    ctx.call_action(node, continuation.function_to_call, continuation.args)
+    _invoke(ctx, node, continuation.function_to_call, dict(continuation.args))
 
 
 def _terminate(ctx: StepContext, op: TerminateOperation) -> None:
@@ -239,6 +225,10 @@ def _fail(ctx: StepContext, op: FailOperation) -> None:
 
 
 def _mark_failed(ctx: StepContext, node: Node, error: str, failed: dict[str, Any] | None) -> None:
+    """Fail the node, keeping what a retry needs: the failed operation and the lifecycle it
+    found the node in (its continuation and unread replies stay as they are)."""
+    if node.lifecycle != Lifecycle.FAILED:
+        node.failed_lifecycle = node.lifecycle
     node.lifecycle = Lifecycle.FAILED
     node.error = error
     node.failed_operation = failed

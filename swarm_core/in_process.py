@@ -13,7 +13,7 @@ from typing import Any
 
 from swarm_core.adapters.memory import QueueMessage
 from swarm_core.bootstrap import InMemorySwarmApp
-from swarm_core.models import FINISHED_STATUSES, Lifecycle, Node
+from swarm_core.models import FINISHED_STATUSES, InterruptStatus, Node
 from swarm_core.ports import chat_stream
 
 # The user's answer to a waiting node, given the node and its chat so far.
@@ -24,9 +24,9 @@ Deliver = Callable[[QueueMessage], None]
 
 
 def waiting_nodes(app: InMemorySwarmApp, swarm_id: str) -> list[Node]:
-    """The swarm's nodes that wait for the user, oldest first."""
+    """The swarm's nodes whose question to the user is open, oldest first."""
     nodes = app.adapters.store.list_nodes(swarm_id)
-    waiting = [n for n in nodes if n.lifecycle == Lifecycle.WAITING_FOR_USER]
+    waiting = [n for n in nodes if n.interrupt and n.interrupt.status == InterruptStatus.OPEN]
     return sorted(waiting, key=lambda n: (n.created_at, n.node_id))
 
 

@@ -158,6 +158,43 @@ class Continuation(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class InterruptStatus(StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    CANCELLED = "cancelled"
+
+
+class Interrupt(BaseModel):
+    """A question a node put to the user. Open until a message of the user answers it; the
+    answer is committed to the chat when the API accepts it, before the node resumes."""
+
+    interrupt_id: str
+    node_id: str
+    node_name: str
+    question: str
+    created_at: datetime
+    status: InterruptStatus = InterruptStatus.OPEN
+    answer_message_ids: list[str] = Field(default_factory=list)
+    answered_at: datetime | None = None
+
+
+class UnreadReply(BaseModel):
+    """A user's message committed to the node's chat that the node has not taken yet."""
+
+    message_id: str
+    content: str
+    seq: int
+
+
+class ClientMessage(BaseModel):
+    """What a `client_message_id` was accepted as: a replay with the same content is the same
+    message; with other content it is a conflict."""
+
+    message_id: str
+    seq: int
+    content_digest: str
+
+
 class Node(Document):
     """One agent node of a swarm's tree."""
 
@@ -182,6 +219,17 @@ class Node(Document):
     usage: Usage = Field(default_factory=Usage)
     # The operation that failed, kept so that the user can retry it.
     failed_operation: dict[str, Any] | None = None
+    # The lifecycle the failed operation found the node in: a retry puts the node back there.
+    failed_lifecycle: Lifecycle | None = None
+    # The node's latest question to the user (earlier ones are in the history).
+    interrupt: Interrupt | None = None
+    # The user's committed messages the node has not taken yet (given at its next resume).
+    unread_replies: list[UnreadReply] = Field(default_factory=list)
+    # The latest client message ids accepted on this node's chat (a bounded window).
+    client_messages: dict[str, ClientMessage] = Field(default_factory=dict)
+    # Ids of the latest operations whose steps committed on this node (a bounded window):
+    # a redelivered message of one of them is a duplicate, found on the read the step needs anyway.
+    recent_op_ids: list[str] = Field(default_factory=list)
     chat_length: int = 0
     last_message_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -205,6 +253,7 @@ class Node(Document):
                 "error",
                 "usage",
                 "chat_length",
+                "interrupt",
                 "created_at",
                 "updated_at",
             },
@@ -235,6 +284,8 @@ class EventType(StrEnum):
     CHAT_MESSAGE = "chat.message"
     SWARM_COMPLETED = "swarm.completed"
     NODE_FAILED = "node.failed"
+    INTERRUPT_OPENED = "interrupt.opened"
+    INTERRUPT_ANSWERED = "interrupt.answered"
 
 
 class HistoryEvent(BaseModel):

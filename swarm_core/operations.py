@@ -17,14 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from swarm_core.actions.specs import SPECS
 from swarm_core.llm import LLMRequest
-from swarm_core.models import ActionType, Continuation, TerminationPolicy, derive_id
+from swarm_core.models import ActionType, TerminationPolicy, derive_id
 
 
 class OperationKind(StrEnum):
     SPAWN = "spawn"
     ACTION = "action"
     LLM = "llm"
-    ASK_USER = "ask_user"
     USER_REPLY = "user_reply"
     TERMINATE = "terminate"
     FAIL = "fail"
@@ -61,18 +60,11 @@ class LLMPayload(Payload):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-class AskUserPayload(Payload):
-    """Send `message` to the node's chat, save `continuation`, wait for the user."""
-
-    message: str
-    continuation: Continuation
-
-
 class UserReplyPayload(Payload):
-    """The user's committed reply: resume the node's continuation with it."""
+    """Resume the node's continuation with the user's messages that answer `interrupt_id`
+    (committed to the chat already, when the API accepted them)."""
 
-    content: str
-    message_id: str
+    interrupt_id: str
 
 
 class TerminatePayload(Payload):
@@ -114,11 +106,6 @@ class LLMOperation(OperationBase):
     payload: LLMPayload
 
 
-class AskUserOperation(OperationBase):
-    kind: Literal[OperationKind.ASK_USER] = OperationKind.ASK_USER
-    payload: AskUserPayload
-
-
 class UserReplyOperation(OperationBase):
     kind: Literal[OperationKind.USER_REPLY] = OperationKind.USER_REPLY
     payload: UserReplyPayload
@@ -138,20 +125,13 @@ Operation = Annotated[
     SpawnOperation
     | ActionOperation
     | LLMOperation
-    | AskUserOperation
     | UserReplyOperation
     | TerminateOperation
     | FailOperation,
     Field(discriminator="kind"),
 ]
 AnyPayload = (
-    SpawnPayload
-    | ActionPayload
-    | LLMPayload
-    | AskUserPayload
-    | UserReplyPayload
-    | TerminatePayload
-    | FailPayload
+    SpawnPayload | ActionPayload | LLMPayload | UserReplyPayload | TerminatePayload | FailPayload
 )
 
 _ADAPTER: TypeAdapter[Operation] = TypeAdapter(Operation)
@@ -174,8 +154,6 @@ def make_operation(op_id: str, swarm_id: str, node_id: str, payload: AnyPayload)
             return ActionOperation(**ids, payload=payload)
         case LLMPayload():
             return LLMOperation(**ids, payload=payload)
-        case AskUserPayload():
-            return AskUserOperation(**ids, payload=payload)
         case UserReplyPayload():
             return UserReplyOperation(**ids, payload=payload)
         case TerminatePayload():
@@ -221,13 +199,14 @@ def fail_operation(failed: Operation, error: str, op_id: str | None = None) -> O
     return make_operation(op_id or failed.op_id, failed.swarm_id, failed.node_id, payload)
 
 
-def user_reply_operation(
-    swarm_id: str, node_id: str, client_key: str, content: str
-) -> UserReplyOperation:
-    """The reply of the user on a node's chat; the same `client_key` gives the same ids."""
-    op_id = derive_id(swarm_id, node_id, "reply", client_key)
-    payload = UserReplyPayload(content=content, message_id=derive_id(op_id, "user-message"))
-    return UserReplyOperation(op_id=op_id, swarm_id=swarm_id, node_id=node_id, payload=payload)
+def resume_operation(swarm_id: str, node_id: str, interrupt_id: str) -> UserReplyOperation:
+    """Resume the node whose `interrupt_id` the user answered (one per interrupt)."""
+    return UserReplyOperation(
+        op_id=derive_id(interrupt_id, "resume"),
+        swarm_id=swarm_id,
+        node_id=node_id,
+        payload=UserReplyPayload(interrupt_id=interrupt_id),
+    )
 
 
 def retry_operation(failed: Operation, attempt: int) -> Operation:

@@ -19,22 +19,30 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from swarm_core.commits import ControlCommit, Decision, SwarmCommitter
+from swarm_core import conversation
+from swarm_core.commits import ControlCommit, Decision, Outcome, SwarmCommitter
 from swarm_core.models import (
+    FINISHED_STATUSES,
     ActionType,
+    ChatMessage,
+    ChatRole,
+    ClientMessage,
     EventType,
+    Interrupt,
+    InterruptStatus,
     Lifecycle,
     LLMSettings,
     SwarmConfig,
     SwarmStatus,
+    derive_id,
     utcnow,
 )
 from swarm_core.operations import (
     parse_operation,
+    resume_operation,
     retry_operation,
     root_node_id,
     root_spawn_operation,
-    user_reply_operation,
 )
 from swarm_core.ports import (
     ClientAccess,
@@ -46,6 +54,7 @@ from swarm_core.ports import (
     history_stream,
     log_stream,
 )
+from swarm_core.step_context import answered_event_data
 from swarm_core.swarm import Swarm, SwarmSummary
 
 SNAPSHOT_EVERY = 200
@@ -195,7 +204,10 @@ class SwarmServices:
             if current is None or current.value.lifecycle != Lifecycle.FAILED:
                 raise InvalidState("only a failed node can be retried")
             fixed = current.value.model_copy(deep=True)
-            fixed.lifecycle = Lifecycle.RUNNING
+            # Back where the failed operation found it (a failed resume: waiting for the user,
+            # with the committed answers still unread).
+            fixed.lifecycle = fixed.failed_lifecycle or Lifecycle.RUNNING
+            fixed.failed_lifecycle = None
             fixed.error = None
             fixed.failed_operation = None
             fixed.execution_memory["retries"] = attempt
@@ -203,6 +215,8 @@ class SwarmServices:
             if change.swarm.status == SwarmStatus.FAILED:
                 change.swarm.status = SwarmStatus.RUNNING
             change.write_node(fixed, current)
+            if change.swarm.failed_nodes == 0 and change.swarm.status != SwarmStatus.FAILED:
+                change.swarm.error = None
             change.enqueue(retry)
             return change.decision()
 
@@ -220,29 +234,95 @@ class SwarmServices:
         node_id: str,
         content: str,
         client_message_id: str | None,
-    ) -> str:
-        """Enqueue a `user_reply` for a node waiting for the user; returns the message id.
+    ) -> ClientMessage:
+        """Commit the user's message to the node's chat; returns its id and seq.
 
-        The same `client_message_id` gives the same operation id, so a replayed request creates
-        one message (and answers with the same id even after the node has moved on)."""
-        swarm = self.get_swarm(user_id, swarm_id)
-        reply = user_reply_operation(
-            swarm_id, node_id, client_message_id or uuid.uuid4().hex, content
-        )
-        op_id, message_id = reply.op_id, reply.payload.message_id
-        if (swarm.pending and swarm.pending.op_id == op_id) or self.store.get_commit(
-            swarm_id, op_id
-        ):
-            return message_id
-        got = self.store.get_node(swarm_id, node_id)
-        if got is None:
-            raise NotFound(f"node {node_id} not found")
-        if got.value.lifecycle != Lifecycle.WAITING_FOR_USER:
-            raise InvalidState("the node is not waiting for the user")
-        if swarm.status in (SwarmStatus.COMPLETED, SwarmStatus.FAILED):
-            raise InvalidState(f"the swarm is {swarm.status.value}")
-        self.queue.enqueue(reply)
-        return message_id
+        Committed means kept: the message is in the chat before this returns. If it answers the
+        node's open interrupt, the same commit marks the interrupt answered and enqueues the
+        resume; if the node is still working on an earlier answer, the message waits among its
+        unread replies and goes to the node at its next resume. The same `client_message_id`
+        with the same content is the same message (nothing new); with other content, or when the
+        node's conversation is over or the swarm finished, InvalidState."""
+        self.get_swarm(user_id, swarm_id)
+        accepted: list[ClientMessage] = []
+
+        def decide(got: Versioned[Swarm]) -> Decision:
+            swarm = got.value
+            read = self.store.get_node(swarm_id, node_id)
+            if read is None:
+                raise NotFound(f"node {node_id} not found")
+            node = read.value
+            try:
+                if client_message_id is not None:
+                    known = conversation.replayed(node, client_message_id, content)
+                    if known is not None:
+                        accepted.append(known)
+                        return Decision(Outcome.DUPLICATE)
+                if swarm.status in FINISHED_STATUSES:
+                    raise conversation.MessageRefused(f"the swarm is {swarm.status.value}")
+                change = ControlCommit(swarm, self.clock())
+                message = ChatMessage(
+                    message_id=derive_id(
+                        swarm_id, node_id, "message", client_message_id or uuid.uuid4().hex
+                    ),
+                    node_id=node_id,
+                    role=ChatRole.USER,
+                    content=content,
+                    created_at=change.now,
+                    seq=change.seq,
+                )
+                updated = node.model_copy(deep=True)
+                answered = conversation.accept(updated, message, client_message_id)
+            except conversation.MessageRefused as exc:
+                raise InvalidState(str(exc)) from exc
+            updated.chat_length += 1
+            updated.last_message_at = change.now
+            updated.updated_at = change.now
+            change.chat(message)
+            if answered:
+                assert updated.interrupt is not None
+                change.event(EventType.INTERRUPT_ANSWERED, answered_event_data(updated.interrupt))
+                change.enqueue(resume_operation(swarm_id, node_id, updated.interrupt.interrupt_id))
+                if swarm.status == SwarmStatus.WAITING_FOR_USER:
+                    change.swarm.status = SwarmStatus.RUNNING
+            change.write_node(updated, read)
+            accepted.append(
+                ClientMessage(
+                    message_id=message.message_id,
+                    seq=message.seq,
+                    content_digest=conversation.digest(content),
+                )
+            )
+            return change.decision()
+
+        self.committer.run(swarm_id, f"message-{uuid.uuid4().hex}", decide)
+        return accepted[-1]
+
+    def interrupts(self, user_id: str, swarm_id: str, status: str = "open") -> list[Interrupt]:
+        """The swarm's open interrupts (questions waiting for the user), oldest first; with
+        `status="all"` every interrupt the swarm ever opened, folded from its history."""
+        self.get_swarm(user_id, swarm_id)
+        if status == "open":
+            found = [
+                n.interrupt
+                for n in self.store.list_nodes(swarm_id)
+                if n.interrupt is not None and n.interrupt.status == InterruptStatus.OPEN
+            ]
+            return sorted(found, key=lambda i: (i.created_at, i.interrupt_id))
+        if status != "all":
+            raise InvalidRequest("status must be open or all")
+        folded: dict[str, Interrupt] = {}
+        for event in self.content.read(history_stream(swarm_id)):
+            if event["type"] == EventType.INTERRUPT_OPENED.value:
+                opened = Interrupt.model_validate(event["data"])
+                folded[opened.interrupt_id] = opened
+            elif event["type"] == EventType.INTERRUPT_ANSWERED.value:
+                known = folded.get(event["data"]["interrupt_id"])
+                if known is not None:
+                    known.status = InterruptStatus(event["data"]["status"])
+                    known.answer_message_ids = list(event["data"]["answer_message_ids"])
+                    known.answered_at = datetime.fromisoformat(event["at"])
+        return list(folded.values())
 
     # --- maintenance -------------------------------------------------------------------------
 
@@ -346,7 +426,8 @@ class SwarmServices:
                     "node_id": node.node_id,
                     "name": node.name,
                     "lifecycle": node.lifecycle.value,
-                    "waiting_for_user": node.lifecycle == Lifecycle.WAITING_FOR_USER,
+                    "waiting_for_user": node.interrupt is not None
+                    and node.interrupt.status == InterruptStatus.OPEN,
                     "last_message_at": node.last_message_at,
                 }
             )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from swarm_core import conversation
 from swarm_core.actions.prompts import build_messages
 from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import (
@@ -25,6 +26,8 @@ from swarm_core.models import (
     Continuation,
     EventType,
     HistoryEvent,
+    Interrupt,
+    Lifecycle,
     LLMSettings,
     LogEntry,
     Node,
@@ -35,11 +38,11 @@ from swarm_core.models import (
 from swarm_core.operations import (
     ActionPayload,
     AnyPayload,
-    AskUserPayload,
     LLMPayload,
     Operation,
     TerminatePayload,
     make_operation,
+    resume_operation,
     spawn_payload,
 )
 from swarm_core.swarm import Swarm
@@ -168,12 +171,40 @@ class StepContext:
         self.enqueue(payload, node.node_id)
 
     def ask_user(
-        self, message: str, next_function: str, args: dict[str, Any] | None = None
+        self, question: str, next_function: str, args: dict[str, Any] | None = None
     ) -> None:
-        """Send the user a message and wait (an `ask_user` operation saves the continuation)."""
+        """Ask the user `question` and end the step: the question goes to the node's chat, an
+        interrupt opens, and the node waits with its continuation (`next_function`, `args`).
+        Replies the user sent while the node was working answer it at once."""
         node = self.require_node()
-        continuation = Continuation(function_to_call=next_function, args=args or {})
-        self.enqueue(AskUserPayload(message=message, continuation=continuation), node.node_id)
+        node.continuation = Continuation(function_to_call=next_function, args=args or {})
+        node.lifecycle = Lifecycle.WAITING_FOR_USER
+        conversation.remember(node, "agent", question)
+        self.chat(node, ChatRole.AGENT, question)
+        interrupt_id = derive_id(self.op.op_id, "interrupt")
+        interrupt = conversation.open_interrupt(node, interrupt_id, question, self.now)
+        self.event(EventType.INTERRUPT_OPENED, interrupt.model_dump(mode="json"))
+        if conversation.answer_with_unread(node, self.now):
+            self.interrupt_answered(node)
+        self.touch(node)
+
+    def take_unread_replies(self) -> int:
+        """Give the node the user's replies it has not read (into its conversation); how many."""
+        node = self.require_node()
+        replies = conversation.take_unread(node)
+        if replies:
+            self.touch(node)
+            self.log(node, f"read {len(replies)} more message(s) from the user")
+        return len(replies)
+
+    def interrupt_answered(self, node: Node) -> None:
+        """Announce the node's answered interrupt and resume the node."""
+        interrupt = node.interrupt
+        assert interrupt is not None
+        self.event(EventType.INTERRUPT_ANSWERED, answered_event_data(interrupt))
+        self._operations.append(
+            resume_operation(self.swarm.swarm_id, node.node_id, interrupt.interrupt_id)
+        )
 
     def terminate(self, report: str) -> None:
         node = self.require_node()
@@ -311,3 +342,10 @@ class StepContext:
 # An action's function: it reads the context and records what should happen; `args` are the
 # operation's arguments (for a continuation, what it saved; after an LLM call, `completion`).
 ActionFunction = Callable[[StepContext, dict[str, Any]], None]
+
+
+def answered_event_data(interrupt: Interrupt) -> dict[str, Any]:
+    """The data of an `interrupt.answered` event."""
+    return interrupt.model_dump(
+        mode="json", include={"interrupt_id", "node_id", "status", "answer_message_ids"}
+    )

@@ -16,6 +16,7 @@ from swarm_core.models import (
     ChatMessage,
     Document,
     HistoryEvent,
+    Lifecycle,
     LogEntry,
     Node,
     SwarmConfig,
@@ -79,6 +80,10 @@ class Swarm(Document):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
+    @property
+    def failed_nodes(self) -> int:
+        return self.node_counts.get(Lifecycle.FAILED.value, 0)
+
     def summary(self) -> SwarmSummary:
         return SwarmSummary(
             swarm_id=self.swarm_id,
@@ -87,6 +92,8 @@ class Swarm(Document):
             status=self.status,
             spawned=self.spawned,
             seq=self.seq,
+            failed_nodes=self.failed_nodes,
+            error=self.error,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -102,6 +109,10 @@ class SwarmSummary(Document):
     status: SwarmStatus
     spawned: bool
     seq: int
+    # Nodes that failed (each can be retried) and the swarm's error: its own failure, else the
+    # first failed node's.
+    failed_nodes: int = 0
+    error: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -19,7 +19,7 @@ from typing import Any
 from swarm_core.adapters.memory import QueueMessage
 from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.bootstrap import Adapters, MemoryAdapters, SwarmApp, build_app, build_in_memory
-from swarm_core.in_process import reply_through_services, run_until_settled, waiting_nodes
+from swarm_core.in_process import run_until_settled, waiting_nodes
 from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import Node, SwarmConfig, SwarmStatus
 from swarm_core.ports import chat_stream, history_stream, log_stream
@@ -28,6 +28,7 @@ from swarm_core.settings import Settings
 FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 USER = "user-1"
 GOAL = "Plan a 3-day trip to Lisbon"
+SECOND_SHORT_ANSWER = "Maybe Sintra?"
 LONG_ANSWER = "A relaxed pace, about 900 EUR in total, good food and one museum a day please."
 
 
@@ -126,7 +127,7 @@ class Rig:
         self.llm = RecordingLLM(raw.store)
         raw.llm = self.llm
         ids = itertools.count(1)
-        settings = Settings(BCRYPT_ROUNDS=4)
+        settings = Settings(BCRYPT_ROUNDS=4, AUTH_SECRET="harness-" + "k" * 32)
         self.http_app = build_in_memory(
             adapters=raw,
             settings=settings,
@@ -135,8 +136,11 @@ class Rig:
         )
         faulty = Adapters(**{name: Faulty(port, plan, name) for name, port in vars(raw).items()})
         self.worker_app: SwarmApp = build_app(settings, faulty, clock=lambda: FIXED_NOW)
+        # The user's messages go through an API process of their own, which crashes too.
+        self.user_app: SwarmApp = build_app(settings, faulty, clock=lambda: FIXED_NOW)
         self.services = self.http_app.services
         self.worker = self.worker_app.worker
+        self.user_crashes = 0
 
 
 @dataclass
@@ -182,23 +186,31 @@ def run_scenario(
         deliver=deliver,
         max_deliveries=max_deliveries,
     )
-    return ScenarioRun(rig, swarm.swarm_id, crashes, deliveries)
+    return ScenarioRun(rig, swarm.swarm_id, crashes + rig.user_crashes, deliveries)
 
 
 def scenario_user(rig: Rig, swarm_id: str) -> Any:
-    """The scenario's user: the clarifying node's first answer is too short (a follow-up); a
-    retried post of the same answer would carry the same client message id."""
+    """The scenario's user. The clarifying node's first question gets two short messages in a
+    row (both committed before the node resumes; together still too short: a follow-up).
+    A post that crashes is posted again with the same client message id, as a client retries."""
 
-    def replies(chat: list[dict[str, Any]]) -> int:
-        return sum(1 for m in chat if m["role"] == "user")
+    def post(node: Node, client_message_id: str, content: str) -> None:
+        while True:
+            try:
+                rig.user_app.services.post_user_message(
+                    USER, swarm_id, node.node_id, content, client_message_id
+                )
+                return
+            except InjectedCrash:
+                rig.user_crashes += 1
 
-    def reply(node: Node, chat: list[dict[str, Any]]) -> str:
-        return scenario_answer(node.name, replies(chat))
+    def answer(node: Node, chat: list[dict[str, Any]]) -> None:
+        replies = sum(1 for m in chat if m["role"] == "user")
+        post(node, f"{node.node_id}-{replies}", scenario_answer(node.name, replies))
+        if node.name == "Clarify preferences" and replies == 0:
+            post(node, f"{node.node_id}-{replies}-more", SECOND_SHORT_ANSWER)
 
-    def client_message_id(node: Node, chat: list[dict[str, Any]]) -> str:
-        return f"{node.node_id}-{replies(chat)}"
-
-    return reply_through_services(rig.http_app, USER, swarm_id, reply, client_message_id)
+    return answer
 
 
 def answer_waiting(rig: Rig, swarm_id: str) -> bool:

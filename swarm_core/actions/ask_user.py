@@ -2,7 +2,8 @@
 
 Ask (LLM writes the question) -> wait for the user (the invocation ends; the reply resumes the
 node) -> judge the answer (LLM) -> follow up while it does not suffice, up to `max_follow_ups` ->
-thank the user and report upward what they want.
+thank the user and report upward what they want. One exchange is two steps: the resume (which
+asks for the judgement) and the judgement (which asks again or reports).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def on_judgement(ctx: StepContext, args: dict[str, Any]) -> None:
         node.execution_memory["follow_ups"] = follow_ups + 1
         ctx.touch(node)
         ctx.ask_user(verdict.follow_up, "on_answer")
+        return
+    if ctx.take_unread_replies():
+        # The user wrote more while the answer was being judged: judge again with it, so the
+        # conversation never ends on a message the node has not read.
+        on_answer(ctx, args)
         return
     answers = [m["content"] for m in node.context.get("conversation", []) if m["role"] == "user"]
     report = verdict.report or "The user said: " + " / ".join(answers)

@@ -15,6 +15,8 @@ from swarm_core.api_models import (
     Credentials,
     HealthResponse,
     HistoryResponse,
+    InterruptListResponse,
+    InterruptResponse,
     MeResponse,
     MessageAccepted,
     NegotiateResponse,
@@ -57,11 +59,13 @@ def _token(issued: IssuedToken) -> TokenResponse:
 
 
 def _summary(swarm: Swarm) -> SwarmSummaryResponse:
-    return SwarmSummaryResponse.model_validate(swarm.model_dump())
+    return SwarmSummaryResponse.model_validate(swarm.summary().model_dump())
 
 
 def _detail(swarm: Swarm) -> SwarmDetailResponse:
-    return SwarmDetailResponse.model_validate(swarm.model_dump())
+    return SwarmDetailResponse.model_validate(
+        {**swarm.model_dump(), "failed_nodes": swarm.failed_nodes}
+    )
 
 
 def _status(swarm: Swarm) -> StatusResponse:
@@ -211,14 +215,24 @@ def chat_messages(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 def post_message(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
     body = parse_body(req, PostMessage)
-    message_id = app.services.post_user_message(
+    accepted = app.services.post_user_message(
         user_id,
         route_param(req, "swarm_id"),
         route_param(req, "node_id"),
         body.content,
         body.client_message_id,
     )
-    return json_response(MessageAccepted(message_id=message_id), 202)
+    return json_response(MessageAccepted(message_id=accepted.message_id, seq=accepted.seq), 202)
+
+
+@bp.route(route="swarms/{swarm_id}/interrupts", methods=["GET"], auth_level=ANON)
+@endpoint
+def list_interrupts(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    status = req.params.get("status") or "open"
+    found = app.services.interrupts(user_id, route_param(req, "swarm_id"), status)
+    items = [InterruptResponse.model_validate(i.model_dump()) for i in found]
+    return json_response(InterruptListResponse(items=items))
 
 
 @bp.route(route="swarms/{swarm_id}/nodes/{node_id}", methods=["GET"], auth_level=ANON)

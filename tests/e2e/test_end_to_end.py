@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +58,9 @@ class DevHost:
                 str(self.port),
                 "--host-json",
                 str(self.host_json),
+                # A killed host's in-flight messages come back after this (the host: 10 min).
+                "--processing-visibility",
+                "4",
             ],
             cwd=ROOT,
             env=self.env,
@@ -303,10 +307,72 @@ def test_killing_the_host_mid_run_loses_and_duplicates_nothing(host: DevHost) ->
     swarm_id = create(host, token, {"offline_breadth": 3, "offline_depth": 2})
     http(host, "POST", f"/swarms/{swarm_id}/spawn", token=token)
     deadline = time.monotonic() + 60
-    while http(host, "GET", f"/swarms/{swarm_id}", token=token)[1]["seq"] < 8:
+    while http(host, "GET", f"/swarms/{swarm_id}", token=token)[1]["seq"] < 4:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     host.kill()  # mid-run: messages in flight, maybe a commit half applied
     host.start()
     assert answer_until_done(host, token, swarm_id)["status"] == "completed"
+    assert_no_duplicates_or_gaps(host, token, swarm_id)
+
+
+def test_five_answers_at_once_are_all_kept_and_all_seen(host: DevHost) -> None:
+    """Five different answers posted at the same moment to one waiting node: five 202s, five
+    messages in the chat in seq order, every one given to the node; posted again with their
+    client ids, nothing changes."""
+    token = user(host)
+    swarm_id = create(host, token)
+    http(host, "POST", f"/swarms/{swarm_id}/spawn", token=token)
+    deadline = time.monotonic() + 60
+    while True:
+        _, open_ = http(host, "GET", f"/swarms/{swarm_id}/interrupts?status=open", token=token)
+        if open_["items"]:
+            break
+        assert time.monotonic() < deadline, "no question came"
+        time.sleep(0.1)
+    node_id = open_["items"][0]["node_id"]
+    # Paused, the node cannot resume in between: it must get all five answers at once.
+    assert http(host, "POST", f"/swarms/{swarm_id}/pause", token=token)[0] == 202
+    path = f"/swarms/{swarm_id}/chats/{node_id}/messages"
+    bodies = [
+        {
+            "content": f"Answer {i}: a relaxed pace, about 900 EUR, good food",
+            "client_message_id": f"a{i}",
+        }
+        for i in range(5)
+    ]
+
+    def post_all() -> list[tuple[int, Any]]:
+        results: list[tuple[int, Any]] = [(0, None)] * len(bodies)
+        barrier = threading.Barrier(len(bodies))
+
+        def post(i: int) -> None:
+            barrier.wait()
+            results[i] = http(host, "POST", path, bodies[i], token)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        return results
+
+    first = post_all()
+    assert [status for status, _ in first] == [202] * 5, first
+    _, chat = http(host, "GET", f"/swarms/{swarm_id}/chats/{node_id}", token=token)
+    users = [m for m in chat["messages"] if m["role"] == "user"]
+    assert sorted(m["message_id"] for m in users) == sorted(b["message_id"] for _, b in first)
+    assert [m["seq"] for m in users] == sorted(m["seq"] for m in users)
+    assert {m["seq"] for m in users} == {b["seq"] for _, b in first}
+    again = post_all()
+    assert [(s, b["message_id"], b["seq"]) for s, b in again] == [
+        (s, b["message_id"], b["seq"]) for s, b in first
+    ]
+    assert http(host, "POST", f"/swarms/{swarm_id}/resume", token=token)[0] == 202
+    answer_until_done(host, token, swarm_id)
+    _, chat = http(host, "GET", f"/swarms/{swarm_id}/chats/{node_id}", token=token)
+    assert len([m for m in chat["messages"] if m["role"] == "user"]) == 5, "nothing new"
+    _, node = http(host, "GET", f"/swarms/{swarm_id}/nodes/{node_id}", token=token)
+    said = " ".join(m["content"] for m in node["context"]["conversation"] if m["role"] == "user")
+    assert all(b["content"] in said for b in bodies), "the node saw every answer"
     assert_no_duplicates_or_gaps(host, token, swarm_id)

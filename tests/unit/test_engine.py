@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from swarm_core import conversation
 from swarm_core.actions.specs import SPECS
 from swarm_core.engine import advance_one_step
 from swarm_core.llm import LLMResult
 from swarm_core.models import (
     ActionType,
+    ChatMessage,
     Continuation,
     Lifecycle,
     Limits,
@@ -122,9 +124,12 @@ def test_spawn_creates_the_node_and_starts_its_action():
         )
     )
     assert [n.node_id for n in result.new_nodes] == ["c1"]
-    assert result.new_nodes[0].lifecycle == Lifecycle.SPAWNED
-    assert ops_of(result, OperationKind.ACTION)[0]["payload"]["function"] == "start"
-    assert "node.spawned" in event_types(result)
+    spawned = next(e for e in result.events if e.type == "node.spawned")
+    assert spawned.data["node"]["lifecycle"] == "spawned"
+    # `start` ran in the same step: the node is running and asked for its LLM call.
+    assert result.new_nodes[0].lifecycle == Lifecycle.RUNNING
+    assert ops_of(result, OperationKind.LLM)[0]["payload"]["request"]["task"] == "execute"
+    assert not ops_of(result, OperationKind.ACTION)
     assert all(e.seq == 6 for e in result.events)
 
 
@@ -142,11 +147,9 @@ def test_llm_step_journals_prompt_and_response_and_hands_over_the_completion():
         node,
         llm_result=answer,
     )
-    follow = ops_of(result, OperationKind.ACTION)[0]
-    assert follow["payload"] == {
-        "function": "on_result",
-        "args": {"k": 1, "completion": {"report": "r"}},
-    }
+    # The continuation ran in the same step with the completion: `on_result` terminated.
+    assert not ops_of(result, OperationKind.ACTION)
+    assert ops_of(result, OperationKind.TERMINATE)[0]["payload"] == {"report": "r"}
     journal = [entry for entry in result.logs if entry.kind == "journal"]
     assert journal[0].data["messages"] == request["messages"]
     assert journal[0].data["response"] == '{"report": "r"}'
@@ -190,29 +193,67 @@ def test_a_completion_that_does_not_validate_fails_the_node():
 # --- ask_user -----------------------------------------------------------------------------------
 
 
+def with_reply(node: Node, *contents: str) -> Node:
+    """The node after the user's messages were committed to its chat (by the API)."""
+    answered = node.model_copy(deep=True)
+    for i, content in enumerate(contents):
+        message = ChatMessage(
+            message_id=f"m{i}",
+            node_id=node.node_id,
+            role="user",
+            content=content,
+            created_at=NOW,
+            seq=7 + i,
+        )
+        conversation.accept(answered, message, None)
+    return answered
+
+
 def test_ask_user_conversation_asks_waits_and_resumes():
     node = make_node(action=ActionType.ASK_USER, lifecycle=Lifecycle.SPAWNED)
     started = action("start", node)
     assert ops_of(started, OperationKind.LLM)[0]["payload"]["request"]["task"] == "ask"
-    asked = action("on_question", node, completion={"message": "Sweet or salty?"})
-    ask_op = ops_of(asked, OperationKind.ASK_USER)[0]
-    waiting = step(ask_op, node)
+    waiting = action("on_question", node, completion={"message": "Sweet or salty?"})
     w = updated(waiting, "n1")
     assert w.lifecycle == Lifecycle.WAITING_FOR_USER
     assert w.continuation == Continuation(function_to_call="on_answer")
     assert [m.content for m in waiting.chat_messages] == ["Sweet or salty?"]
-    assert not waiting.operations, "a user-blocking step ends: nothing else runs"
-    reply = step(op(OperationKind.USER_REPLY, content="Salty, please", message_id="m1"), w)
+    assert not waiting.operations, "asking the user ends the step: nothing else runs"
+    assert w.interrupt is not None and w.interrupt.status == "open"
+    assert w.interrupt.question == "Sweet or salty?"
+    assert "interrupt.opened" in event_types(waiting)
+    answered = with_reply(w, "Salty, please")
+    resume = op(OperationKind.USER_REPLY, interrupt_id=w.interrupt.interrupt_id)
+    reply = step(resume, answered)
     r = updated(reply, "n1")
     assert r.lifecycle == Lifecycle.RUNNING and r.continuation is None
-    assert reply.chat_messages[0].message_id == "m1"
-    resumed = ops_of(reply, OperationKind.ACTION)[0]
-    assert resumed["payload"]["function"] == "on_answer"
-    # The continuation reads the reply from the node's conversation (no copy in the args).
+    assert not reply.chat_messages, "the reply is in the chat already (committed by the API)"
+    assert r.unread_replies == []
     assert r.context["conversation"][-1] == {"role": "user", "content": "Salty, please"}
-    judged = step(resumed, r)
-    judge = ops_of(judged, OperationKind.LLM)[0]
+    # `on_answer` ran in the same step: it asked for the judgement.
+    judge = ops_of(reply, OperationKind.LLM)[0]
     assert judge["payload"]["request"]["facts"]["conversation"][-1]["content"] == "Salty, please"
+
+
+def test_replies_committed_while_the_node_worked_answer_its_next_question_at_once():
+    node = make_node(action=ActionType.ASK_USER)
+    asked = updated(action("on_question", node, completion={"message": "Sweet?"}), "n1")
+    answered = with_reply(asked, "Salty", "and crunchy")
+    assert answered.interrupt.answer_message_ids == ["m0", "m1"]
+    resumed = updated(
+        step(op(OperationKind.USER_REPLY, interrupt_id=asked.interrupt.interrupt_id), answered),
+        "n1",
+    )
+    late = with_reply(resumed, "oh, and cheap")  # while the judgement is being made
+    assert late.unread_replies and late.continuation is None
+    verdict = {"sufficient": False, "follow_up": "How cheap?", "report": None}
+    again = action("on_judgement", late, completion=verdict)
+    node_after = updated(again, "n1")
+    assert node_after.interrupt.status == "answered"
+    assert node_after.interrupt.answer_message_ids == ["m0"]
+    resume = ops_of(again, OperationKind.USER_REPLY)
+    assert [o["payload"]["interrupt_id"] for o in resume] == [node_after.interrupt.interrupt_id]
+    assert "interrupt.answered" in event_types(again)
 
 
 def test_an_insufficient_answer_gets_a_follow_up_until_the_limit():
@@ -220,7 +261,8 @@ def test_an_insufficient_answer_gets_a_follow_up_until_the_limit():
     swarm = make_swarm(max_follow_ups=1)
     verdict = {"sufficient": False, "follow_up": "More detail?", "report": None}
     first = action("on_judgement", node, swarm=swarm, completion=verdict)
-    assert ops_of(first, OperationKind.ASK_USER)[0]["payload"]["message"] == "More detail?"
+    assert [m.content for m in first.chat_messages] == ["More detail?"]
+    assert updated(first, "n1").interrupt.question == "More detail?"
     assert updated(first, "n1").execution_memory["follow_ups"] == 1
     exhausted = action("on_judgement", updated(first, "n1"), swarm=swarm, completion=verdict)
     assert ops_of(exhausted, OperationKind.TERMINATE), "no endless follow-ups"
@@ -234,9 +276,9 @@ def test_a_sufficient_answer_closes_the_chat_and_reports():
     assert ops_of(result, OperationKind.TERMINATE)[0]["payload"]["report"] == "Wants salty."
 
 
-def test_a_reply_to_a_node_not_waiting_changes_nothing_but_a_log():
+def test_a_resume_of_a_node_not_waiting_changes_nothing_but_a_log():
     node = make_node()
-    result = step(op(OperationKind.USER_REPLY, content="hi", message_id="m"), node)
+    result = step(op(OperationKind.USER_REPLY, interrupt_id="i1"), node)
     assert not result.operations and not result.chat_messages
     assert result.logs[0].level == "warning"
 
@@ -444,8 +486,7 @@ def test_every_step_emits_an_event(kind):
             "request": {"task": "execute", "messages": []},
             "next_function": "on_result",
         },
-        OperationKind.ASK_USER: {"message": "?", "continuation": {"function_to_call": "x"}},
-        OperationKind.USER_REPLY: {"content": "hi", "message_id": "m"},
+        OperationKind.USER_REPLY: {"interrupt_id": "i1"},
         OperationKind.TERMINATE: {"report": "r"},
         OperationKind.FAIL: {"error": "boom"},
     }
@@ -454,3 +495,18 @@ def test_every_step_emits_an_event(kind):
         op(kind, **payloads[kind]), node, make_node("root", parent_id=None), llm_result=answer
     )
     assert result.events and all(e.seq == 6 for e in result.events)
+
+
+def test_a_conversation_does_not_end_on_a_message_the_node_has_not_read():
+    node = make_node(action=ActionType.ASK_USER)
+    asked = updated(action("on_question", node, completion={"message": "Sweet?"}), "n1")
+    answered = with_reply(asked, "Salty")
+    resume = op(OperationKind.USER_REPLY, interrupt_id=asked.interrupt.interrupt_id)
+    resumed = updated(step(resume, answered), "n1")
+    late = with_reply(resumed, "and crunchy, with a view of the sea")
+    verdict = {"sufficient": True, "follow_up": None, "report": "Wants salty."}
+    result = action("on_judgement", late, completion=verdict)
+    assert not ops_of(result, OperationKind.TERMINATE), "it judges again instead"
+    judge = ops_of(result, OperationKind.LLM)[0]
+    said = [m["content"] for m in judge["payload"]["request"]["facts"]["conversation"]]
+    assert said[-2:] == ["Salty", "and crunchy, with a view of the sea"]

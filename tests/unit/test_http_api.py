@@ -241,7 +241,7 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     message = rt.adapters.queue.receive()
     rt.worker.process(message.body)  # the spawn: the root exists
     rt.adapters.queue.ack(message)
-    poisoned = rt.adapters.queue.receive()  # the root's first action "fails every retry"
+    poisoned = rt.adapters.queue.receive()  # the root's LLM call "fails every retry"
     rt.adapters.queue.ack(poisoned)
     queue_worker.fail_poisoned_operation(
         QueueMessage(id="p1", body=poisoned.body.encode(), dequeue_count=1)
@@ -249,6 +249,11 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     root_id = parse_operation(poisoned.body).node_id
     _, node, _ = call(http_api.get_node, token=rt.token, route={**route, "node_id": root_id})
     assert node["lifecycle"] == "failed" and "failed on every retry" in node["error"]
+    # The swarm reports its failed node, in its detail and in the listing.
+    _, failing, _ = call(http_api.get_swarm, token=rt.token, route=route)
+    assert failing["failed_nodes"] == 1 and "failed on every retry" in failing["error"]
+    _, listed, _ = call(http_api.list_swarms, token=rt.token)
+    assert listed["items"][0]["failed_nodes"] == 1
     _, hist, _ = call(http_api.swarm_history, token=rt.token, route=route)
     assert any(e["type"] == "node.failed" for e in hist["events"])
     status, _, _ = call(
@@ -258,7 +263,8 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     drain(rt)
     _, detail, _ = call(http_api.get_swarm, token=rt.token, route=route)
     assert detail["status"] == "completed"
-    assert parse_operation(poisoned.body).kind == OperationKind.ACTION
+    assert detail["failed_nodes"] == 0 and detail["error"] is None
+    assert parse_operation(poisoned.body).kind == OperationKind.LLM
 
 
 def test_the_users_model_settings_go_under_each_new_swarms_config(rt):

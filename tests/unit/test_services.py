@@ -123,14 +123,99 @@ def test_the_same_client_message_id_creates_one_message(app, spawned):
     assert [m["content"] for m in chat if m["role"] == "user"] == ["Salty snacks and sun"]
 
 
+def user_messages(app: InMemorySwarmApp, swarm_id: str, node_id: str) -> list[dict[str, Any]]:
+    chat = app.adapters.content.read(chat_stream(swarm_id, node_id))
+    return [m for m in chat if m["role"] == "user"]
+
+
+def test_an_accepted_message_is_in_the_chat_before_any_step_runs(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    accepted = app.services.post_user_message(USER, spawned, node.node_id, "Salty, please", "a")
+    messages = user_messages(app, spawned, node.node_id)
+    assert [(m["message_id"], m["seq"]) for m in messages] == [(accepted.message_id, accepted.seq)]
+    assert accepted.seq == app.services.get_swarm(USER, spawned).seq
+    chats = {c["node_id"]: c for c in app.services.chats(USER, spawned)}
+    assert chats[node.node_id]["waiting_for_user"] is False, "answered, though not resumed yet"
+    assert app.services.interrupts(USER, spawned) == []
+    (answered,) = app.services.interrupts(USER, spawned, "all")
+    assert answered.status == "answered" and answered.answer_message_ids == [accepted.message_id]
+    events = app.services.history(USER, spawned, after=accepted.seq - 1)["events"]
+    assert [e["type"] for e in events] == ["chat.message", "interrupt.answered", "node.updated"]
+
+
+def test_answers_sent_before_the_node_resumes_are_all_kept_in_order(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    texts = ["First thought.", "Second thought.", "Third, longer thought about budget and pace."]
+    accepted = [
+        app.services.post_user_message(USER, spawned, node.node_id, text, None) for text in texts
+    ]
+    assert len({a.message_id for a in accepted}) == 3
+    assert [a.seq for a in accepted] == sorted(a.seq for a in accepted)
+    assert [m["content"] for m in user_messages(app, spawned, node.node_id)] == texts
+    drain(app)
+    seen = app.adapters.store.get_node(spawned, node.node_id).value
+    users = [m["content"] for m in seen.context["conversation"] if m["role"] == "user"]
+    assert users == texts, "the node was given every answer, in order"
+
+
+def test_a_reused_client_message_id_with_other_content_is_a_conflict(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    app.services.post_user_message(USER, spawned, node.node_id, "Salty", "c-1")
+    with pytest.raises(InvalidState, match="other content"):
+        app.services.post_user_message(USER, spawned, node.node_id, "Sweet", "c-1")
+    assert [m["content"] for m in user_messages(app, spawned, node.node_id)] == ["Salty"]
+
+
+def test_a_message_after_the_conversation_or_the_swarm_ended_is_a_conflict(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    run_to_end(app, spawned)
+    seq = app.services.get_swarm(USER, spawned).seq
+    with pytest.raises(InvalidState):
+        app.services.post_user_message(USER, spawned, node.node_id, "one more thing", None)
+    assert app.services.get_swarm(USER, spawned).seq == seq, "nothing changed"
+
+
+def test_a_failed_resume_is_retried_with_the_same_committed_answer(app, spawned):
+    """An outage while resuming: the `user_reply` fails on every delivery and lands in the poison
+    queue; retrying the node resumes it with the answer the user gave, once."""
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    app.services.post_user_message(USER, spawned, node.node_id, "Salty and sunny, please", None)
+    message = app.adapters.queue.receive()
+    assert parse_operation(message.body).kind == "user_reply"
+    app.adapters.queue.ack(message)  # failed maxDequeueCount times: the host moved it away
+    app.worker.fail_poisoned(parse_operation(message.body))
+    failed = app.adapters.store.get_node(spawned, node.node_id).value
+    assert failed.lifecycle == Lifecycle.FAILED
+    swarm = app.services.get_swarm(USER, spawned)
+    assert swarm.failed_nodes == 1 and "failed on every retry" in (swarm.error or "")
+    with pytest.raises(InvalidState):  # a failed node's conversation takes no message
+        app.services.post_user_message(USER, spawned, node.node_id, "hello?", None)
+    app.services.retry_node(USER, spawned, node.node_id)
+    assert app.adapters.store.get_node(spawned, node.node_id).value.lifecycle == "waiting_for_user"
+    run_to_end(app, spawned)
+    assert app.services.get_swarm(USER, spawned).status == SwarmStatus.COMPLETED
+    done = app.adapters.store.get_node(spawned, node.node_id).value
+    assert "Salty and sunny, please" in (done.report or "")
+    assert [m["content"] for m in user_messages(app, spawned, node.node_id)] == [
+        "Salty and sunny, please"
+    ], "the answer is in the chat once"
+
+
 def test_state_at_an_earlier_seq_replays_the_history(app, spawned):
     run_to_end(app, spawned)
     now = app.services.state(USER, spawned)
     assert now["seq"] == app.services.get_swarm(USER, spawned).seq
     assert all(n["lifecycle"] == "terminated" for n in now["nodes"])
+    assert app.services.state(USER, spawned, at=1)["nodes"] == []  # only the spawn command
     early = app.services.state(USER, spawned, at=2)
     assert early["seq"] == 2
-    assert [n["lifecycle"] for n in early["nodes"]] == ["spawned"]
+    # The spawn step created the root and ran its `start`: it plans.
+    assert [n["lifecycle"] for n in early["nodes"]] == ["running"]
     middle = app.services.state(USER, spawned, at=now["seq"] // 2)
     assert 1 < len(middle["nodes"]) <= len(now["nodes"])
     assert app.services.state(USER, spawned, at=now["seq"])["nodes"] == now["nodes"]
