@@ -2,9 +2,9 @@
 long user conversation (around step 10) and late in it (around step 1,000), side by side.
 
 The scenario is one conversation that never ends early: the user keeps answering too briefly, so
-the node follows up again and again (5 steps per exchange). The worker runs on the real Cosmos
-DB, Blob and Queue adapters; every HTTP request they make is counted by a transport wrapper.
-O(1) per step means the two columns match.
+the node follows up again and again (three commits per exchange: the answer, the resume, the
+judgement). The worker runs on the real Cosmos DB, Blob and Queue adapters; every HTTP request
+they make is counted by a transport wrapper. O(1) per step means the two columns match.
 
     .venv/bin/python bench/storage.py [--late 1000] [--window 20]
 

@@ -3,20 +3,22 @@ changes: spawn, pause, resume, retry, idle).
 
 Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`:
 
-1. Read the swarm document (with its ETag). If the operation is committed already, there is
-   nothing to decide: its commit record exists (effects all applied: a duplicate), or it is the
-   swarm's `pending` commit (effects maybe half applied: re-drive them, idempotently).
-2. If the swarm's `pending` commit (another operation's) has no commit record yet, its worker may
-   have crashed mid-way: apply its effects first (roll forward). So at most the latest commit is
-   ever unfinished, and each commit's effects land before the next commit.
+1. Read the swarm document (with its ETag). If the operation is the swarm's `pending` commit, it
+   committed already and its effects may be half applied: re-drive them, idempotently, and stop.
+2. If the swarm's `pending` commit (another operation's) is not known to this process as fully
+   applied, its worker may have crashed mid-way: apply its effects first (roll forward). So at
+   most the latest commit is ever unfinished, and each commit's effects land before the next
+   commit. (A process knows the commits it applied itself; with one process per host that is the
+   common path, and it costs no storage request.)
 3. `decide` looks at the fresh swarm and returns a `Decision`: a new swarm document and the
-   effects (or nothing to write: dropped, parked already).
+   effects, or nothing to write (dropped, parked already, or a duplicate: a node step finds its
+   own op id among the node's recent ones, which its commit wrote).
 4. **Commit**: replace the swarm document iff its ETag is unchanged, with `seq + 1` and the
    effects as the new `pending`. Losing that race means another commit came first: decide again
    on a fresh read.
 5. Apply the effects: node writes (create, or replace iff at the ETag the step read), appends to
    chats/logs/history keyed by seq (appended at most once), enqueues (consumers dedupe by op_id),
-   publishes, the listing entry; last, the commit record, which marks the commit fully applied.
+   publishes, the listing entry.
 
 Every effect is idempotent, so re-driving after a crash at any point gives the crash-free result.
 `apply_step_result` turns what a node step decided into the new swarm document and its effects;
@@ -33,7 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from swarm_core.models import ChatMessage, CommitRecord, EventType, HistoryEvent, Lifecycle, Node
+from swarm_core.models import ChatMessage, EventType, HistoryEvent, Lifecycle, Node
 from swarm_core.operations import Operation
 from swarm_core.ports import (
     ConflictError,
@@ -126,9 +128,7 @@ class SwarmCommitter:
             if pending is not None and pending.op_id == op_id:
                 self.apply(swarm, pending)
                 return CommitRun(Outcome.REDRIVEN, swarm, pending.seq)
-            if self.store.get_commit(swarm_id, op_id) is not None:
-                return CommitRun(Outcome.DUPLICATE, swarm, swarm.seq)
-            if pending is not None and not self.is_applied(swarm_id, pending.op_id):
+            if pending is not None and not self.is_applied(pending.op_id):
                 self.apply(swarm, pending)
             decision = decide(got)
             if decision.swarm is None:
@@ -149,9 +149,10 @@ class SwarmCommitter:
             return CommitRun(decision.outcome, new, new.seq)
         raise TooManyConflicts(f"op {op_id} on swarm {swarm_id}")
 
-    def is_applied(self, swarm_id: str, op_id: str) -> bool:
-        """Whether the commit of `op_id` is known to be fully applied (its record exists)."""
-        return op_id in self._applied or self.store.get_commit(swarm_id, op_id) is not None
+    def is_applied(self, op_id: str) -> bool:
+        """Whether this process applied the commit of `op_id` completely. Unknown is not
+        applied: applying again is safe (every effect is idempotent), only slower."""
+        return op_id in self._applied
 
     def apply(self, swarm: Swarm, pending: PendingCommit) -> None:
         """Apply a commit's effects; safe to run any number of times, by anyone."""
@@ -175,7 +176,6 @@ class SwarmCommitter:
                 log.warning("publish failed swarm_id=%s seq=%s", swarm_id, seq, exc_info=True)
         if effects.summary is not None:
             self.store.put_summary(effects.summary)
-        self.store.put_commit(CommitRecord(swarm_id=swarm_id, op_id=pending.op_id, seq=seq))
         self._applied[pending.op_id] = None
         if len(self._applied) > APPLIED_CACHE_SIZE:
             self._applied.popitem(last=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from enum import StrEnum
 
 from swarm_core.models import (
     DONE_LIFECYCLES,
@@ -74,6 +75,8 @@ def refusal(node: Node) -> str | None:
     """Why the node's conversation cannot take a message now (None: it can)."""
     if node.lifecycle in DONE_LIFECYCLES:
         return f"the node's conversation is over (the node is {node.lifecycle.value})"
+    if node.reporting:
+        return "the node's conversation is over (it is reporting)"
     if node.interrupt is None:
         return "the node has not asked the user anything"
     if len(node.unread_replies) >= MAX_UNREAD_REPLIES:
@@ -83,9 +86,16 @@ def refusal(node: Node) -> str | None:
     return None
 
 
-def accept(node: Node, message: ChatMessage, client_message_id: str | None) -> bool:
-    """Take the user's committed `message` into the node; True when it answered the open
-    interrupt (the node must then be resumed). MessageRefused when the node cannot take it."""
+class Accepted(StrEnum):
+    """What a user's message did to the node's interrupt."""
+
+    ANSWERED = "answered"  # it answered the open interrupt: resume the node
+    ADDED = "added"  # one more answer to the interrupt, the node not resumed yet
+    UNREAD = "unread"  # the node is working: it waits for the node's next resume
+
+
+def accept(node: Node, message: ChatMessage, client_message_id: str | None) -> Accepted:
+    """Take the user's committed `message` into the node; MessageRefused when it cannot."""
     reason = refusal(node)
     if reason is not None:
         raise MessageRefused(reason)
@@ -104,10 +114,11 @@ def accept(node: Node, message: ChatMessage, client_message_id: str | None) -> b
         interrupt.status = InterruptStatus.ANSWERED
         interrupt.answered_at = message.created_at
         interrupt.answer_message_ids = [message.message_id]
-        return True
+        return Accepted.ANSWERED
     if node.continuation is not None:  # answered, the node not resumed yet: one more answer
         interrupt.answer_message_ids.append(message.message_id)
-    return False
+        return Accepted.ADDED
+    return Accepted.UNREAD
 
 
 def take_unread(node: Node) -> list[UnreadReply]:

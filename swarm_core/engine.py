@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from swarm_core import conversation
 from swarm_core.actions.catalogue import FUNCTIONS
+from swarm_core.actions.prompts import with_prompt
 from swarm_core.models import (
     DONE_LIFECYCLES,
     EventType,
@@ -45,12 +46,10 @@ from swarm_core.step_context import (
 log = logging.getLogger(__name__)
 
 
-def nodes_to_read(operation: Operation) -> tuple[str | None, bool]:
-    """Which node the step targets (None for a spawn, whose node does not exist yet) and
-    whether it also needs the node's parent."""
-    if operation.kind == OperationKind.SPAWN:
-        return None, False
-    return operation.node_id, operation.kind == OperationKind.TERMINATE
+def needs_parent(operation: Operation) -> bool:
+    """Whether the step reads the target node's parent too (a termination hands it the report).
+    Every step reads its target node (a spawn's does not exist until the spawn commits)."""
+    return operation.kind == OperationKind.TERMINATE
 
 
 def advance_one_step(operation: Operation, view: StepView) -> StepResult:
@@ -147,7 +146,7 @@ def _llm(ctx: StepContext, op: LLMOperation) -> None:
         kind="journal",
         data={
             "task": request.task,
-            "messages": [m.model_dump(mode="json") for m in request.messages],
+            "messages": [m.model_dump(mode="json") for m in with_prompt(request).messages],
             "response": result.content,
         },
     )
@@ -174,8 +173,7 @@ def _user_reply(ctx: StepContext, op: UserReplyOperation) -> None:
     continuation = node.continuation
     node.continuation = None
     node.lifecycle = Lifecycle.RUNNING
-    replies = conversation.take_unread(node)
-    ctx.log(node, f"resumed with {len(replies)} message(s) from the user")
+    conversation.take_unread(node)  # into the node's conversation, for the continuation
     if ctx.swarm.status == SwarmStatus.WAITING_FOR_USER:
         ctx.set_swarm_status(SwarmStatus.RUNNING)
     _invoke(ctx, node, continuation.function_to_call, dict(continuation.args))

@@ -21,10 +21,14 @@ class LLMMessage(BaseModel):
 
 
 class LLMRequest(BaseModel):
-    """One LLM call as an action asks for it (serialisable: it travels in an `llm` operation)."""
+    """One LLM call as an action asks for it (serialisable: it travels in an `llm` operation).
+
+    The step that asks records the task, the settings and the facts; the prompt (`messages`) is
+    written from them when the call is made (`swarm_core.actions.prompts.with_prompt`), so the
+    operation and the commit that carries it stay small."""
 
     task: str
-    messages: list[LLMMessage]
+    messages: list[LLMMessage] = Field(default_factory=list)
     settings: LLMSettings = Field(default_factory=LLMSettings)
     seed: int = 0
     # Structured facts behind the prompt (goal, directive, depth, answers, ...). A real model reads

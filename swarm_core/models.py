@@ -1,5 +1,5 @@
-"""Values and documents of a swarm's parts: config, users, nodes, chat messages, history events,
-logs, commit records. (The swarm's own document, which carries operations, is `swarm_core.swarm`.)
+"""Values and documents of a swarm's parts: config, users, nodes, interrupts, chat messages,
+history events, logs. (The swarm's own document, which carries operations, is `swarm_core.swarm`.)
 
 Everything here is pydantic v2, JSON-serialisable, and knows nothing of storage. Every stored
 document carries `schema_version` so that later versions can migrate old documents on read.
@@ -223,6 +223,8 @@ class Node(Document):
     failed_lifecycle: Lifecycle | None = None
     # The node's latest question to the user (earlier ones are in the history).
     interrupt: Interrupt | None = None
+    # Set when the node decided to terminate: its conversation takes no more messages.
+    reporting: bool = False
     # The user's committed messages the node has not taken yet (given at its next resume).
     unread_replies: list[UnreadReply] = Field(default_factory=list)
     # The latest client message ids accepted on this node's chat (a bounded window).
@@ -309,16 +311,3 @@ class LogEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     at: datetime
     seq: int = 0
-
-
-# --- commit records ------------------------------------------------------------------------
-
-
-class CommitRecord(Document):
-    """Proof that an operation's step committed and all its effects were applied."""
-
-    kind: Literal["commit"] = "commit"
-    swarm_id: str
-    op_id: str
-    seq: int
-    committed_at: datetime = Field(default_factory=utcnow)

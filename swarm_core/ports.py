@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from swarm_core.models import CommitRecord, Node, User
+from swarm_core.models import Node, User
 from swarm_core.operations import Operation
 from swarm_core.swarm import Swarm, SwarmSummary
 
@@ -32,8 +32,8 @@ class Versioned(Generic[T]):
 
 
 class SwarmStore(Protocol):
-    """Swarm runtime documents, nodes and commit records (one partition per swarm), plus the
-    per-user summaries used for listing."""
+    """Swarm runtime documents and nodes (one partition per swarm), plus the per-user summaries
+    used for listing."""
 
     def create_swarm(self, swarm: Swarm) -> str:
         """Create the swarm document; ConflictError if it exists. Returns the ETag."""
@@ -46,7 +46,7 @@ class SwarmStore(Protocol):
         ...
 
     def delete_swarm(self, swarm_id: str) -> None:
-        """Delete the swarm document, its nodes and its commit records."""
+        """Delete the swarm document and its nodes."""
         ...
 
     def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None: ...
@@ -59,10 +59,6 @@ class SwarmStore(Protocol):
         Returns False, changing nothing, when the node exists already / moved on: the write was
         applied before (a re-driven commit), so skipping it is the idempotent outcome."""
         ...
-
-    def get_commit(self, swarm_id: str, op_id: str) -> CommitRecord | None: ...
-
-    def put_commit(self, record: CommitRecord) -> None: ...
 
     def put_summary(self, summary: SwarmSummary) -> None:
         """Upsert the listing entry unless the stored one has a higher `seq` (never go back)."""

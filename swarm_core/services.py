@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from swarm_core import conversation
-from swarm_core.commits import ControlCommit, Decision, Outcome, SwarmCommitter
+from swarm_core.commits import ControlCommit, Decision, Outcome, SwarmCommitter, SwarmNotFound
 from swarm_core.models import (
     FINISHED_STATUSES,
     ActionType,
@@ -46,6 +46,7 @@ from swarm_core.operations import (
 )
 from swarm_core.ports import (
     ClientAccess,
+    ConflictError,
     ContentStore,
     OperationQueue,
     SwarmStore,
@@ -243,11 +244,12 @@ class SwarmServices:
         unread replies and goes to the node at its next resume. The same `client_message_id`
         with the same content is the same message (nothing new); with other content, or when the
         node's conversation is over or the swarm finished, InvalidState."""
-        self.get_swarm(user_id, swarm_id)
         accepted: list[ClientMessage] = []
 
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
+            if swarm.user_id != user_id:
+                raise NotFound(f"swarm {swarm_id} not found")
             read = self.store.get_node(swarm_id, node_id)
             if read is None:
                 raise NotFound(f"node {node_id} not found")
@@ -272,17 +274,20 @@ class SwarmServices:
                     seq=change.seq,
                 )
                 updated = node.model_copy(deep=True)
-                answered = conversation.accept(updated, message, client_message_id)
+                accepted_as = conversation.accept(updated, message, client_message_id)
             except conversation.MessageRefused as exc:
                 raise InvalidState(str(exc)) from exc
             updated.chat_length += 1
             updated.last_message_at = change.now
             updated.updated_at = change.now
             change.chat(message)
-            if answered:
-                assert updated.interrupt is not None
-                change.event(EventType.INTERRUPT_ANSWERED, answered_event_data(updated.interrupt))
-                change.enqueue(resume_operation(swarm_id, node_id, updated.interrupt.interrupt_id))
+            interrupt = updated.interrupt
+            assert interrupt is not None
+            if accepted_as != conversation.Accepted.UNREAD:
+                # The event carries every answer so far (a later one adds to the list).
+                change.event(EventType.INTERRUPT_ANSWERED, answered_event_data(interrupt))
+            if accepted_as == conversation.Accepted.ANSWERED:
+                change.enqueue(resume_operation(swarm_id, node_id, interrupt.interrupt_id))
                 if swarm.status == SwarmStatus.WAITING_FOR_USER:
                     change.swarm.status = SwarmStatus.RUNNING
             change.write_node(updated, read)
@@ -295,7 +300,10 @@ class SwarmServices:
             )
             return change.decision()
 
-        self.committer.run(swarm_id, f"message-{uuid.uuid4().hex}", decide)
+        try:
+            self.committer.run(swarm_id, f"message-{uuid.uuid4().hex}", decide)
+        except SwarmNotFound as exc:
+            raise NotFound(f"swarm {swarm_id} not found") from exc
         return accepted[-1]
 
     def interrupts(self, user_id: str, swarm_id: str, status: str = "open") -> list[Interrupt]:
@@ -347,12 +355,12 @@ class SwarmServices:
             swarm = got.value
             quiet = now - swarm.updated_at
             pending = swarm.pending
-            if (
-                pending is not None
-                and quiet >= stuck_after
-                and not self.committer.is_applied(swarm.swarm_id, pending.op_id)
-            ):
+            if pending is not None and quiet >= stuck_after:
+                # No step came after this commit for a while: its worker may have died before
+                # applying it. Apply it (idempotent) and clear it, so it is done once.
                 self.committer.apply(swarm, pending)
+                with contextlib.suppress(ConflictError):
+                    self.store.replace_swarm(swarm.model_copy(update={"pending": None}), got.etag)
                 counts["redriven"] += 1
             # Nothing runnable (parents only wait for children) and someone waits for the user.
             runnable = sum(

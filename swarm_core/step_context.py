@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from swarm_core import conversation
-from swarm_core.actions.prompts import build_messages
 from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import (
     ActionType,
@@ -46,6 +45,10 @@ from swarm_core.operations import (
     spawn_payload,
 )
 from swarm_core.swarm import Swarm
+
+# Op ids kept per node for duplicate detection: far more than the operations that can be in
+# flight for one node at once (a node's operations mostly follow one another).
+RECENT_OP_IDS = 64
 
 DEFAULT_LLM_SETTINGS = LLMSettings(temperature=0.2, max_tokens=1200)
 
@@ -105,7 +108,6 @@ class StepContext:
         # Copies: the view stays as read, so the worker can tell what changed.
         self.node: Node | None = view.node.model_copy(deep=True) if view.node else None
         self.parent: Node | None = view.parent.model_copy(deep=True) if view.parent else None
-        self._original = {n.node_id: n for n in (view.node, view.parent) if n is not None}
         self._touched: dict[str, Node] = {}
         self._new_nodes: list[Node] = []
         self._operations: list[Operation] = []
@@ -153,13 +155,12 @@ class StepContext:
     ) -> None:
         """Ask for one LLM call (an `llm` operation); `next_function` gets the completion.
 
-        The prompt is written from `facts` (what a real model reads); the facts travel too (what
-        the offline LLM reads)."""
+        The facts travel in the operation; the prompt a real model reads is written from them when
+        the call is made (the offline LLM reads the facts)."""
         node = self.require_node()
         settings = self.llm_settings()
         request = LLMRequest(
             task=task,
-            messages=build_messages(task, settings, facts),
             settings=settings,
             seed=self.swarm.config.seed,
             facts=facts,
@@ -207,7 +208,10 @@ class StepContext:
         )
 
     def terminate(self, report: str) -> None:
+        """Report `report` upward (a `terminate` operation); the node's conversation is over."""
         node = self.require_node()
+        node.reporting = True
+        self.touch(node)
         self.enqueue(TerminatePayload(report=report), node.node_id)
 
     def spawn_children(self, children: list[ChildSpec]) -> list[str]:
@@ -318,16 +322,17 @@ class StepContext:
     # --- result ----------------------------------------------------------------------------
 
     def finish(self) -> StepResult:
-        # Every committed step leaves at least one event, so a gap in `seq` is always a real gap.
-        if not self._events and not self._touched:
-            if self.node is not None:
-                self.touch(self.node)
-            else:
-                self.event(EventType.SWARM_STATUS, {"status": self.swarm.status.value})
+        if self.node is not None:
+            # The step's op id goes into its node's recent ones: a redelivered message of this
+            # operation is then known as a duplicate from the node read its step needs anyway.
+            recent = [*self.node.recent_op_ids, self.op.op_id]
+            self.node.recent_op_ids = recent[-RECENT_OP_IDS:]
+            self.touch(self.node)
+        elif not self._events:
+            # Every committed step leaves at least one event, so a gap in `seq` is a real gap.
+            self.event(EventType.SWARM_STATUS, {"status": self.swarm.status.value})
+        # Lifecycle changes are in these events (the history); the node's log does not repeat them.
         for node in self._touched.values():
-            original = self._original.get(node.node_id)
-            if original is not None and original.lifecycle != node.lifecycle:
-                self.log(node, f"lifecycle {original.lifecycle.value} -> {node.lifecycle.value}")
             self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
         self.result.updated_nodes = list(self._touched.values())
         self.result.new_nodes = self._new_nodes

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.commits import (
     Decision,
@@ -24,12 +25,13 @@ from swarm_core.commits import (
     SwarmNotFound,
     apply_step_result,
 )
-from swarm_core.engine import advance_one_step, nodes_to_read
+from swarm_core.engine import advance_one_step, needs_parent
 from swarm_core.llm import LanguageModel, LLMError, LLMResult
 from swarm_core.models import FINISHED_STATUSES, SwarmStatus, derive_id, utcnow
 from swarm_core.operations import (
     LLMOperation,
     Operation,
+    SpawnOperation,
     fail_operation,
     parse_operation,
 )
@@ -113,10 +115,13 @@ class SwarmWorker:
             parked = swarm.model_copy(deep=True)
             parked.parked.append(operation)
             return Decision(Outcome.PARKED, parked)
-        node_id, with_parent = nodes_to_read(operation)
-        node = self.store.get_node(swarm.swarm_id, node_id) if node_id else None
+        node = self.store.get_node(swarm.swarm_id, operation.node_id)
+        if node is not None and (
+            isinstance(operation, SpawnOperation) or operation.op_id in node.value.recent_op_ids
+        ):
+            return Decision(Outcome.DUPLICATE)  # its step committed (its node says so)
         parent = None
-        if with_parent and node is not None and node.value.parent_id:
+        if needs_parent(operation) and node is not None and node.value.parent_id:
             parent = self.store.get_node(swarm.swarm_id, node.value.parent_id)
         step_op = operation
         llm_result = None
@@ -142,7 +147,7 @@ class SwarmWorker:
     def _call_llm(self, operation: LLMOperation) -> LLMResult | LLMError:
         """The operation's one LLM call. Retryable errors propagate (the queue retries the
         message); a permanent error becomes the node's failure."""
-        request = operation.payload.request
+        request = with_prompt(operation.payload.request)
         try:
             return self.llm.complete(request, RESPONSE_MODELS[request.task])
         except LLMError as exc:

@@ -92,7 +92,8 @@ class RecordingLLM:
         llm_op = self._llm_op_id(request)
         if got is not None:
             pending = got.value.pending
-            committed = self.store.get_commit(request.swarm_id, llm_op) is not None
+            node = self.store.get_node(request.swarm_id, request.node_id)
+            committed = node is not None and llm_op in node.value.recent_op_ids
             if committed or (pending is not None and pending.op_id == llm_op):
                 self.calls_after_commit.append(llm_op)
         self.calls[llm_op] += 1
@@ -243,12 +244,18 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
     """Everything a user could see of the swarm, in a form two runs can be compared by.
 
     Step order may differ between runs (a redelivered message comes back later), so history and
-    logs are compared as multisets without their seq; chats are per node and in order."""
+    logs are compared as multisets without their seq (and node views without their recent op
+    ids); chats are per node and in order."""
     rig, swarm_id = run.rig, run.swarm_id
     got = rig.store.get_swarm(swarm_id)
     assert got is not None
     swarm = got.value
-    nodes = {n.node_id: n.model_dump(mode="json") for n in rig.store.list_nodes(swarm_id)}
+    # A node's recent op ids depend on the order of deliveries (which child's report came last
+    # names the operation that runs the parent next): bookkeeping, not something a user sees.
+    nodes = {
+        n.node_id: n.model_dump(mode="json", exclude={"recent_op_ids"})
+        for n in rig.store.list_nodes(swarm_id)
+    }
     chats = {
         node_id: [_without(m, "seq") for m in rig.content.read(chat_stream(swarm_id, node_id))]
         for node_id in nodes
@@ -259,7 +266,7 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
         for e in rig.content.read(log_stream(swarm_id, node_id))
     )
     history = rig.content.read(history_stream(swarm_id))
-    events = Counter(_without(e, "seq", "index") for e in history)
+    events = Counter(_without(e, "seq", "index", "recent_op_ids") for e in history)
     return {
         "status": swarm.status,
         "seq": swarm.seq,

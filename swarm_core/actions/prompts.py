@@ -1,7 +1,8 @@
 """Prompts of the LLM tasks: the plain-English messages a real model reads.
 
-The offline LLM reads the structured `facts` instead; both travel in the same `LLMRequest`, and
-the node's journal records the messages so the frontend can show the prompts used.
+An `llm` operation carries the task's structured `facts`; `with_prompt` writes the messages from
+them when the call is made (the offline LLM reads the facts instead), and the node's journal
+records the messages so the frontend can show the prompts used.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from typing import Any
 
 from swarm_core.actions.specs import catalogue_description
-from swarm_core.llm import LLMMessage
+from swarm_core.llm import LLMMessage, LLMRequest
 from swarm_core.models import LLMSettings
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -43,8 +44,16 @@ def build_messages(task: str, settings: LLMSettings, facts: dict[str, Any]) -> l
     instruction = TASK_INSTRUCTIONS[task].format(
         max_children=facts.get("max_children", 4), catalogue=catalogue_description()
     )
-    user = f"{instruction}\n\nFacts:\n{json.dumps(facts, indent=1, sort_keys=True)}"
+    user = f"{instruction}\n\nFacts:\n{json.dumps(facts, sort_keys=True, ensure_ascii=False)}"
     return [
         LLMMessage(role="system", content=settings.system_prompt or DEFAULT_SYSTEM_PROMPT),
         LLMMessage(role="user", content=user),
     ]
+
+
+def with_prompt(request: LLMRequest) -> LLMRequest:
+    """The request with its prompt written (the same facts always give the same prompt)."""
+    if request.messages:
+        return request
+    messages = build_messages(request.task, request.settings, request.facts)
+    return request.model_copy(update={"messages": messages})

@@ -1,9 +1,9 @@
 """Cosmos DB adapters of the swarm and user stores (`SwarmStore`, `UserStore`) on the sync SDK.
 
 Layout (DESIGN.md §5), database `swarmdb`: `nodes` (pk `/swarm_id`) holds one swarm's runtime
-document (`id` "swarm"), its nodes (`node:{node_id}`) and its commit records (`commit:{op_id}`),
-all in the swarm's logical partition; `swarms` (pk `/user_id`) holds one listing summary per swarm
-(`id` = swarm_id); `users` (pk `/username`) one document per user (`id` = username). Conditional
+document (`id` "swarm") and its nodes (`node:{node_id}`), all in the swarm's logical partition;
+`swarms` (pk `/user_id`) holds one listing summary per swarm (`id` = swarm_id); `users` (pk
+`/username`) one document per user (`id` = username). Conditional
 writes carry the ETag the service gave (`IfNotModified`), so a lost race is a `ConflictError` or a
 skipped write, never a crash. Every port method is one round trip where the port allows it: these
 calls sit on the hot path of every step. `CosmosClients` builds one `CosmosClient` per process on
@@ -29,7 +29,7 @@ from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey,
 from azure.cosmos import exceptions as cosmos_errors
 
 from swarm_core.adapters.identity import app_credential
-from swarm_core.models import CommitRecord, Document, Node, User
+from swarm_core.models import Document, Node, User
 from swarm_core.ports import ConflictError, Versioned
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
@@ -45,7 +45,7 @@ NODES = "nodes"
 PARTITION_KEYS = {USERS: "/username", SWARMS: "/user_id", NODES: "/swarm_id"}
 
 SWARM_DOC_ID = "swarm"
-# A swarm has at most a few thousand documents (Limits.max_nodes <= 2000 plus commit records):
+# A swarm has at most a few thousand documents (Limits.max_nodes <= 2000 nodes):
 # ask for big pages so that listing them is one round trip, not one per 100 items.
 LIST_PAGE_SIZE = 1000
 # Contention on one summary is rare (one writer per swarm commit); this only bounds a pathology.
@@ -56,10 +56,6 @@ D = TypeVar("D", bound=Document)
 
 def node_doc_id(node_id: str) -> str:
     return f"node:{node_id}"
-
-
-def commit_doc_id(op_id: str) -> str:
-    return f"commit:{op_id}"
 
 
 def storable_id(value: str) -> bool:
@@ -239,7 +235,7 @@ def _query_partition(
 
 
 class CosmosSwarmStore:
-    """Swarm runtime documents, nodes and commit records in `nodes`; summaries in `swarms`."""
+    """Swarm runtime documents and nodes in `nodes`; summaries in `swarms`."""
 
     def __init__(self, clients: CosmosClients) -> None:
         self._clients = clients
@@ -352,20 +348,6 @@ class CosmosSwarmStore:
             )
             return False
         return True
-
-    # --- commit records ----------------------------------------------------------------------
-
-    def get_commit(self, swarm_id: str, op_id: str) -> CommitRecord | None:
-        if not storable_id(commit_doc_id(op_id)):
-            return None
-        item = _read(self._nodes, commit_doc_id(op_id), swarm_id)
-        return None if item is None else _load(CommitRecord, item)
-
-    def put_commit(self, record: CommitRecord) -> None:
-        item_id = commit_doc_id(record.op_id)
-        _require_storable(item_id, "op id")
-        # An upsert: a re-driven commit writes its record again, which must not fail.
-        self._nodes.upsert_item(_as_item(record, item_id), no_response=True)
 
     # --- summaries (listing per user) --------------------------------------------------------
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from swarm_core.models import CommitRecord, Node, SwarmStatus, User
+from swarm_core.models import Node, SwarmStatus, User
 from swarm_core.operations import Operation
 from swarm_core.ports import ConflictError, Versioned
 from swarm_core.swarm import Swarm, SwarmSummary
@@ -26,7 +26,6 @@ class MemorySwarmStore:
         self._etags = itertools.count(1)
         self._swarms: dict[str, tuple[str, str]] = {}
         self._nodes: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
-        self._commits: dict[str, dict[str, str]] = defaultdict(dict)
         self._summaries: dict[str, dict[str, str]] = defaultdict(dict)
 
     def _etag(self) -> str:
@@ -60,7 +59,6 @@ class MemorySwarmStore:
         with self._lock:
             self._swarms.pop(swarm_id, None)
             self._nodes.pop(swarm_id, None)
-            self._commits.pop(swarm_id, None)
 
     def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None:
         with self._lock:
@@ -83,15 +81,6 @@ class MemorySwarmStore:
                 return False
             self._nodes[node.swarm_id][node.node_id] = (node.model_dump_json(), self._etag())
             return True
-
-    def get_commit(self, swarm_id: str, op_id: str) -> CommitRecord | None:
-        with self._lock:
-            got = self._commits[swarm_id].get(op_id)
-        return CommitRecord.model_validate_json(got) if got else None
-
-    def put_commit(self, record: CommitRecord) -> None:
-        with self._lock:
-            self._commits[record.swarm_id][record.op_id] = record.model_dump_json()
 
     def put_summary(self, summary: SwarmSummary) -> None:
         with self._lock:

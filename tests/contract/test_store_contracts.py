@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from swarm_core.models import CommitRecord, LLMSettings, Node, SwarmStatus, User
+from swarm_core.models import LLMSettings, Node, SwarmStatus, User
 from swarm_core.ports import ConflictError
 from swarm_core.swarm import Swarm, SwarmSummary
 from tests.contract.conftest import unique
@@ -92,26 +92,14 @@ def test_nodes_are_listed_per_swarm(swarm_store):
     assert [n.node_id for n in swarm_store.list_nodes(two.swarm_id)] == ["x"]
 
 
-def test_commit_records(swarm_store):
-    swarm = a_swarm()
-    swarm_store.create_swarm(swarm)
-    assert swarm_store.get_commit(swarm.swarm_id, "op1") is None
-    record = CommitRecord(swarm_id=swarm.swarm_id, op_id="op1", seq=3, committed_at=T0)
-    swarm_store.put_commit(record)
-    swarm_store.put_commit(record)  # re-driven: same record, no error
-    assert swarm_store.get_commit(swarm.swarm_id, "op1") == record
-
-
 def test_delete_swarm_removes_its_partition_only(swarm_store):
     one, two = a_swarm(), a_swarm()
     for swarm in (one, two):
         swarm_store.create_swarm(swarm)
         swarm_store.write_node(a_node(swarm.swarm_id), None)
-        swarm_store.put_commit(CommitRecord(swarm_id=swarm.swarm_id, op_id="o", seq=1))
     swarm_store.delete_swarm(one.swarm_id)
     assert swarm_store.get_swarm(one.swarm_id) is None
     assert swarm_store.list_nodes(one.swarm_id) == []
-    assert swarm_store.get_commit(one.swarm_id, "o") is None
     assert swarm_store.get_swarm(two.swarm_id) is not None
     assert len(swarm_store.list_nodes(two.swarm_id)) == 1
 

@@ -21,7 +21,7 @@ from swarm_core.adapters.cosmos import (
     CosmosUserStore,
     cosmos_credential,
 )
-from swarm_core.models import CommitRecord, Node, User
+from swarm_core.models import Node, User
 from swarm_core.ports import ConflictError
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
@@ -199,9 +199,6 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
     got = trips("get_node", lambda: store.get_node(swarm.swarm_id, "n1"))
     trips("write_node(replace)", lambda: store.write_node(node, got.etag))
     trips("list_nodes", lambda: store.list_nodes(swarm.swarm_id))
-    trips("get_commit", lambda: store.get_commit(swarm.swarm_id, "op1"))
-    record = CommitRecord(swarm_id=swarm.swarm_id, op_id="op1", seq=1)
-    trips("put_commit", lambda: store.put_commit(record))
     trips("put_summary(new)", lambda: store.put_summary(summary))
     newer: SwarmSummary = summary.model_copy(update={"seq": 2})
     trips("put_summary(update)", lambda: store.put_summary(newer))
@@ -221,8 +218,6 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
         "get_node": 1,
         "write_node(replace)": 1,
         "list_nodes": 1,
-        "get_commit": 1,
-        "put_commit": 1,
         "put_summary(new)": 2,  # read, create
         "put_summary(update)": 2,  # read, conditional replace
         "put_summary(older)": 1,  # read only: the stored one is newer
@@ -231,7 +226,7 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
         "delete_summary": 1,
         "create_user": 1,
         "get_user": 1,
-        "delete_swarm": 4,  # one query, one delete per document (swarm, node, commit record)
+        "delete_swarm": 3,  # one query, one delete per document (swarm, node)
     }
 
 

@@ -370,3 +370,30 @@ def test_maintenance_announces_a_swarm_idle_on_the_user(app, spawned):
 
 def test_the_worker_and_the_services_share_one_committer(app):
     assert app.worker.committer is app.services.committer is app.committer
+
+
+def test_a_node_that_decided_to_report_takes_no_more_messages(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    app.services.post_user_message(
+        USER, spawned, node.node_id, "A long and useful answer here", None
+    )
+    # Run until the node decided to report, but not its terminate step.
+    while (message := app.adapters.queue.receive()) is not None:
+        if parse_operation(message.body).kind == "terminate":
+            app.adapters.queue.release(message)
+            break
+        app.worker.process(message.body)
+        app.adapters.queue.ack(message)
+    assert app.adapters.store.get_node(spawned, node.node_id).value.reporting
+    with pytest.raises(InvalidState, match="reporting"):
+        app.services.post_user_message(USER, spawned, node.node_id, "wait, one more thing", None)
+
+
+def test_every_answer_to_an_interrupt_is_in_its_history(app, spawned):
+    drain(app)
+    node = waiting_nodes(app, spawned)[0]
+    first = app.services.post_user_message(USER, spawned, node.node_id, "First", None)
+    second = app.services.post_user_message(USER, spawned, node.node_id, "Second", None)
+    (interrupt,) = app.services.interrupts(USER, spawned, "all")
+    assert interrupt.answer_message_ids == [first.message_id, second.message_id]

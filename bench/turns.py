@@ -1,0 +1,498 @@
+"""Benchmark: what one conversation turn costs — the user's answer and the agent's next question.
+
+One `ask_user` conversation that never ends (a 300-character question, a 200-character answer,
+every answer judged insufficient). Per exchange, averaged over the exchanges around turns 10,
+100, 500 and 1,000: milliseconds, storage requests by service and bytes written, in memory (port
+calls) and on the emulators (HTTP requests to the Cosmos DB server and Azurite). Then, over HTTP
+on the local stack (emulators + dev host, offline LLM): the latency from `POST …/messages` to the
+agent's next message in the chat, median and p90 over 30 exchanges.
+
+    .venv/bin/python bench/turns.py [--turns 1000] [--http 30] [--before REV]
+
+`--before REV` measures the git revision REV (a temporary worktree) the same way first and prints
+both side by side. Starts the emulators itself and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKS = (10, 100, 500, 1000)
+WINDOW = 5  # exchanges averaged at each mark
+ANSWER = "x" * 200  # one long word: the offline judge finds it too short, every time
+QUESTION_PAD = 300
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--http", type=int, default=30, help="exchanges timed over HTTP")
+    parser.add_argument("--before", help="a git revision to measure first, side by side")
+    parser.add_argument("--code", help=argparse.SUPPRESS)  # the checkout to measure (internal)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.code or args.json:
+        print(json.dumps(measure(Path(args.code or ROOT), args.turns, args.http)))
+        return
+    sys.path.insert(0, str(ROOT))
+    from devstack.stack import start_stack
+
+    stack = start_stack()
+    try:
+        results: dict[str, dict[str, Any]] = {}
+        with contextlib.ExitStack() as cleanup:
+            if args.before:
+                before = cleanup.enter_context(worktree(args.before))
+                results[f"before ({args.before})"] = run_child(before, args, stack.settings)
+            results["now"] = run_child(ROOT, args, stack.settings)
+        print_table(results)
+    finally:
+        stack.stop()
+
+
+@contextlib.contextmanager
+def worktree(revision: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="turns-before-"))
+    subprocess.run(
+        ["git", "worktree", "add", "-q", "--detach", str(path), revision], cwd=ROOT, check=True
+    )
+    os.symlink(ROOT / "node_modules", path / "node_modules")
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+def run_child(
+    code: Path, args: argparse.Namespace, stack_settings: dict[str, str]
+) -> dict[str, Any]:
+    """Measure `code` in a process of its own (its own `swarm_core` on the path)."""
+    env = {**os.environ, **stack_settings, "PYTHONPATH": str(code)}
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--code",
+            str(code),
+            "--turns",
+            str(args.turns),
+            "--http",
+            str(args.http),
+        ],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"measuring {code} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- one checkout ---------------------------------------------------------------------------
+
+
+def measure(code: Path, turns: int, http_turns: int) -> dict[str, Any]:
+    sys.path.insert(0, str(code))
+    api = Api()
+    return {
+        "memory": conversation(api, turns, "memory"),
+        "emulators": conversation(api, turns, "emulators"),
+        "http": http_latency(code, http_turns),
+    }
+
+
+class Api:
+    """The few calls this benchmark makes, on the current layout or the one before it."""
+
+    def __init__(self) -> None:
+        from swarm_core import bootstrap
+
+        self.new = hasattr(bootstrap, "build_app")
+        self.bootstrap = bootstrap
+
+    def offline_llm(self) -> Any:
+        try:
+            from swarm_core.adapters.offline_llm import OfflineScriptedLLM
+        except ImportError:
+            from swarm_core.offline_llm import OfflineScriptedLLM  # type: ignore[no-redef]
+        return OfflineScriptedLLM()
+
+    def app(self, store: Any, content: Any, queue: Any, publisher: Any, llm: Any) -> Any:
+        from swarm_core.settings import Settings
+
+        if not self.new:
+            return self.bootstrap.build(store, content, queue, publisher, llm)
+        from swarm_core.adapters.memory import MemoryClientAccess, MemoryUserStore
+
+        adapters = self.bootstrap.Adapters(
+            store=store,
+            content=content,
+            queue=queue,
+            publisher=publisher,
+            users=MemoryUserStore(),
+            llm=llm,
+            client_access=MemoryClientAccess(),
+        )
+        return self.bootstrap.build_app(Settings(AUTH_SECRET="bench-" + "k" * 32), adapters)
+
+    def answer(self, app: Any, swarm_id: str, node_id: str, text: str) -> None:
+        if self.new:
+            app.services.post_user_message("bench", swarm_id, node_id, text, None)
+        else:
+            app.services.post_user_message(
+                "bench", swarm_id, node_id, text, None, app.queue.enqueue
+            )
+
+    def waiting(self, store: Any, swarm_id: str) -> list[Any]:
+        nodes = store.list_nodes(swarm_id)
+        if self.new:
+            return [n for n in nodes if n.interrupt is not None and n.interrupt.status == "open"]
+        return [n for n in nodes if n.lifecycle == "waiting_for_user"]
+
+
+class PaddedLLM:
+    """The offline LLM, its questions padded to 300 characters (as a real model writes them)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def complete(self, request: Any, response_model: Any) -> Any:
+        result = self.inner.complete(request, response_model)
+        key = {"ask": "message", "judge": "follow_up"}.get(request.task)
+        if key and result.data.get(key):
+            text = result.data[key]
+            result.data[key] = (text + " " + "-" * QUESTION_PAD)[:QUESTION_PAD]
+        return result
+
+
+WRITES = ("create", "replace", "write", "append", "put", "enqueue", "delete")
+
+
+def json_size(value: Any) -> int:
+    if hasattr(value, "model_dump_json"):
+        return len(value.model_dump_json())
+    if isinstance(value, list | tuple | dict):
+        return len(json.dumps(value, default=str))
+    return 0
+
+
+class Counting:
+    """Counts the calls made to a port and the JSON bytes its write calls carry (in memory, one
+    call stands for one request)."""
+
+    def __init__(self, target: Any, counts: Counter[str]) -> None:
+        self.target = target
+        self.counts = counts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.target, name)
+        if not callable(attr) or name in ("receive", "ack", "release", "decode_message"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.counts[name] += 1
+            if name.startswith(WRITES):
+                self.counts["bytes"] += sum(json_size(a) for a in args)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def conversation(api: Api, turns: int, where: str) -> dict[str, Any]:
+    """Run the conversation to `turns` exchanges; per-exchange figures at the marks."""
+    from swarm_core.models import SwarmConfig
+
+    config = SwarmConfig(
+        offline_breadth=2,
+        offline_depth=1,
+        limits={"max_follow_ups": 1000, "max_steps": 100_000},
+    )
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    llm = PaddedLLM(api.offline_llm())
+    if where == "memory":
+        from swarm_core.adapters.memory import (
+            MemoryContentStore,
+            MemoryEventPublisher,
+            MemoryOperationQueue,
+            MemorySwarmStore,
+        )
+
+        raw_store, raw_content, queue = (
+            MemorySwarmStore(),
+            MemoryContentStore(),
+            MemoryOperationQueue(),
+        )
+        counts: Counter[str] = Counter()
+        store, content = Counting(raw_store, counts), Counting(raw_content, counts)
+        app = api.app(store, content, Counting(queue, counts), MemoryEventPublisher(), llm)
+
+        def receive() -> list[tuple[str, Callable[[], None]]]:
+            got = queue.receive()
+            return [] if got is None else [(got.body, lambda: queue.ack(got))]
+
+        def snapshot() -> tuple[int, int, dict[str, int]]:
+            requests = sum(v for k, v in counts.items() if k != "bytes")
+            return requests, counts["bytes"], {"ports": requests}
+    else:
+        app, store, receive, snapshot = emulator_app(api, llm, totals)
+        raw_store = store
+    swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)
+    app.services.spawn("bench", swarm.swarm_id)
+
+    def drain() -> None:
+        while batch := receive():
+            for body, done in batch:
+                app.worker.process(body)
+                done()
+
+    drain()
+    per_turn: dict[int, tuple[float, int, int, dict[str, int]]] = {}
+    for turn in range(1, turns + 1):
+        waiting = api.waiting(raw_store, swarm.swarm_id)
+        if not waiting:
+            raise SystemExit(f"the conversation ended at turn {turn}")
+        before = snapshot()
+        started = time.perf_counter()
+        api.answer(app, swarm.swarm_id, waiting[0].node_id, ANSWER)
+        drain()
+        ms = (time.perf_counter() - started) * 1000
+        after = snapshot()
+        by_service = {k: after[2].get(k, 0) - before[2].get(k, 0) for k in after[2]}
+        per_turn[turn] = (ms, after[0] - before[0], after[1] - before[1], by_service)
+    marks = {}
+    for mark in MARKS:
+        rows = [per_turn[t] for t in range(mark, mark + WINDOW) if t in per_turn]
+        if not rows:
+            continue
+        marks[str(mark)] = {
+            "ms": statistics.mean(r[0] for r in rows),
+            "requests": statistics.mean(r[1] for r in rows),
+            "bytes": statistics.mean(r[2] for r in rows),
+            "by_service": {k: statistics.mean(r[3].get(k, 0) for r in rows) for k in rows[0][3]},
+        }
+    return marks
+
+
+def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any, Any, Any, Any]:
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from swarm_core.adapters.blob import BlobContentStore, build_blob_service
+    from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore
+    from swarm_core.adapters.memory import MemoryEventPublisher
+    from swarm_core.adapters.queue import (
+        StorageOperationQueue,
+        base64_queue_client,
+        build_queue_service,
+        decode_operation_message,
+    )
+    from swarm_core.settings import Settings
+
+    class CountingTransport(RequestsTransport):  # type: ignore[misc]
+        def __init__(self, service: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.service = service
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            body = request.body if isinstance(request.body, bytes | bytearray) else b""
+            if isinstance(request.body, str):
+                body = request.body.encode()
+            totals[self.service][0] += 1
+            totals[self.service][1] += len(body)
+            return super().send(request, **kwargs)
+
+    name = f"turns{uuid.uuid4().hex[:8]}"
+    settings = Settings(COSMOS_DATABASE=name, SWARM_CONTAINER=name, SWARM_QUEUE=name)
+    cosmos = CosmosClients(settings, client_options={"transport": CountingTransport("cosmos")})
+    cosmos.ensure_containers()
+    content = BlobContentStore(
+        settings, service_client=build_blob_service(settings, transport=CountingTransport("blob"))
+    )
+    content.ensure_container()
+    queue = StorageOperationQueue(
+        settings,
+        content,
+        service_client=build_queue_service(settings, transport=CountingTransport("queue")),
+    )
+    queue.ensure_queues()
+    receiver = base64_queue_client(build_queue_service(settings), settings.swarm_queue)
+    store = CosmosSwarmStore(cosmos)
+    app = api.app(store, content, queue, MemoryEventPublisher(), llm)
+
+    def receive() -> list[tuple[str, Callable[[], None]]]:
+        messages = list(receiver.receive_messages(messages_per_page=32, visibility_timeout=60))
+        return [
+            (decode_operation_message(m.content, content), lambda m=m: receiver.delete_message(m))
+            for m in messages
+        ]
+
+    def snapshot() -> tuple[int, int, dict[str, int]]:
+        return (
+            sum(v[0] for v in totals.values()),
+            sum(v[1] for v in totals.values()),
+            {k: v[0] for k, v in totals.items()},
+        )
+
+    return app, store, receive, snapshot
+
+
+# --- over HTTP ------------------------------------------------------------------------------
+
+
+def http_latency(code: Path, exchanges: int) -> dict[str, float]:
+    """POST an answer → the agent's next message in the chat, on a dev host serving `code`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    name = f"turnshttp{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "SWARM_ENV": "development",
+        "AUTH_SECRET": "bench-" + "k" * 40,
+        "BCRYPT_ROUNDS": "4",
+        "COSMOS_DATABASE": name,
+        "SWARM_CONTAINER": name,
+        "SWARM_QUEUE": name,
+        "SWARM_POISON_QUEUE": f"{name}-poison",
+        "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
+    }
+    log = open(Path(tempfile.gettempdir()) / f"turns-devhost-{port}.log", "wb")  # noqa: SIM115
+    host = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"],
+        cwd=code,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+
+        def healthy() -> bool:
+            if host.poll() is not None:
+                raise SystemExit(f"the dev host exited; see {log.name}")
+            try:
+                return call(base, "GET", "/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, 60)
+        token = call(base, "POST", "/auth/signup", {"username": name, "password": "correct horse"})[
+            1
+        ]["access_token"]
+        config = {"offline_breadth": 2, "offline_depth": 1, "limits": {"max_follow_ups": 1000}}
+        swarm_id = call(base, "POST", "/swarms", {"goal": "Plan a trip", "config": config}, token)[
+            1
+        ]["swarm_id"]
+        call(base, "POST", f"/swarms/{swarm_id}/spawn", token=token)
+        latencies = []
+        node_id = None
+        for _ in range(exchanges + 1):
+
+            def question() -> bool:
+                nonlocal node_id
+                chats = call(base, "GET", f"/swarms/{swarm_id}/chats", token=token)[1]["chats"]
+                asking = [c for c in chats if c["waiting_for_user"]]
+                if asking:
+                    node_id = asking[0]["node_id"]
+                return bool(asking)
+
+            wait_for(question, 30)
+            chat = f"/swarms/{swarm_id}/chats/{node_id}"
+            count = len(call(base, "GET", chat, token=token)[1]["messages"])
+            started = time.perf_counter()
+            call(base, "POST", f"{chat}/messages", {"content": ANSWER}, token)
+            # The agent's next message: the chat has the answer and one more message after it.
+            wait_for(
+                lambda chat=chat, count=count: (
+                    len(call(base, "GET", chat, token=token)[1]["messages"]) >= count + 2
+                ),
+                30,
+                0.002,
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+        latencies = latencies[1:]  # the first exchange warms the host up
+        return {
+            "median": statistics.median(latencies),
+            "p90": statistics.quantiles(latencies, n=10)[-1],
+        }
+    finally:
+        host.terminate()
+        host.wait(timeout=30)
+        log.close()
+
+
+def call(
+    base: str, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        base + path, method=method, data=None if body is None else json.dumps(body).encode()
+    )
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            text = resp.read()
+            return resp.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        time.sleep(every)
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    names = list(results)
+    print("one conversation; per exchange, averaged over 5 exchanges from each turn")
+    header = f"{'':<34}" + "".join(f"{n:>24}" for n in names)
+    for where in ("memory", "emulators"):
+        print(f"\n{where}")
+        print(header)
+        for mark in MARKS:
+            key = str(mark)
+            if not all(key in results[n][where] for n in names):
+                continue
+            rows = {
+                f"turn {mark}: ms": lambda r: f"{r['ms']:.1f}",
+                f"turn {mark}: requests": lambda r: f"{r['requests']:.1f}",
+                f"turn {mark}: bytes written": lambda r: f"{r['bytes']:.0f}",
+            }
+            if where == "emulators":
+                rows[f"turn {mark}: by service"] = lambda r: " ".join(
+                    f"{k} {v:.1f}" for k, v in sorted(r["by_service"].items())
+                )
+            for label, fmt in rows.items():
+                print(f"{label:<34}" + "".join(f"{fmt(results[n][where][key]):>24}" for n in names))
+    print("\nover HTTP, POST answer -> the agent's next message (ms)")
+    print(header)
+    for stat in ("median", "p90"):
+        print(f"{stat:<34}" + "".join(f"{results[n]['http'][stat]:>24.0f}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
