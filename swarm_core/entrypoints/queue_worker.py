@@ -1,5 +1,7 @@
 """Queue triggers: the operations queue advances exactly one node step per message; the poison
 queue (messages that failed `maxDequeueCount` times) marks the node failed so the user can retry.
+No message ends in a queue nothing reads: when failing the node fails too, the operation goes
+back on the operations queue, delayed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from swarm_core.runtime import get_app
 log = logging.getLogger(__name__)
 
 bp = func.Blueprint()
+
+# How long an operation whose poison handling failed waits before it runs again.
+POISON_RETRY_SECONDS = 60
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SWARM_QUEUE%", connection="AzureWebJobsStorage")
@@ -35,4 +40,16 @@ def fail_poisoned_operation(msg: func.QueueMessage) -> None:
     except ValueError:  # not JSON, or not an operation (pydantic's ValidationError is one)
         log.error("poison message %s is not an operation; dropped", msg.id)
         return
-    app.worker.fail_poisoned(operation)
+    try:
+        app.worker.fail_poisoned(operation)
+    except Exception:
+        # Failing the node failed too (an outage, most likely). A failure in this handler would
+        # end in `<poison>-poison`, which nothing reads: run the operation again later instead.
+        # It succeeds once the outage is over, or lands here again, when failing it works.
+        log.exception(
+            "could not fail poisoned op_id=%s swarm_id=%s: it runs again in %ss",
+            operation.op_id,
+            operation.swarm_id,
+            POISON_RETRY_SECONDS,
+        )
+        app.adapters.queue.enqueue(operation, delay_seconds=POISON_RETRY_SECONDS)

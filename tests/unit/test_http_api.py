@@ -284,3 +284,20 @@ def test_the_users_model_settings_go_under_each_new_swarms_config(rt):
     bad = call(http_api.update_me, "PATCH", {"llm": {"temperature": 7}}, token)
     assert bad[0] == 422
     assert call(http_api.me, token=token)[1]["llm"]["model"] == "o3"
+
+
+def test_a_poison_handler_that_fails_puts_the_operation_back_not_in_a_dead_queue(rt):
+    rt.token = signup()
+    _, created, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, rt.token)
+    call(http_api.spawn_swarm, "POST", token=rt.token, route={"swarm_id": created["swarm_id"]})
+    message = rt.adapters.queue.receive()
+    rt.adapters.queue.ack(message)
+
+    def outage(operation):
+        raise ConnectionError("Cosmos DB is unreachable")
+
+    rt.worker.fail_poisoned = outage
+    queue_worker.fail_poisoned_operation(
+        QueueMessage(id="p1", body=message.body.encode(), dequeue_count=1)
+    )
+    assert rt.adapters.queue.pending_bodies() == [message.body], "it runs again later"

@@ -25,6 +25,22 @@ from swarm_core.settings import (
 GOOD_SECRET = "k" * 40
 
 
+def me_on_a_fresh_app() -> tuple[int, dict]:
+    """`GET /api/me` on an app built anew from the environment, as a new process builds it."""
+    use_app(None)
+    try:
+        req = func.HttpRequest(
+            method="GET",
+            url="http://localhost/api/me",
+            body=b"",
+            headers={"authorization": "Bearer x"},
+        )
+        resp = http_api.me(req)
+        return resp.status_code, json.loads(resp.get_body())
+    finally:
+        use_app(None)
+
+
 @pytest.mark.parametrize("secret", ["", "change-me", "secret", "short"])
 def test_production_refuses_a_missing_or_placeholder_secret(secret):
     with pytest.raises(SettingsError, match="AUTH_SECRET"):
@@ -44,19 +60,9 @@ def test_development_runs_without_a_secret():
 def test_the_api_answers_503_not_500_when_misconfigured(monkeypatch):
     monkeypatch.setenv("SWARM_ENV", "production")
     monkeypatch.setenv("AUTH_SECRET", "change-me")
-    use_app(None)
-    try:
-        req = func.HttpRequest(
-            method="GET",
-            url="http://localhost/api/me",
-            body=b"",
-            headers={"authorization": "Bearer x"},
-        )
-        resp = http_api.me(req)
-        assert resp.status_code == 503
-        assert "AUTH_SECRET" in json.loads(resp.get_body())["detail"]
-    finally:
-        use_app(None)
+    status, problem = me_on_a_fresh_app()
+    assert status == 503
+    assert "AUTH_SECRET" in problem["detail"]
 
 
 def test_missing_service_settings_are_named():
@@ -160,19 +166,9 @@ def test_an_invalid_model_setting_is_named(llm_env):
 
 def test_the_api_answers_503_when_the_model_is_configured_incompletely(llm_env):
     llm_env(AZURE_OPENAI_ENDPOINT="https://res.openai.azure.com")
-    use_app(None)
-    try:
-        req = func.HttpRequest(
-            method="GET",
-            url="http://localhost/api/me",
-            body=b"",
-            headers={"authorization": "Bearer x"},
-        )
-        resp = http_api.me(req)
-        assert resp.status_code == 503
-        assert "AZURE_OPENAI_DEPLOYMENT" in json.loads(resp.get_body())["detail"]
-    finally:
-        use_app(None)
+    status, problem = me_on_a_fresh_app()
+    assert status == 503
+    assert "AZURE_OPENAI_DEPLOYMENT" in problem["detail"]
 
 
 def test_entra_id_is_needed_for_azure_openai_without_a_key(llm_env):
