@@ -16,7 +16,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 TOKEN_ISSUER = "swarm-backend"
 TOKEN_AUDIENCE = "swarm-api"
+# How long a process trusts the user document it read (every request checks the token's user).
+USER_CACHE_SECONDS = 5.0
+USER_CACHE_SIZE = 4096
 
 
 class AuthError(Exception):
@@ -120,6 +123,8 @@ class AuthService:
         self.token_minutes = token_minutes
         self.bcrypt_rounds = bcrypt_rounds
         self.throttle = throttle or LoginThrottle()
+        self._lock = threading.Lock()
+        self._recent_users: OrderedDict[str, tuple[User, float]] = OrderedDict()
         # Compared against when the user does not exist, so both failures cost the same time.
         self._dummy_hash = hash_password(secrets.token_urlsafe(16), bcrypt_rounds)
 
@@ -153,6 +158,7 @@ class AuthService:
         claims = {
             "sub": user.user_id,
             "name": user.username,
+            "ver": user.token_version,
             "iss": TOKEN_ISSUER,
             "aud": TOKEN_AUDIENCE,
             "iat": now,
@@ -161,22 +167,56 @@ class AuthService:
         token = jwt.encode(claims, self.secret, algorithm="HS256")
         return IssuedToken(token, self.token_minutes * 60, user)
 
-    def profile(self, user_id: str, username: str) -> User:
-        """The user a verified token names; AuthError when that user no longer exists."""
-        user = self.users.get_user(username)
+    def authenticate(self, token: str) -> User:
+        """The user of a valid token: signed by us, not expired, its user still there, and not
+        revoked (issued at the user's current token version). AuthError otherwise."""
+        user_id, username, version = self.verify(token)
+        user = self._current_user(username)
         if user is None or user.user_id != user_id:
-            raise AuthError("the user no longer exists")
+            raise AuthError("the token's user does not exist")
+        if version != user.token_version:
+            raise AuthError("the token was revoked (the user logged out)")
         return user
 
-    def set_llm_settings(self, user_id: str, username: str, llm: LLMSettings) -> User:
+    def logout(self, user: User) -> None:
+        """Revoke every token of the user (each one of their sessions)."""
+        revoked = user.model_copy(update={"token_version": user.token_version + 1})
+        self._replace(revoked)
+        log.info("logout user_id=%s: tokens revoked", user.user_id)
+
+    def set_llm_settings(self, user: User, llm: LLMSettings) -> User:
         """Replace the user's model settings for the swarms they create from now on."""
-        user = self.profile(user_id, username).model_copy(update={"llm": llm})
+        changed = user.model_copy(update={"llm": llm})
+        self._replace(changed)
+        return changed
+
+    def _replace(self, user: User) -> None:
         if not self.users.replace_user(user):
             raise AuthError("the user no longer exists")
+        with self._lock:
+            self._recent_users[user.username] = (user, time.monotonic() + USER_CACHE_SECONDS)
+
+    def _current_user(self, username: str) -> User | None:
+        """The stored user, read at most every few seconds per process (every request checks
+        it). A logout elsewhere takes effect here within `USER_CACHE_SECONDS`."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._recent_users.get(username)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        user = self.users.get_user(username)
+        with self._lock:
+            if user is None:
+                self._recent_users.pop(username, None)
+            else:
+                self._recent_users[username] = (user, now + USER_CACHE_SECONDS)
+                self._recent_users.move_to_end(username)
+                while len(self._recent_users) > USER_CACHE_SIZE:
+                    self._recent_users.popitem(last=False)
         return user
 
-    def verify(self, token: str) -> tuple[str, str]:
-        """The (user_id, username) of a valid token; AuthError otherwise."""
+    def verify(self, token: str) -> tuple[str, str, int]:
+        """The (user_id, username, token version) of a well-signed, unexpired token."""
         try:
             claims = jwt.decode(
                 token,
@@ -188,4 +228,4 @@ class AuthService:
             )
         except jwt.PyJWTError as exc:
             raise AuthError("invalid or expired token") from exc
-        return str(claims["sub"]), str(claims.get("name", ""))
+        return str(claims["sub"]), str(claims.get("name", "")), int(claims.get("ver", 0))

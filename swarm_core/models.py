@@ -92,6 +92,8 @@ class User(Document):
     password_hash: str
     # The user's model settings for the swarms they create (a swarm's config wins where set).
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    # Tokens carry the version they were issued at; logging out moves it on (revokes them all).
+    token_version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -57,6 +57,7 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         errors=(401, 422, 429),
     ),
     ApiOperation("get", "/me", "me", "The caller", m.MeResponse),
+    ApiOperation("post", "/auth/logout", "logout", "Revoke every token of the caller", None, 204),
     ApiOperation(
         "patch",
         "/me",

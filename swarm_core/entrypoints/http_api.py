@@ -98,16 +98,23 @@ def login(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 @bp.route(route="me", methods=["GET"], auth_level=ANON)
 @endpoint
 def me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
-    user = app.auth.profile(*authenticate_user(req, app))
+    user = authenticate_user(req, app)
     return json_response(MeResponse.model_validate(user.model_dump()))
+
+
+@bp.route(route="auth/logout", methods=["POST"], auth_level=ANON)
+@endpoint
+def logout(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    app.auth.logout(authenticate_user(req, app))
+    return no_content()
 
 
 @bp.route(route="me", methods=["PATCH"], auth_level=ANON)
 @endpoint
 def update_me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
-    user_id, username = authenticate_user(req, app)
+    user = authenticate_user(req, app)
     body = parse_body(req, UpdateMe)
-    user = app.auth.set_llm_settings(user_id, username, body.llm)
+    user = app.auth.set_llm_settings(user, body.llm)
     return json_response(MeResponse.model_validate(user.model_dump()))
 
 
@@ -117,7 +124,7 @@ def update_me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 @bp.route(route="swarms", methods=["POST"], auth_level=ANON)
 @endpoint
 def create_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
-    user = app.auth.profile(*authenticate_user(req, app))
+    user = authenticate_user(req, app)
     body = parse_body(req, CreateSwarm)
     swarm = app.services.create_swarm(user.user_id, body.goal, body.config, user.llm)
     return json_response(_summary(swarm), 201)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from swarm_core.auth import AuthError, Throttled, UsernameTaken
 from swarm_core.bootstrap import SwarmApp
+from swarm_core.models import User
 from swarm_core.runtime import get_app
 from swarm_core.services import InvalidRequest, InvalidState, NotFound, ServiceError
 from swarm_core.settings import SettingsError
@@ -21,6 +22,8 @@ from swarm_core.settings import SettingsError
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# No request model nests deeper than a few levels; anything deeper is refused before parsing.
+MAX_JSON_DEPTH = 32
 M = TypeVar("M", bound=BaseModel)
 
 # The services' domain errors as HTTP statuses and problem titles.
@@ -75,10 +78,37 @@ def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def nesting_depth(body: bytes) -> int:
+    """How deep the JSON text's arrays and objects nest (brackets inside strings do not count).
+    Measured before parsing: the parser recurses, and a few KB of `[[[[…` would exhaust it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def parse_body(req: func.HttpRequest, model: type[M]) -> M:
     body = req.get_body() or b""
     if len(body) > MAX_BODY_BYTES:
         raise HttpProblem(413, "Payload too large", f"the body is over {MAX_BODY_BYTES} bytes")
+    if nesting_depth(body) > MAX_JSON_DEPTH:
+        raise HttpProblem(
+            400, "Malformed JSON", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
         data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -113,18 +143,18 @@ def route_param(req: func.HttpRequest, name: str) -> str:
     return value
 
 
-def authenticate_user(req: func.HttpRequest, app: SwarmApp) -> tuple[str, str]:
-    """The caller's (user id, username) from `Authorization: Bearer <token>`."""
+def authenticate_user(req: func.HttpRequest, app: SwarmApp) -> User:
+    """The caller, from `Authorization: Bearer <token>`."""
     header = req.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("a bearer token is required")
-    return app.auth.verify(token.strip())
+    return app.auth.authenticate(token.strip())
 
 
 def authenticate(req: func.HttpRequest, app: SwarmApp) -> str:
-    user_id, _ = authenticate_user(req, app)
-    return user_id
+    """The caller's user id."""
+    return authenticate_user(req, app).user_id
 
 
 Handler = Callable[[func.HttpRequest, SwarmApp], func.HttpResponse]

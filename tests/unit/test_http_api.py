@@ -13,6 +13,7 @@ from azure.functions.queue import QueueMessage
 from swarm_core.bootstrap import build_in_memory
 from swarm_core.entrypoints import http_api, queue_worker
 from swarm_core.in_process import run_until_settled
+from swarm_core.models import User
 from swarm_core.operations import OperationKind, parse_operation
 from swarm_core.runtime import use_app
 
@@ -122,6 +123,8 @@ def test_long_passwords_are_not_truncated(rt):
         (b'{"goal": ""}', 422),
         (b'{"goal": "x", "config": {"limits": {"max_depth": 99}}}', 422),
         (b'{"goal": "' + b"x" * 70_000 + b'"}', 413),
+        (b"[" * 1000 + b"]" * 1000, 400),  # 2 KB that would exhaust the parser's recursion
+        (b'{"goal": "x", "config": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, 400),
     ],
 )
 def test_bad_input_is_a_4xx_problem_and_changes_nothing(rt, raw, expected):
@@ -131,6 +134,16 @@ def test_bad_input_is_a_4xx_problem_and_changes_nothing(rt, raw, expected):
     assert resp.mimetype == "application/problem+json" and body["status"] == expected
     _, listing, _ = call(http_api.list_swarms, token=token)
     assert listing["items"] == []
+
+
+def test_deep_nesting_is_a_400_on_routes_without_a_token_too(rt):
+    deep = b"[" * 1000 + b"]" * 1000
+    for fn in (http_api.login, http_api.signup):
+        status, body, _ = call(fn, "POST", raw=deep)
+        assert status == 400 and "deeper than" in body["detail"]
+    brackets_in_a_string = b'{"goal": "' + b"[" * 100 + b'"}'
+    status, _, _ = call(http_api.create_swarm, "POST", token=signup(), raw=brackets_in_a_string)
+    assert status == 201
 
 
 def test_requests_without_a_valid_token_are_401(rt):
@@ -301,3 +314,24 @@ def test_a_poison_handler_that_fails_puts_the_operation_back_not_in_a_dead_queue
         QueueMessage(id="p1", body=message.body.encode(), dequeue_count=1)
     )
     assert rt.adapters.queue.pending_bodies() == [message.body], "it runs again later"
+
+
+def test_a_well_signed_token_of_a_user_that_does_not_exist_is_401_everywhere(rt):
+    ghost = rt.auth.issue(User(user_id="ghost", username="ghost", password_hash="x"))
+    for fn, method in ((http_api.me, "GET"), (http_api.list_swarms, "GET")):
+        status, body, _ = call(fn, method, token=ghost.access_token)
+        assert status == 401 and "does not exist" in body["detail"]
+    status, _, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, ghost.access_token)
+    assert status == 401
+
+
+def test_logout_revokes_every_token_of_the_user(rt):
+    first = signup("dora")
+    _, second, _ = call(http_api.login, "POST", {"username": "dora", "password": "correct horse"})
+    assert call(http_api.me, token=second["access_token"])[0] == 200
+    assert call(http_api.logout, "POST", token=first)[0] == 204
+    for token in (first, second["access_token"]):
+        status, body, _ = call(http_api.list_swarms, token=token)
+        assert status == 401 and "revoked" in body["detail"]
+    _, again, _ = call(http_api.login, "POST", {"username": "dora", "password": "correct horse"})
+    assert call(http_api.me, token=again["access_token"])[0] == 200
