@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from swarm_core.adapters.outages import RETRY_AFTER_SECONDS, is_outage
 from swarm_core.auth import AuthError, Throttled, UsernameTaken
 from swarm_core.bootstrap import SwarmApp
 from swarm_core.models import User
@@ -186,8 +187,21 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse
             return problem_response(status, title, str(exc))
         except SettingsError as exc:
             log.error("configuration error: %s", exc)
-            return problem_response(503, "Service not configured", str(exc))
-        except Exception:
+            return problem_response(
+                503,
+                "Service not configured",
+                str(exc),
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("dependency unavailable in %s: %r", handler.__name__, exc)
+                return problem_response(
+                    503,
+                    "Service unavailable",
+                    "a storage service is unreachable or overloaded; try again shortly",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
             log.exception("unhandled error in %s", handler.__name__)
             return problem_response(500, "Internal server error")
 
