@@ -1,4 +1,4 @@
-"""Request and response models of the HTTP API (DESIGN.md §6); the OpenAPI document is generated
+"""Request and response models of the HTTP API (docs/api.md); the OpenAPI document is generated
 from these. Requests forbid unknown fields and carry sensible size limits."""
 
 from __future__ import annotations

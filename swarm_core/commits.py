@@ -1,5 +1,5 @@
-"""The commit protocol of DESIGN.md §4, shared by the worker (node steps) and the services (control
-changes: spawn, pause, resume, retry, idle).
+"""The commit protocol (docs/architecture.md), shared by the worker (node steps) and the services
+(control changes: spawn, pause, resume, retry, idle, a user's message).
 
 Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`:
 

@@ -1,6 +1,6 @@
 """Cosmos DB adapters of the swarm and user stores (`SwarmStore`, `UserStore`) on the sync SDK.
 
-Layout (DESIGN.md §5), database `swarmdb`: `nodes` (pk `/swarm_id`) holds one swarm's runtime
+Layout, database `swarmdb`: `nodes` (pk `/swarm_id`) holds one swarm's runtime
 document (`id` "swarm") and its nodes (`node:{node_id}`), all in the swarm's logical partition;
 `swarms` (pk `/user_id`) holds one listing summary per swarm (`id` = swarm_id); `users` (pk
 `/username`) one document per user (`id` = username). Conditional

@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md §6: thin functions that parse, authenticate, call a service and map
+"""The HTTP API (docs/api.md): thin functions that parse, authenticate, call a service and map
 the result. They never run a node step: work goes to the operations queue.
 """
 
