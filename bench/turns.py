@@ -469,7 +469,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.05)
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     names = list(results)
     print("one conversation; per exchange, averaged over 5 exchanges from each turn")
-    header = f"{'':<34}" + "".join(f"{n:>24}" for n in names)
+    header = f"{'':<34}" + "".join(f"{n:>34}" for n in names)
     for where in ("memory", "emulators"):
         print(f"\n{where}")
         print(header)
@@ -487,11 +487,11 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                     f"{k} {v:.1f}" for k, v in sorted(r["by_service"].items())
                 )
             for label, fmt in rows.items():
-                print(f"{label:<34}" + "".join(f"{fmt(results[n][where][key]):>24}" for n in names))
+                print(f"{label:<34}" + "".join(f"{fmt(results[n][where][key]):>34}" for n in names))
     print("\nover HTTP, POST answer -> the agent's next message (ms)")
     print(header)
     for stat in ("median", "p90"):
-        print(f"{stat:<34}" + "".join(f"{results[n]['http'][stat]:>24.0f}" for n in names))
+        print(f"{stat:<34}" + "".join(f"{results[n]['http'][stat]:>34.0f}" for n in names))
 
 
 if __name__ == "__main__":
