@@ -208,6 +208,39 @@ OPERATIONS: tuple[ApiOperation, ...] = (
 )
 
 
+# The query parameters' schemas (the HTTP layer enforces the same bounds: `query_int`).
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "after": {"type": "integer", "minimum": 0, "maximum": 10**9},
+    "at": {"type": "integer", "minimum": 0, "maximum": 10**9},
+    "status": {"type": "string", "enum": ["open", "all"]},
+    "continuation_token": {"type": "string"},
+    "swarm_id": {"type": "string", "minLength": 1, "maxLength": 100},
+}
+# Where one route bounds a parameter tighter than the others.
+QUERY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("list_swarms", "limit"): {"type": "integer", "minimum": 1, "maximum": 100},
+}
+
+
+def implied_errors(op: ApiOperation) -> set[int]:
+    """The problem statuses every route of its kind can answer, besides its own `errors`: 500
+    and 503 wherever the app is built, 401 behind a token, 400/413/422 for a body, 400 for bad
+    query values, 404 for a path parameter that cannot be an id."""
+    if op.operation_id in ("health", "openapi"):
+        return set()
+    errors = {500, 503}
+    if op.auth:
+        errors.add(401)
+    if op.request is not None:
+        errors |= {400, 413, 422}
+    if op.query:
+        errors.add(400)
+    if _path_params(op.path):
+        errors.add(404)
+    return errors
+
+
 def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in schema.pop("$defs", {}).items():
@@ -226,7 +259,12 @@ def openapi_document() -> dict[str, Any]:
             for p in _path_params(op.path)
         ]
         params += [
-            {"name": q, "in": "query", "required": q == "swarm_id", "schema": {"type": "string"}}
+            {
+                "name": q,
+                "in": "query",
+                "required": q == "swarm_id",
+                "schema": QUERY_OVERRIDES.get((op.operation_id, q), QUERY_SCHEMAS[q]),
+            }
             for q in op.query
         ]
         ok: dict[str, Any] = {"description": "OK"}
@@ -235,7 +273,7 @@ def openapi_document() -> dict[str, Any]:
         elif op.status != 204:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}
         responses: dict[str, Any] = {str(op.status): ok}
-        for status in sorted({*op.errors, *((401,) if op.auth else ())}):
+        for status in sorted({*op.errors, *implied_errors(op)}):
             responses[str(status)] = {"description": "Problem", "content": problem}
         entry: dict[str, Any] = {
             "operationId": op.operation_id,

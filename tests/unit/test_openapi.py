@@ -46,3 +46,24 @@ def test_served_at_api_openapi_json():
     resp = http_api.openapi(req)
     assert resp.status_code == 200
     assert json.loads(resp.get_body())["info"]["title"] == "Swarm backend API"
+
+
+def test_every_route_documents_the_problems_it_can_answer_and_typed_queries():
+    doc = openapi_document()
+    for path, operations in doc["paths"].items():
+        for method, entry in operations.items():
+            statuses = set(entry["responses"])
+            if path in ("/api/health", "/api/openapi.json"):
+                continue
+            assert {"500", "503"} <= statuses, (method, path)
+            if entry.get("security"):
+                assert "401" in statuses, (method, path)
+            if "requestBody" in entry:
+                assert {"400", "413", "422"} <= statuses, (method, path)
+            for param in entry["parameters"]:
+                if param["name"] in ("limit", "after", "at"):
+                    assert param["schema"]["type"] == "integer", (method, path, param)
+    limit = next(
+        p for p in doc["paths"]["/api/swarms"]["get"]["parameters"] if p["name"] == "limit"
+    )
+    assert limit["schema"]["maximum"] == 100
