@@ -25,6 +25,7 @@ import jwt
 
 from swarm_core.models import LLMSettings, User
 from swarm_core.ports import ConflictError, UserStore
+from swarm_core.quotas import ModelPolicy
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class AuthService:
         token_minutes: int = 60,
         bcrypt_rounds: int = 12,
         throttle: LoginThrottle | None = None,
+        models: ModelPolicy | None = None,
     ) -> None:
         if not secret:
             raise ValueError("an auth secret is required")
@@ -123,6 +125,7 @@ class AuthService:
         self.token_minutes = token_minutes
         self.bcrypt_rounds = bcrypt_rounds
         self.throttle = throttle or LoginThrottle()
+        self.models = models or ModelPolicy()
         self._lock = threading.Lock()
         self._recent_users: OrderedDict[str, tuple[User, float]] = OrderedDict()
         # Compared against when the user does not exist, so both failures cost the same time.
@@ -186,6 +189,7 @@ class AuthService:
 
     def set_llm_settings(self, user: User, llm: LLMSettings) -> User:
         """Replace the user's model settings for the swarms they create from now on."""
+        self.models.check(llm)
         changed = user.model_copy(update={"llm": llm})
         self._replace(changed)
         return changed

@@ -47,6 +47,7 @@ from swarm_core.ports import (
     SwarmStore,
     UserStore,
 )
+from swarm_core.quotas import ModelPolicy
 from swarm_core.services import SwarmServices
 from swarm_core.settings import Settings
 from swarm_core.worker import SwarmWorker
@@ -87,6 +88,7 @@ def build_app(
     new_id: Callable[[], str] | None = None,
 ) -> SwarmApp:
     committer = SwarmCommitter(adapters.store, adapters.content, adapters.queue, adapters.publisher)
+    models = ModelPolicy(settings.llm.allowed_models(), settings.llm.llm_max_tokens_limit)
     services = SwarmServices(
         adapters.store,
         adapters.content,
@@ -96,6 +98,8 @@ def build_app(
         clock=clock,
         stuck_after=timedelta(minutes=settings.stuck_after_minutes),
         idle_after=timedelta(minutes=settings.idle_after_minutes),
+        models=models,
+        swarms_per_user=settings.swarms_per_user,
     )
     if new_id is not None:
         services.new_id = new_id
@@ -110,6 +114,7 @@ def build_app(
             _auth_secret(settings),
             token_minutes=settings.auth_token_minutes,
             bcrypt_rounds=settings.bcrypt_rounds,
+            models=models,
         ),
     )
 

@@ -76,7 +76,7 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         m.SwarmSummaryResponse,
         201,
         m.CreateSwarm,
-        errors=(413, 422),
+        errors=(413, 422, 429),
     ),
     ApiOperation(
         "get",

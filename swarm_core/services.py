@@ -55,6 +55,7 @@ from swarm_core.ports import (
     history_stream,
     log_stream,
 )
+from swarm_core.quotas import ModelPolicy, QuotaExceeded
 from swarm_core.step_context import answered_event_data
 from swarm_core.swarm import Swarm, SwarmSummary
 
@@ -90,6 +91,8 @@ class SwarmServices:
     # for the user this long is announced as waiting_for_user.
     stuck_after: timedelta = timedelta(minutes=5)
     idle_after: timedelta = timedelta(minutes=10)
+    models: ModelPolicy = field(default_factory=ModelPolicy)
+    swarms_per_user: int = 1000
 
     # --- swarms -----------------------------------------------------------------------------
 
@@ -106,6 +109,13 @@ class SwarmServices:
         config = config or SwarmConfig()
         if user_llm is not None:
             config = config.model_copy(update={"llm": config.llm.merged_over(user_llm)})
+        self.models.check(config.llm)
+        owned, _ = self.store.list_summaries(user_id, self.swarms_per_user)
+        if len(owned) >= self.swarms_per_user:
+            raise QuotaExceeded(
+                f"you have {self.swarms_per_user} swarms, the most one user may have; "
+                "delete one to create another"
+            )
         now = self.clock()
         swarm = Swarm(
             swarm_id=self.new_id(),

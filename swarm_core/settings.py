@@ -63,6 +63,16 @@ class LLMProviderSettings(BaseSettings):
     llm_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
     # The longest wait between two attempts, even when the server asks for longer.
     llm_retry_max_wait_seconds: float = Field(default=30.0, ge=0, le=300)
+    # Cost control: the models (Azure: deployments) a user may choose, comma-separated, besides
+    # the default one; and the most `max_tokens` one call may ask for.
+    llm_allowed_models: str = ""
+    llm_max_tokens_limit: int = Field(default=4000, ge=1, le=100_000)
+
+    def allowed_models(self) -> list[str]:
+        """The models users may name: the provider's default first, then `LLM_ALLOWED_MODELS`."""
+        default = self.default_model_for(self.resolved_provider())
+        extra = [m.strip() for m in self.llm_allowed_models.split(",") if m.strip()]
+        return list(dict.fromkeys([default, *extra]))
 
     def resolved_provider(self) -> Provider:
         """The provider these settings select; LLMConfigurationError when they are incomplete."""
@@ -213,6 +223,9 @@ class Settings(BaseSettings):
     auth_secret: str = Field(default="", alias="AUTH_SECRET")
     auth_token_minutes: int = Field(default=60, ge=1, le=24 * 60, alias="AUTH_TOKEN_MINUTES")
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, alias="BCRYPT_ROUNDS")
+
+    # Quotas: how many swarms one user may have.
+    swarms_per_user: int = Field(default=100, ge=1, le=1000, alias="SWARMS_PER_USER")
 
     # The model (OPENAI_*, AZURE_OPENAI_*, LLM_*): read from the environment by its own class
     # unless given (`Settings(llm=LLMProviderSettings(...))` in tests).

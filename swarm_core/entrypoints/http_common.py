@@ -16,6 +16,7 @@ from swarm_core.adapters.outages import RETRY_AFTER_SECONDS, is_outage
 from swarm_core.auth import AuthError, Throttled, UsernameTaken
 from swarm_core.bootstrap import SwarmApp
 from swarm_core.models import User
+from swarm_core.quotas import NotAllowed, QuotaExceeded
 from swarm_core.runtime import get_app
 from swarm_core.services import InvalidRequest, InvalidState, NotFound, ServiceError
 from swarm_core.settings import SettingsError
@@ -180,6 +181,10 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse
             return problem_response(
                 429, "Too many requests", str(exc), headers={"Retry-After": str(exc.retry_after)}
             )
+        except NotAllowed as exc:
+            return problem_response(422, "Not allowed", str(exc), allowed=exc.allowed)
+        except QuotaExceeded as exc:
+            return problem_response(429, "Quota exceeded", str(exc))
         except UsernameTaken:
             return problem_response(409, "Conflict", "the username is taken")
         except ServiceError as exc:

@@ -16,6 +16,7 @@ from swarm_core.in_process import run_until_settled
 from swarm_core.models import User
 from swarm_core.operations import OperationKind, parse_operation
 from swarm_core.runtime import use_app
+from swarm_core.settings import LLMProviderSettings, Settings
 
 
 @pytest.fixture
@@ -280,7 +281,22 @@ def test_a_poisoned_operation_fails_its_node_and_retry_runs_it(rt):
     assert parse_operation(poisoned.body).kind == OperationKind.LLM
 
 
-def test_the_users_model_settings_go_under_each_new_swarms_config(rt):
+@pytest.fixture
+def offering_models():
+    """The app offering gpt-4o and o3 besides the default model."""
+    settings = Settings(
+        BCRYPT_ROUNDS=4,
+        AUTH_SECRET="t" * 40,
+        llm=LLMProviderSettings(llm_allowed_models="gpt-4o,o3"),
+    )
+    app = build_in_memory(settings=settings)
+    use_app(app)
+    yield app
+    use_app(None)
+
+
+def test_the_users_model_settings_go_under_each_new_swarms_config(offering_models):
+    rt = offering_models
     token = signup()
     settings = {"model": "gpt-4o", "temperature": 0.3, "system_prompt": "Be terse."}
     status, me, _ = call(http_api.update_me, "PATCH", {"llm": settings}, token)
@@ -335,3 +351,26 @@ def test_logout_revokes_every_token_of_the_user(rt):
         assert status == 401 and "revoked" in body["detail"]
     _, again, _ = call(http_api.login, "POST", {"username": "dora", "password": "correct horse"})
     assert call(http_api.me, token=again["access_token"])[0] == 200
+
+
+def test_a_model_or_token_limit_the_operator_does_not_offer_is_422_naming_what_is(rt):
+    token = signup()
+    status, problem, _ = call(
+        http_api.create_swarm, "POST", {"goal": "g", "config": {"llm": {"model": "o1-pro"}}}, token
+    )
+    assert status == 422 and problem["allowed"] == ["gpt-4o-mini"]
+    status, problem, _ = call(http_api.update_me, "PATCH", {"llm": {"max_tokens": 50_000}}, token)
+    assert status == 422 and "at most 4000" in problem["detail"]
+    assert call(http_api.list_swarms, token=token)[1]["items"] == []
+    assert call(http_api.me, token=token)[1]["llm"]["max_tokens"] is None
+
+
+def test_a_user_at_their_swarm_quota_gets_429(rt):
+    rt.services.swarms_per_user = 2
+    token = signup()
+    for _ in range(2):
+        assert call(http_api.create_swarm, "POST", {"goal": "g"}, token)[0] == 201
+    status, problem, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, token)
+    assert status == 429 and "delete one" in problem["detail"]
+    other = signup("erin")
+    assert call(http_api.create_swarm, "POST", {"goal": "g"}, other)[0] == 201
