@@ -25,14 +25,14 @@ class Credentials(Request):
 class CreateSwarm(Request):
     """A new swarm: its goal and optional config (limits, model settings, seed)."""
 
-    goal: str = Field(min_length=1, max_length=4000)
+    goal: str = Field(min_length=1, max_length=4000, pattern=r"\S")  # not blank
     config: SwarmConfig | None = None
 
 
 class PostMessage(Request):
     """The user's reply on a node's chat; `client_message_id` makes a replay harmless."""
 
-    content: str = Field(min_length=1, max_length=8000)
+    content: str = Field(min_length=1, max_length=8000, pattern=r"\S")  # not blank
     client_message_id: str | None = Field(
         default=None, min_length=1, max_length=100, pattern=r"^[\w.\-:]+$"
     )

@@ -42,7 +42,8 @@ class Document(BaseModel):
 class Limits(BaseModel):
     """Limits that stop runaway trees with a clear failure instead of a hang."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: an integer is an integer (not `true`, not "5").
+    model_config = ConfigDict(extra="forbid", strict=True)
     max_depth: int = Field(default=3, ge=0, le=10)
     max_children: int = Field(default=4, ge=1, le=20)
     max_nodes: int = Field(default=60, ge=1, le=2000)
@@ -55,7 +56,7 @@ class LLMSettings(BaseModel):
     """Model settings of an LLM call. Levels: the engine's defaults, then the user's, then the
     swarm's config (`merged_over`: a field set at a later level wins)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=100_000)
@@ -71,7 +72,7 @@ class LLMSettings(BaseModel):
 class SwarmConfig(BaseModel):
     """Per-swarm configuration given at creation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     limits: Limits = Field(default_factory=Limits)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     seed: int = Field(default=0, ge=0, le=2**31)

@@ -125,6 +125,10 @@ def test_long_passwords_are_not_truncated(rt):
         (b'{"goal": "x", "config": {"limits": {"max_depth": 99}}}', 422),
         (b'{"goal": "' + b"x" * 70_000 + b'"}', 413),
         (b"[" * 1000 + b"]" * 1000, 400),  # 2 KB that would exhaust the parser's recursion
+        (b'{"goal": "   "}', 422),  # blank
+        (b'{"goal": "x", "config": {"limits": {"max_depth": true}}}', 422),  # not an integer
+        (b'{"goal": "x", "config": {"limits": {"max_depth": "2"}}}', 422),
+        (b'{"goal": "x", "config": {"seed": 1.5}}', 422),
         (b'{"goal": "x", "config": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, 400),
     ],
 )
@@ -374,3 +378,11 @@ def test_a_user_at_their_swarm_quota_gets_429(rt):
     assert status == 429 and "delete one" in problem["detail"]
     other = signup("erin")
     assert call(http_api.create_swarm, "POST", {"goal": "g"}, other)[0] == 201
+
+
+def test_a_blank_message_is_422(rt):
+    rt.token = signup()
+    _, created, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, rt.token)
+    route = {"swarm_id": created["swarm_id"], "node_id": "n"}
+    status, _, _ = call(http_api.post_message, "POST", {"content": " \n "}, rt.token, route=route)
+    assert status == 422
