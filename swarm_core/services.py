@@ -152,8 +152,6 @@ class SwarmServices:
         self.store.delete_swarm(swarm_id)
 
     def spawn(self, user_id: str, swarm_id: str) -> Swarm:
-        self.get_swarm(user_id, swarm_id)
-
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
             if swarm.spawned:
@@ -168,11 +166,9 @@ class SwarmServices:
             )
             return change.decision()
 
-        return self._control(swarm_id, decide)
+        return self._control(swarm_id, decide, user_id)
 
     def pause(self, user_id: str, swarm_id: str) -> Swarm:
-        self.get_swarm(user_id, swarm_id)
-
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
             if swarm.status not in (SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER):
@@ -181,11 +177,9 @@ class SwarmServices:
             change.swarm.status = SwarmStatus.PAUSED
             return change.decision()
 
-        return self._control(swarm_id, decide)
+        return self._control(swarm_id, decide, user_id)
 
     def resume(self, user_id: str, swarm_id: str) -> Swarm:
-        self.get_swarm(user_id, swarm_id)
-
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
             if swarm.status != SwarmStatus.PAUSED:
@@ -196,24 +190,20 @@ class SwarmServices:
             change.enqueue(*swarm.parked)
             return change.decision()
 
-        return self._control(swarm_id, decide)
+        return self._control(swarm_id, decide, user_id)
 
     def retry_node(self, user_id: str, swarm_id: str, node_id: str) -> Swarm:
         """Run a failed node's failed operation again (a new op id, so it is not deduped)."""
-        self.get_swarm(user_id, swarm_id)
-        got_node = self.store.get_node(swarm_id, node_id)
-        if got_node is None:
-            raise NotFound(f"node {node_id} not found")
-        node = got_node.value
-        if node.lifecycle != Lifecycle.FAILED or node.failed_operation is None:
-            raise InvalidState("only a failed node can be retried")
-        attempt = int(node.execution_memory.get("retries", 0)) + 1
-        retry = retry_operation(parse_operation(node.failed_operation), attempt)
 
         def decide(got: Versioned[Swarm]) -> Decision:
             current = self.store.get_node(swarm_id, node_id)
-            if current is None or current.value.lifecycle != Lifecycle.FAILED:
+            if current is None:
+                raise NotFound(f"node {node_id} not found")
+            failed = current.value.failed_operation
+            if current.value.lifecycle != Lifecycle.FAILED or failed is None:
                 raise InvalidState("only a failed node can be retried")
+            attempt = int(current.value.execution_memory.get("retries", 0)) + 1
+            retry = retry_operation(parse_operation(failed), attempt)
             fixed = current.value.model_copy(deep=True)
             # Back where the failed operation found it (a failed resume: waiting for the user,
             # with the committed answers still unread).
@@ -231,10 +221,26 @@ class SwarmServices:
             change.enqueue(retry)
             return change.decision()
 
-        return self._control(swarm_id, decide)
+        return self._control(swarm_id, decide, user_id)
 
-    def _control(self, swarm_id: str, decide: Callable[[Versioned[Swarm]], Decision]) -> Swarm:
-        return self.committer.run(swarm_id, f"control-{uuid.uuid4().hex}", decide).swarm
+    def _control(
+        self,
+        swarm_id: str,
+        decide: Callable[[Versioned[Swarm]], Decision],
+        user_id: str | None = None,
+    ) -> Swarm:
+        """Commit a control change. With `user_id`, only on that user's swarm: the ownership is
+        checked on the read the commit makes anyway; someone else's swarm is a missing one."""
+
+        def owned(got: Versioned[Swarm]) -> Decision:
+            if user_id is not None and got.value.user_id != user_id:
+                raise NotFound(f"swarm {swarm_id} not found")
+            return decide(got)
+
+        try:
+            return self.committer.run(swarm_id, f"control-{uuid.uuid4().hex}", owned).swarm
+        except SwarmNotFound as exc:
+            raise NotFound(f"swarm {swarm_id} not found") from exc
 
     # --- the user's replies --------------------------------------------------------------------
 
@@ -258,8 +264,6 @@ class SwarmServices:
 
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
-            if swarm.user_id != user_id:
-                raise NotFound(f"swarm {swarm_id} not found")
             read = self.store.get_node(swarm_id, node_id)
             if read is None:
                 raise NotFound(f"node {node_id} not found")
@@ -310,10 +314,7 @@ class SwarmServices:
             )
             return change.decision()
 
-        try:
-            self.committer.run(swarm_id, f"message-{uuid.uuid4().hex}", decide)
-        except SwarmNotFound as exc:
-            raise NotFound(f"swarm {swarm_id} not found") from exc
+        self._control(swarm_id, decide, user_id)
         return accepted[-1]
 
     def interrupts(self, user_id: str, swarm_id: str, status: str = "open") -> list[Interrupt]:
