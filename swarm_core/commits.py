@@ -28,6 +28,7 @@ Every effect is idempotent, so re-driving after a crash at any point gives the c
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -113,10 +114,14 @@ class SwarmCommitter:
         self.queue = queue
         self.publisher = publisher
         self.max_attempts = max_attempts
-        # Commits this process applied completely (their commit record is written): the next
-        # step of the swarm needs no read to know that. Only ever holds true facts, so it is
-        # safe to lose (a new process reads the commit record instead).
+        # Commits this process applied completely: the next commit of the swarm need not roll
+        # them forward. Only ever holds true facts, so it is safe to lose (a process that does
+        # not know a commit applies it again, idempotently).
         self._applied: OrderedDict[str, None] = OrderedDict()
+        # Commits this process is applying right now: another thread of the process waits for
+        # that instead of applying them a second time (enqueuing and publishing twice).
+        self._applying: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
 
     def run(self, swarm_id: str, op_id: str, decide: Decide) -> CommitRun:
         for _ in range(self.max_attempts):
@@ -128,7 +133,7 @@ class SwarmCommitter:
             if pending is not None and pending.op_id == op_id:
                 self.apply(swarm, pending)
                 return CommitRun(Outcome.REDRIVEN, swarm, pending.seq)
-            if pending is not None and not self.is_applied(pending.op_id):
+            if pending is not None and not self._applied_or_waited(pending.op_id):
                 self.apply(swarm, pending)
             decision = decide(got)
             if decision.swarm is None:
@@ -152,10 +157,33 @@ class SwarmCommitter:
     def is_applied(self, op_id: str) -> bool:
         """Whether this process applied the commit of `op_id` completely. Unknown is not
         applied: applying again is safe (every effect is idempotent), only slower."""
-        return op_id in self._applied
+        with self._lock:
+            return op_id in self._applied
+
+    def _applied_or_waited(self, op_id: str, timeout: float = 30.0) -> bool:
+        """Whether the commit is applied, waiting for it while this process applies it."""
+        with self._lock:
+            if op_id in self._applied:
+                return True
+            applying = self._applying.get(op_id)
+        return applying is not None and applying.wait(timeout) and self.is_applied(op_id)
 
     def apply(self, swarm: Swarm, pending: PendingCommit) -> None:
         """Apply a commit's effects; safe to run any number of times, by anyone."""
+        with self._lock:
+            applying = self._applying.setdefault(pending.op_id, threading.Event())
+        try:
+            self._apply_effects(swarm, pending)
+            with self._lock:
+                self._applied[pending.op_id] = None
+                if len(self._applied) > APPLIED_CACHE_SIZE:
+                    self._applied.popitem(last=False)
+        finally:
+            with self._lock:
+                self._applying.pop(pending.op_id, None)
+            applying.set()
+
+    def _apply_effects(self, swarm: Swarm, pending: PendingCommit) -> None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
         for write in effects.node_writes:
             self.store.write_node(write.node, write.base_etag)
@@ -176,9 +204,6 @@ class SwarmCommitter:
                 log.warning("publish failed swarm_id=%s seq=%s", swarm_id, seq, exc_info=True)
         if effects.summary is not None:
             self.store.put_summary(effects.summary)
-        self._applied[pending.op_id] = None
-        if len(self._applied) > APPLIED_CACHE_SIZE:
-            self._applied.popitem(last=False)
 
 
 def _by_node(items: Iterable[Any]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -63,11 +63,11 @@ def test_two_workers_racing_lose_no_update():
     clean = run_scenario()
     rig = Rig(CrashPlan())
     racing = RacingStore(rig.store, races=40)
-    # Two worker processes: two apps on the same adapters, each with its own committer.
+    # Two invocations at once in one host process: two threads on one app's worker (and its one
+    # committer). Processes of their own would each apply the other's commits again.
     adapters = dataclasses.replace(rig.http_app.adapters, store=racing)
-    workers = [
-        build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker for _ in range(2)
-    ]
+    worker = build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker
+    workers = [worker, worker]
     swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
     errors: list[BaseException] = []
