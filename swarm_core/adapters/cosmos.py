@@ -132,11 +132,15 @@ def cosmos_credential(settings: Settings) -> str | TokenCredential:
 
 
 class CosmosClients:
-    """One `CosmosClient` per process, built on first use and shared by every store and thread.
+    """One `CosmosClient` per thread, built on the thread's first use and kept for the life of the
+    worker.
 
-    Building it costs a round trip (the SDK reads the account), so importing the function app or
-    creating the stores never connects; the client keeps its connection pool and session tokens
-    for the life of the worker."""
+    Per thread, not per process: the SDK's client keeps the headers of its latest response on
+    itself and writes to them after every call, so two threads sharing one client race on that
+    dict (`RuntimeError: OrderedDict mutated during iteration`, a 500 in the middle of a delete).
+    A thread's client is only ever used by that thread. Building one costs a round trip (the SDK
+    reads the account), so importing the function app or creating the stores never connects; the
+    Functions worker's thread pool is bounded, and so is the number of clients."""
 
     def __init__(
         self,
@@ -148,44 +152,48 @@ class CosmosClients:
         self._settings = settings
         self._client_factory = client_factory
         self._client_options = dict(client_options or {})
-        self._client: CosmosClient | None = None
-        self._containers: dict[str, ContainerProxy] = {}
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     @property
     def database_name(self) -> str:
         return self._settings.cosmos_database
 
     def client(self) -> CosmosClient:
-        with self._lock:
-            if self._client is None:
-                self._settings.require("cosmos_endpoint")
-                endpoint = self._settings.cosmos_endpoint
-                assert endpoint is not None
-                log.info(
-                    "connecting to Cosmos DB endpoint=%s database=%s auth=%s",
-                    endpoint,
-                    self.database_name,
-                    "key" if self._settings.cosmos_key else "managed identity",
-                )
-                options = dict(self._client_options)
-                if self._settings.cosmos_ca_cert:
-                    # The SDK skips verification for 127.0.0.1 unless given a CA to verify with.
-                    tls = SSLConfiguration()
-                    tls.SSLCaCerts = self._settings.cosmos_ca_cert
-                    options.setdefault("ssl_config", tls)
-                self._client = self._client_factory(
-                    endpoint, cosmos_credential(self._settings), **options
-                )
-            return self._client
+        """This thread's client."""
+        client: CosmosClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._build_client()
+            self._local.client = client
+            self._local.containers = {}
+        return client
+
+    def _build_client(self) -> CosmosClient:
+        self._settings.require("cosmos_endpoint")
+        endpoint = self._settings.cosmos_endpoint
+        assert endpoint is not None
+        log.info(
+            "connecting to Cosmos DB endpoint=%s database=%s auth=%s thread=%s",
+            endpoint,
+            self.database_name,
+            "key" if self._settings.cosmos_key else "managed identity",
+            threading.current_thread().name,
+        )
+        options = dict(self._client_options)
+        if self._settings.cosmos_ca_cert:
+            # The SDK skips verification for 127.0.0.1 unless given a CA to verify with.
+            tls = SSLConfiguration()
+            tls.SSLCaCerts = self._settings.cosmos_ca_cert
+            options.setdefault("ssl_config", tls)
+        return self._client_factory(endpoint, cosmos_credential(self._settings), **options)
 
     def container(self, name: str) -> ContainerProxy:
-        """A container of the database; a local proxy (no round trip), cached."""
-        proxy = self._containers.get(name)
+        """A container of the database, on this thread's client; a local proxy (no round trip)."""
+        client = self.client()
+        containers: dict[str, ContainerProxy] = self._local.containers
+        proxy = containers.get(name)
         if proxy is None:
-            database = self.client().get_database_client(self.database_name)
-            proxy = database.get_container_client(name)
-            self._containers[name] = proxy
+            proxy = client.get_database_client(self.database_name).get_container_client(name)
+            containers[name] = proxy
         return proxy
 
     def ensure_containers(self) -> None:

@@ -3,6 +3,8 @@ the number of round trips each port method costs (the worker pays them on every 
 
 from __future__ import annotations
 
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -252,3 +254,50 @@ def test_a_bad_continuation_token_is_a_value_error(
         store.list_summaries("u1", 10, "not base64 !")
     with pytest.raises(ValueError):
         store.list_summaries("u1", 0)
+
+
+def test_threads_sharing_the_stores_do_not_race_in_the_sdk(
+    emulator_stack: StackInfo, database: str
+) -> None:
+    """Threads of one process (concurrent invocations of one host) share the stores. The SDK's
+    client writes to the headers of its latest response after every call, so one client shared
+    by threads fails now and then with `RuntimeError: OrderedDict mutated during iteration`; a
+    tiny switch interval makes that interleaving likely (it failed on every run before each
+    thread got its own client)."""
+    store = CosmosSwarmStore(CosmosClients(_settings(emulator_stack, database)))
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(60):
+                swarm = Swarm(swarm_id=_id("race-"), user_id="u", goal="g", created_at=T0)
+                store.create_swarm(swarm)
+                assert store.get_swarm(swarm.swarm_id) is not None
+                with pytest.raises(ConflictError):
+                    store.replace_swarm(swarm, '"stale"')
+                assert store.get_node(swarm.swarm_id, "missing") is None
+                store.delete_swarm(swarm.swarm_id)
+        except Exception as exc:  # collected, asserted on below
+            errors.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+
+
+def test_each_thread_has_a_client_of_its_own(emulator_stack: StackInfo, database: str) -> None:
+    clients = CosmosClients(_settings(emulator_stack, database))
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(clients.client()))
+    thread.start()
+    thread.join()
+    assert clients.client() is clients.client()
+    assert seen[0] is not clients.client()
