@@ -36,7 +36,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from swarm_core.models import ChatMessage, EventType, HistoryEvent, Lifecycle, Node
+from swarm_core.models import (
+    ChatMessage,
+    EventType,
+    HistoryEvent,
+    Lifecycle,
+    Node,
+    SwarmStatus,
+)
 from swarm_core.operations import Operation
 from swarm_core.ports import (
     ConflictError,
@@ -129,6 +136,10 @@ class SwarmCommitter:
             if got is None:
                 raise SwarmNotFound(swarm_id)
             swarm = got.value
+            if swarm.status == SwarmStatus.DELETED:
+                # Its purge owns what is left: applying a pending commit now would write again
+                # what the purge deletes.
+                raise SwarmNotFound(swarm_id)
             pending = swarm.pending
             if pending is not None and pending.op_id == op_id:
                 self.apply(swarm, pending)

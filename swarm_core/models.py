@@ -108,6 +108,9 @@ class SwarmStatus(StrEnum):
     WAITING_FOR_USER = "waiting_for_user"
     COMPLETED = "completed"
     FAILED = "failed"
+    # The tombstone of a deleted swarm, until its purge removes the document too: no read or
+    # change sees it (404), no step runs on it, the listing leaves it out.
+    DELETED = "deleted"
 
 
 FINISHED_STATUSES = frozenset({SwarmStatus.COMPLETED, SwarmStatus.FAILED})

@@ -46,7 +46,11 @@ class SwarmStore(Protocol):
         ...
 
     def delete_swarm(self, swarm_id: str) -> None:
-        """Delete the swarm document and its nodes."""
+        """Delete the swarm's nodes, then the swarm document (idempotent)."""
+        ...
+
+    def delete_nodes(self, swarm_id: str) -> None:
+        """Delete the swarm's nodes, keeping the swarm document (idempotent)."""
         ...
 
     def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None: ...
@@ -69,14 +73,15 @@ class SwarmStore(Protocol):
     def list_summaries(
         self, user_id: str, limit: int, continuation: str | None = None
     ) -> tuple[list[SwarmSummary], str | None]:
-        """The user's swarms, newest first, one page; the token fetches the next page."""
+        """The user's swarms, newest first, one page; the token fetches the next page. Deleted
+        swarms (tombstones awaiting their purge) are left out."""
         ...
 
     def delete_summary(self, user_id: str, swarm_id: str) -> None: ...
 
     def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
-        """Summaries of swarms that are running or waiting for the user, across all users, least
-        recently updated first (for the maintenance timer)."""
+        """Summaries of swarms that are running, waiting for the user or deleted (awaiting their
+        purge), across all users, least recently updated first (for the maintenance timer)."""
         ...
 
 

@@ -3,7 +3,8 @@
 `SwarmServices` owns its collaborators (stores, the app's one committer, the operations queue,
 client access to Web PubSub) and raises domain errors (`NotFound`, `InvalidState`,
 `InvalidRequest`); the HTTP layer maps them to statuses. Every command checks that the swarm
-belongs to the caller. Control changes (spawn, pause, resume, retry, idle) commit through the same
+belongs to the caller. Control changes (spawn, pause, resume, retry, idle, the tombstone of a
+delete) commit through the same
 committer as node steps, so they are serialised with the steps and their effects (events,
 enqueued operations) are applied exactly once even after a crash. Reads change nothing, with one
 exception: `state(at=…)` stores the tree it replayed as a snapshot when the replay was long, so the
@@ -13,6 +14,7 @@ next look at that time is cheap.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +62,8 @@ from swarm_core.step_context import answered_event_data
 from swarm_core.swarm import Swarm, SwarmSummary
 
 SNAPSHOT_EVERY = 200
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -141,15 +145,51 @@ class SwarmServices:
     def get_swarm(self, user_id: str, swarm_id: str) -> Swarm:
         """The caller's swarm; someone else's is indistinguishable from a missing one (404)."""
         got = self.store.get_swarm(swarm_id)
-        if got is None or got.value.user_id != user_id:
+        if got is None or got.value.user_id != user_id or got.value.status == SwarmStatus.DELETED:
             raise NotFound(f"swarm {swarm_id} not found")
         return got.value
 
     def delete_swarm(self, user_id: str, swarm_id: str) -> None:
-        self.get_swarm(user_id, swarm_id)
-        self.store.delete_summary(user_id, swarm_id)
-        self.content.delete_swarm(swarm_id)
-        self.store.delete_swarm(swarm_id)
+        """Delete the swarm for good, even while it runs.
+
+        First the tombstone, a commit like any other: from then on no read or change sees the
+        swarm, no step runs on it (the commit protocol drops its operations, and a commit that
+        came before is no longer rolled forward), and the listing leaves it out. Then the purge
+        deletes its blobs and nodes. A worker of another process that committed a step just
+        before the tombstone may still be writing that step's effects; so the tombstone itself
+        and anything written late go in a second purge, by the maintenance timer, once
+        `stuck_after` has passed (the age at which a worker is presumed dead, as for roll
+        forward). A crash anywhere in between leaves the tombstone, which maintenance purges;
+        asked again, the delete finishes its first part and answers 404."""
+        got = self.store.get_swarm(swarm_id)
+        if got is None or got.value.user_id != user_id:
+            raise NotFound(f"swarm {swarm_id} not found")
+        if got.value.status == SwarmStatus.DELETED:
+            self._remove(got.value)  # an earlier delete may have stopped half-way
+            raise NotFound(f"swarm {swarm_id} not found")
+
+        def decide(got: Versioned[Swarm]) -> Decision:
+            change = ControlCommit(got.value, self.clock())
+            change.swarm.status = SwarmStatus.DELETED
+            change.swarm.parked = []
+            return change.decision()
+
+        self._remove(self._control(swarm_id, decide, user_id))
+
+    def _remove(self, tombstone: Swarm) -> None:
+        """What a delete does after its tombstone: the listing entry says deleted (the tombstone's
+        commit wrote it; again in case that was cut short), the blobs and nodes go."""
+        self.store.put_summary(tombstone.summary())
+        self.content.delete_swarm(tombstone.swarm_id)
+        self.store.delete_nodes(tombstone.swarm_id)
+
+    def _purge(self, summary: SwarmSummary) -> None:
+        """The final purge of a deleted swarm: its blobs, its documents, its listing entry last
+        (the entry is how maintenance finds the swarm again if this is interrupted)."""
+        self.content.delete_swarm(summary.swarm_id)
+        self.store.delete_swarm(summary.swarm_id)
+        self.store.delete_summary(summary.user_id, summary.swarm_id)
+        log.info("purged swarm swarm_id=%s", summary.swarm_id)
 
     def spawn(self, user_id: str, swarm_id: str) -> Swarm:
         def decide(got: Versioned[Swarm]) -> Decision:
@@ -352,17 +392,24 @@ class SwarmServices:
         limit: int = 200,
     ) -> dict[str, int]:
         """Re-drive swarms whose latest commit was never finished (its worker died and no step
-        came after it), and mark swarms whose live nodes all wait for the user as
-        `waiting_for_user` (announced with a `swarm.status` event)."""
+        came after it), mark swarms whose live nodes all wait for the user as
+        `waiting_for_user` (announced with a `swarm.status` event), and finish the deletes
+        (`delete_swarm`) that are older than `stuck_after`."""
         stuck_after = self.stuck_after if stuck_after is None else stuck_after
         idle_after = self.idle_after if idle_after is None else idle_after
         now = self.clock()
-        counts = {"checked": 0, "redriven": 0, "waiting_for_user": 0}
+        counts = {"checked": 0, "redriven": 0, "waiting_for_user": 0, "purged": 0}
         for summary in self.store.list_active_summaries(limit):
             got = self.store.get_swarm(summary.swarm_id)
-            if got is None:
-                continue
             counts["checked"] += 1
+            if got is None or got.value.status == SwarmStatus.DELETED:
+                # A deleted swarm, or a listing entry without its swarm (a late write of a
+                # step's effects after the purge): purge once no worker can still be writing.
+                deleted_at = summary.updated_at if got is None else got.value.updated_at
+                if now - deleted_at >= stuck_after:
+                    self._purge(summary)
+                    counts["purged"] += 1
+                continue
             swarm = got.value
             quiet = now - swarm.updated_at
             pending = swarm.pending

@@ -296,16 +296,24 @@ class CosmosSwarmStore:
         return _written_etag(response)
 
     def delete_swarm(self, swarm_id: str) -> None:
+        self._delete_partition(swarm_id, keep_swarm_document=False)
+
+    def delete_nodes(self, swarm_id: str) -> None:
+        self._delete_partition(swarm_id, keep_swarm_document=True)
+
+    def _delete_partition(self, swarm_id: str, keep_swarm_document: bool) -> None:
         nodes = self._nodes
         ids: list[str] = _query_partition(
             nodes, "SELECT VALUE c.id FROM c WHERE c.swarm_id = @pk", swarm_id
         )
-        # The swarm document goes last: until it is gone the swarm is still visible, so a
-        # delete interrupted half-way can be asked for again and finishes the job.
+        if keep_swarm_document:
+            ids = [item_id for item_id in ids if item_id != SWARM_DOC_ID]
+        # The swarm document goes last: until it is gone the purge can find the swarm again, so
+        # one interrupted half-way is finished by the next.
         ids.sort(key=lambda item_id: item_id == SWARM_DOC_ID)
         for item_id in ids:
             _delete(nodes, item_id, swarm_id)
-        log.info("deleted swarm swarm_id=%s documents=%s", swarm_id, len(ids))
+        log.info("deleted swarm documents swarm_id=%s documents=%s", swarm_id, len(ids))
 
     # --- nodes -------------------------------------------------------------------------------
 
@@ -406,7 +414,8 @@ class CosmosSwarmStore:
             raise ValueError("limit must be at least 1")
         token = _decode_continuation(continuation) if continuation else None
         pager = self._swarms.query_items(
-            "SELECT * FROM c WHERE c.user_id = @pk ORDER BY c.created_order DESC",
+            "SELECT * FROM c WHERE c.user_id = @pk AND c.status != 'deleted' "
+            "ORDER BY c.created_order DESC",
             parameters=[{"name": "@pk", "value": user_id}],
             partition_key=user_id,
             max_item_count=limit,
@@ -430,7 +439,7 @@ class CosmosSwarmStore:
         """A cross-partition query (the maintenance timer's, never a request's), sorted here:
         the emulator cannot order a cross-partition query."""
         items = self._swarms.query_items(
-            "SELECT * FROM c WHERE c.status IN ('running', 'waiting_for_user')",
+            "SELECT * FROM c WHERE c.status IN ('running', 'waiting_for_user', 'deleted')",
             enable_cross_partition_query=True,
             max_item_count=max(limit, 1),
         )

@@ -57,7 +57,11 @@ class MemorySwarmStore:
 
     def delete_swarm(self, swarm_id: str) -> None:
         with self._lock:
+            self._nodes.pop(swarm_id, None)
             self._swarms.pop(swarm_id, None)
+
+    def delete_nodes(self, swarm_id: str) -> None:
+        with self._lock:
             self._nodes.pop(swarm_id, None)
 
     def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None:
@@ -99,6 +103,7 @@ class MemorySwarmStore:
     ) -> tuple[list[SwarmSummary], str | None]:
         with self._lock:
             items = [SwarmSummary.model_validate_json(s) for s in self._summaries[user_id].values()]
+        items = [s for s in items if s.status != SwarmStatus.DELETED]
         items.sort(key=lambda s: (s.created_at, s.swarm_id), reverse=True)
         start = int(base64.urlsafe_b64decode(continuation).decode()) if continuation else 0
         page = items[start : start + limit]
@@ -111,7 +116,7 @@ class MemorySwarmStore:
             self._summaries[user_id].pop(swarm_id, None)
 
     def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
-        active = {SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER}
+        active = {SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER, SwarmStatus.DELETED}
         with self._lock:
             docs = [d for per_user in self._summaries.values() for d in per_user.values()]
         items = [s for s in map(SwarmSummary.model_validate_json, docs) if s.status in active]

@@ -104,6 +104,26 @@ def test_delete_swarm_removes_its_partition_only(swarm_store):
     assert len(swarm_store.list_nodes(two.swarm_id)) == 1
 
 
+def test_delete_nodes_keeps_the_swarm_document(swarm_store):
+    swarm = a_swarm()
+    swarm_store.create_swarm(swarm)
+    swarm_store.write_node(a_node(swarm.swarm_id), None)
+    swarm_store.delete_nodes(swarm.swarm_id)
+    swarm_store.delete_nodes(swarm.swarm_id)  # idempotent
+    assert swarm_store.list_nodes(swarm.swarm_id) == []
+    assert swarm_store.get_swarm(swarm.swarm_id) is not None
+
+
+def test_the_listing_leaves_deleted_swarms_out(swarm_store):
+    user, kept, deleted = unique("u"), unique("s"), unique("s")
+    swarm_store.put_summary(summary(user, kept, 0))
+    swarm_store.put_summary(
+        summary(user, deleted, 1).model_copy(update={"status": SwarmStatus.DELETED})
+    )
+    page, token = swarm_store.list_summaries(user, 10)
+    assert [s.swarm_id for s in page] == [kept] and token is None
+
+
 def summary(user_id: str, swarm_id: str, minutes: int, seq: int = 0) -> SwarmSummary:
     at = T0 + timedelta(minutes=minutes)
     return SwarmSummary(
@@ -242,7 +262,8 @@ def test_a_user_is_replaced_only_when_it_exists(user_store):
 
 
 def test_active_summaries_span_users_and_skip_finished_swarms(swarm_store):
-    mine = {unique("s"): status for status in (SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER)}
+    statuses = (SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER, SwarmStatus.DELETED)
+    mine = {unique("s"): status for status in statuses}
     for swarm_id, status in mine.items():
         swarm_store.put_summary(
             summary(unique("u"), swarm_id, 0).model_copy(update={"status": status})

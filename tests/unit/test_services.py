@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -251,10 +252,14 @@ def test_chats_and_node_detail(app, spawned):
 def test_delete_removes_everything(app, spawned):
     run_to_end(app, spawned)
     app.services.delete_swarm(USER, spawned)
-    assert app.adapters.store.get_swarm(spawned) is None
+    with pytest.raises(NotFound):
+        app.services.get_swarm(USER, spawned)
     assert app.adapters.store.list_nodes(spawned) == []
-    assert app.adapters.store.get_summary(USER, spawned) is None
     assert app.adapters.content.read(f"{spawned}/history") == []
+    # The tombstone goes with maintenance's purge (tests/faults/test_delete_is_final.py).
+    app.services.maintain(stuck_after=timedelta(0))
+    assert app.adapters.store.get_swarm(spawned) is None
+    assert app.adapters.store.get_summary(USER, spawned) is None
 
 
 def test_listing_is_newest_first_and_paged(app):
