@@ -367,6 +367,7 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
         "SWARM_ENV": "development",
         "AUTH_SECRET": "bench-" + "k" * 40,
         "BCRYPT_ROUNDS": "4",
+        "SIGNUPS_PER_ADDRESS_PER_HOUR": "1000",
         "COSMOS_DATABASE": name,
         "SWARM_CONTAINER": name,
         "SWARM_QUEUE": name,

@@ -135,10 +135,18 @@ class HttpFunctionServer:
         self, function: RegisteredFunction, request: web.Request, route_params: dict[str, str]
     ) -> web.StreamResponse:
         invocation_id = new_invocation_id()
+        headers = _joined(request.headers)
+        # As Azure's front end does: append the address of the peer to X-Forwarded-For, so
+        # the app finds the client's address where it does in Azure (auth.client_address).
+        peer = f"{request.remote}:0" if request.remote else ""
+        sent = next((k for k in headers if k.lower() == "x-forwarded-for"), None)
+        forwarded = [v for v in (headers.pop(sent, "") if sent else "", peer) if v]
+        if forwarded:
+            headers["X-Forwarded-For"] = ", ".join(forwarded)
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers=_joined(request.headers),
+            headers=headers,
             params=_joined(request.rel_url.query),
             route_params=route_params,
             body=await request.read(),

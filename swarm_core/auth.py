@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import secrets
 import threading
 import time
 import unicodedata
 import uuid
-from collections import OrderedDict, defaultdict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
 import jwt
 
 from swarm_core.models import LLMSettings, User
-from swarm_core.ports import ConflictError, UserStore
+from swarm_core.ports import AttemptStore, ConflictError, UserStore
 from swarm_core.quotas import ModelPolicy
 
 log = logging.getLogger(__name__)
@@ -72,33 +74,99 @@ def verify_password(password: str, password_hash: str) -> bool:
         return False
 
 
-@dataclass
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How many attempts a key may make in its window before it must wait."""
+
+    failures_per_user_and_address: int = 5
+    failures_per_address: int = 30
+    failure_window_seconds: int = 900
+    signups_per_address: int = 20
+    signup_window_seconds: int = 3600
+
+
+UNKNOWN_ADDRESS = "unknown"
+
+
+def client_address(forwarded_for: str, hops: int = 1) -> str:
+    """The client's address: the entry of `X-Forwarded-For` `hops` from the right.
+
+    Azure's front end (App Service / Functions) appends the address of the peer it accepted the
+    connection from, `ip:port`, to whatever the client sent; each proxy of your own in front
+    appends one more (`FORWARDED_HOPS`). Entries further left were written by the client and
+    are never used: a spoofed prefix changes nothing. No such entry (a request that did not
+    come through the front end) is one shared "unknown" address."""
+    entries = [e.strip() for e in forwarded_for.split(",") if e.strip()]
+    if len(entries) < hops:
+        return UNKNOWN_ADDRESS
+    entry = entries[-hops]
+    for candidate in (entry, entry.rsplit(":", 1)[0], entry.strip("[]"), entry.split("]")[0][1:]):
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return UNKNOWN_ADDRESS
+
+
 class LoginThrottle:
-    """Failed logins per key (username, client address) in a sliding window, per instance."""
+    """Login and signup protection that an attacker cannot turn against a user.
 
-    max_failures: int = 5
-    window_seconds: int = 300
-    _failures: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    Failed logins count per (username, address) and per address, never per username alone: a
+    stranger who fails five times for `alice` from address A makes A wait, while alice, from
+    her own address, logs in as ever. An address that fails for many usernames (credential
+    stuffing) waits for all of them. A login that succeeds clears its (username, address)
+    count. Signups count per address. The counts live in the app's storage (`AttemptStore`),
+    shared by every instance and expiring with their window; a restart resets nothing.
+    The address is the one the platform saw (see `client_address`), so a client cannot reset
+    its count by writing another one."""
 
-    def check(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                recent = self._failures[key]
-                while recent and now - recent[0] > self.window_seconds:
-                    recent.popleft()
-                if len(recent) >= self.max_failures:
-                    raise Throttled(int(self.window_seconds - (now - recent[0])) + 1)
+    def __init__(
+        self,
+        attempts: AttemptStore,
+        policy: ThrottlePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.attempts = attempts
+        self.policy = policy or ThrottlePolicy()
+        self.clock = clock
 
-    def fail(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures[key].append(time.monotonic())
+    def _login_limits(self, username: str, address: str) -> list[tuple[str, int]]:
+        p = self.policy
+        return [
+            (f"login:{username}@{address}", p.failures_per_user_and_address),
+            (f"login:@{address}", p.failures_per_address),
+        ]
 
-    def succeed(self, username_key: str) -> None:
-        with self._lock:
-            self._failures.pop(username_key, None)
+    def check_login(self, username: str, address: str) -> None:
+        """Throttled (with the seconds to wait) if this username and address must wait."""
+        now, window = self.clock(), self.policy.failure_window_seconds
+        for key, limit in self._login_limits(username, address):
+            recent = self.attempts.recent(key, now - window)
+            if len(recent) >= limit:
+                raise Throttled(_wait(recent, limit, window, now))
+
+    def login_failed(self, username: str, address: str) -> None:
+        now, window = self.clock(), self.policy.failure_window_seconds
+        for key, _ in self._login_limits(username, address):
+            self.attempts.add(key, now, now - window)
+
+    def login_succeeded(self, username: str, address: str) -> None:
+        self.attempts.clear(self._login_limits(username, address)[0][0])
+
+    def signup(self, address: str) -> None:
+        """Count a signup from `address`; Throttled if it made too many in the window."""
+        now, window = self.clock(), self.policy.signup_window_seconds
+        limit = self.policy.signups_per_address
+        key = f"signup:@{address}"
+        recent = self.attempts.recent(key, now - window)
+        if len(recent) >= limit:
+            raise Throttled(_wait(recent, limit, window, now))
+        self.attempts.add(key, now, now - window)
+
+
+def _wait(recent: list[float], limit: int, window: int, now: float) -> int:
+    """Seconds until fewer than `limit` of `recent` are inside the window."""
+    return max(int(recent[-limit] + window - now) + 1, 1)
 
 
 @dataclass
@@ -112,10 +180,10 @@ class AuthService:
     def __init__(
         self,
         users: UserStore,
+        throttle: LoginThrottle,
         secret: str,
         token_minutes: int = 60,
         bcrypt_rounds: int = 12,
-        throttle: LoginThrottle | None = None,
         models: ModelPolicy | None = None,
     ) -> None:
         if not secret:
@@ -124,14 +192,15 @@ class AuthService:
         self.secret = secret
         self.token_minutes = token_minutes
         self.bcrypt_rounds = bcrypt_rounds
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle
         self.models = models or ModelPolicy()
         self._lock = threading.Lock()
         self._recent_users: OrderedDict[str, tuple[User, float]] = OrderedDict()
         # Compared against when the user does not exist, so both failures cost the same time.
         self._dummy_hash = hash_password(secrets.token_urlsafe(16), bcrypt_rounds)
 
-    def signup(self, username: str, password: str) -> IssuedToken:
+    def signup(self, username: str, password: str, address: str) -> IssuedToken:
+        self.throttle.signup(address)
         user = User(
             user_id=uuid.uuid4().hex,
             username=normalise_username(username),
@@ -144,16 +213,16 @@ class AuthService:
         log.info("signup user_id=%s", user.user_id)
         return self.issue(user)
 
-    def login(self, username: str, password: str, client: str = "") -> IssuedToken:
+    def login(self, username: str, password: str, address: str) -> IssuedToken:
+        """A token for the right password; `address` is the client's (`client_address`)."""
         name = normalise_username(username)
-        keys = [f"user:{name}"] + ([f"client:{client}"] if client else [])
-        self.throttle.check(*keys)
+        self.throttle.check_login(name, address)
         user = self.users.get_user(name)
         ok = verify_password(password, user.password_hash if user else self._dummy_hash)
         if user is None or not ok:
-            self.throttle.fail(*keys)
+            self.throttle.login_failed(name, address)
             raise AuthError("invalid username or password")
-        self.throttle.succeed(keys[0])
+        self.throttle.login_succeeded(name, address)
         return self.issue(user)
 
     def issue(self, user: User) -> IssuedToken:

@@ -21,9 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from swarm_core.adapters.blob import BlobContentStore
-from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore, CosmosUserStore
+from swarm_core.adapters.cosmos import (
+    CosmosAttemptStore,
+    CosmosClients,
+    CosmosSwarmStore,
+    CosmosUserStore,
+)
 from swarm_core.adapters.identity import app_credential
 from swarm_core.adapters.memory import (
+    MemoryAttemptStore,
     MemoryClientAccess,
     MemoryContentStore,
     MemoryEventPublisher,
@@ -35,11 +41,12 @@ from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.adapters.openai_llm import build_language_model
 from swarm_core.adapters.queue import StorageOperationQueue
 from swarm_core.adapters.webpubsub import WebPubSubEventPublisher
-from swarm_core.auth import AuthService
+from swarm_core.auth import AuthService, LoginThrottle, ThrottlePolicy
 from swarm_core.commits import SwarmCommitter
 from swarm_core.llm import LanguageModel
 from swarm_core.models import utcnow
 from swarm_core.ports import (
+    AttemptStore,
     ClientAccess,
     ContentStore,
     EventPublisher,
@@ -66,6 +73,7 @@ class Adapters:
     users: UserStore
     llm: LanguageModel
     client_access: ClientAccess
+    attempts: AttemptStore
 
 
 @dataclass
@@ -111,6 +119,10 @@ def build_app(
         services=services,
         auth=AuthService(
             adapters.users,
+            LoginThrottle(
+                adapters.attempts,
+                ThrottlePolicy(signups_per_address=settings.signups_per_address_per_hour),
+            ),
             _auth_secret(settings),
             token_minutes=settings.auth_token_minutes,
             bcrypt_rounds=settings.bcrypt_rounds,
@@ -140,6 +152,7 @@ class MemoryAdapters(Adapters):
     users: MemoryUserStore = field(default_factory=MemoryUserStore)
     llm: LanguageModel = field(default_factory=OfflineScriptedLLM)
     client_access: ClientAccess = field(default_factory=MemoryClientAccess)
+    attempts: MemoryAttemptStore = field(default_factory=MemoryAttemptStore)
 
 
 @dataclass
@@ -214,6 +227,7 @@ def azure_adapters(settings: Settings, *, ensure_resources: bool | None = None) 
         users=CosmosUserStore(cosmos),
         llm=build_llm(settings),
         client_access=publisher,
+        attempts=CosmosAttemptStore(cosmos),
     )
 
 

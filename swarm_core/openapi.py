@@ -43,7 +43,7 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         201,
         m.Credentials,
         False,
-        errors=(409, 422),
+        errors=(409, 422, 429),
     ),
     ApiOperation(
         "post",

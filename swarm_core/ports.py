@@ -100,6 +100,25 @@ class UserStore(Protocol):
         ...
 
 
+MAX_ATTEMPTS_KEPT = 100  # per key: more than any limit needs, and bounds the stored list
+
+
+class AttemptStore(Protocol):
+    """Recent attempts per key (failed logins, signups) as epoch seconds, shared by every
+    instance of the app and forgotten once older than the window they are kept for."""
+
+    def recent(self, key: str, since: float) -> list[float]:
+        """The key's attempts at or after `since`, oldest first."""
+        ...
+
+    def add(self, key: str, at: float, since: float) -> list[float]:
+        """Record an attempt; returns the key's attempts at or after `since`, this one included
+        (concurrent adds of one key are all kept)."""
+        ...
+
+    def clear(self, key: str) -> None: ...
+
+
 class ContentStore(Protocol):
     """Append-only streams (history, chats, logs) of JSON records, each carrying `seq`.
 

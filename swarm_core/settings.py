@@ -223,6 +223,14 @@ class Settings(BaseSettings):
     auth_secret: str = Field(default="", alias="AUTH_SECRET")
     auth_token_minutes: int = Field(default=60, ge=1, le=24 * 60, alias="AUTH_TOKEN_MINUTES")
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, alias="BCRYPT_ROUNDS")
+    # Login protection (auth.LoginThrottle). The client's address is the entry of
+    # X-Forwarded-For this many hops from the right: Azure's front end appends the address it
+    # saw (1); add one per proxy of yours in front (Front Door: 2). Entries further left are the
+    # client's own words.
+    forwarded_hops: int = Field(default=1, ge=1, le=10, alias="FORWARDED_HOPS")
+    signups_per_address_per_hour: int = Field(
+        default=20, ge=1, le=100_000, alias="SIGNUPS_PER_ADDRESS_PER_HOUR"
+    )
 
     # Quotas: how many swarms one user may have.
     swarms_per_user: int = Field(default=100, ge=1, le=1000, alias="SWARMS_PER_USER")

@@ -11,12 +11,15 @@ param databaseName string
 
 // Partition keys as the adapters expect them (swarm_core/adapters/cosmos.py PARTITION_KEYS):
 // one user per `users` partition, a user's swarm summaries together, and everything of one
-// swarm (runtime document, nodes, commit records) in one `nodes` partition.
+// swarm (runtime document and nodes) in one `nodes` partition. `users` also holds the login
+// attempts (CosmosAttemptStore), which carry a `ttl`: a default TTL of -1 turns expiry on for
+// the items that have one and keeps the others for ever.
 var containers = [
   { name: 'users', partitionKeyPath: '/username' }
   { name: 'swarms', partitionKeyPath: '/user_id' }
   { name: 'nodes', partitionKeyPath: '/swarm_id' }
 ]
+var expiringContainers = ['users']
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   name: name
@@ -64,16 +67,19 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
     parent: database
     name: container.name
     properties: {
-      resource: {
-        id: container.name
-        partitionKey: {
-          paths: [
-            container.partitionKeyPath
-          ]
-          kind: 'Hash'
-          version: 2
-        }
-      }
+      resource: union(
+        {
+          id: container.name
+          partitionKey: {
+            paths: [
+              container.partitionKeyPath
+            ]
+            kind: 'Hash'
+            version: 2
+          }
+        },
+        contains(expiringContainers, container.name) ? { defaultTtl: -1 } : {}
+      )
     }
   }
 ]

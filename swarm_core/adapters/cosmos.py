@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import itertools
 import logging
 import threading
@@ -30,7 +31,7 @@ from azure.cosmos import exceptions as cosmos_errors
 
 from swarm_core.adapters.identity import app_credential
 from swarm_core.models import Document, Node, User
-from swarm_core.ports import ConflictError, Versioned
+from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
 
@@ -204,7 +205,10 @@ class CosmosClients:
         client = self.client()
         database = client.create_database_if_not_exists(self.database_name)
         for name, path in PARTITION_KEYS.items():
-            database.create_container_if_not_exists(name, PartitionKey(path=path))
+            # `users` expires the documents that carry a `ttl` (login attempts), as in Bicep.
+            database.create_container_if_not_exists(
+                name, PartitionKey(path=path), default_ttl=-1 if name == USERS else None
+            )
         log.info(
             "Cosmos DB database=%s containers=%s ready", self.database_name, list(PARTITION_KEYS)
         )
@@ -445,6 +449,63 @@ class CosmosSwarmStore:
         )
         active = [_load(SwarmSummary, item) for item in itertools.islice(items, limit * 4)]
         return sorted(active, key=lambda s: s.updated_at)[:limit]
+
+
+class CosmosAttemptStore:
+    """Attempts in `users`, one document per key (id and partition `attempts:<key>`, which no
+    username can be: usernames have no colon). Each carries a `ttl`, so Cosmos DB deletes it
+    when its window has passed (the container's default TTL is on, -1: only items with a `ttl`
+    expire); reads also ignore attempts older than the window, so expiry is never relied on."""
+
+    ATTEMPTS = 8  # read-modify-write rounds before giving up under contention
+
+    def __init__(self, clients: CosmosClients) -> None:
+        self._clients = clients
+
+    @staticmethod
+    def _id(key: str) -> str:
+        return f"attempts:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def recent(self, key: str, since: float) -> list[float]:
+        item_id = self._id(key)
+        item = _read(self._clients.container(USERS), item_id, item_id)
+        return [t for t in (item or {}).get("attempts", []) if t >= since]
+
+    def add(self, key: str, at: float, since: float) -> list[float]:
+        users, item_id = self._clients.container(USERS), self._id(key)
+        for _ in range(self.ATTEMPTS):
+            item = _read(users, item_id, item_id)
+            kept = sorted([t for t in (item or {}).get("attempts", []) if t >= since] + [at])
+            document = {
+                "id": item_id,
+                "username": item_id,
+                "kind": "attempts",
+                "attempts": kept[-MAX_ATTEMPTS_KEPT:],
+                "ttl": max(int(at - since) + 60, 60),
+            }
+            try:
+                if item is None:
+                    users.create_item(document, no_response=True)
+                else:
+                    users.replace_item(
+                        item_id,
+                        document,
+                        etag=item["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                        no_response=True,
+                    )
+                return kept
+            except (
+                cosmos_errors.CosmosResourceExistsError,
+                cosmos_errors.CosmosAccessConditionFailedError,
+                cosmos_errors.CosmosResourceNotFoundError,
+            ):
+                continue  # another instance recorded one in between: read again
+        raise ConflictError(f"attempts of {item_id} kept changing")
+
+    def clear(self, key: str) -> None:
+        item_id = self._id(key)
+        _delete(self._clients.container(USERS), item_id, item_id)
 
 
 class CosmosUserStore:

@@ -16,7 +16,7 @@ from typing import Any
 
 from swarm_core.models import Node, SwarmStatus, User
 from swarm_core.operations import Operation
-from swarm_core.ports import ConflictError, Versioned
+from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned
 from swarm_core.swarm import Swarm, SwarmSummary
 
 
@@ -145,6 +145,26 @@ class MemoryUserStore:
                 return False
             self._users[user.username] = user.model_dump_json()
             return True
+
+
+class MemoryAttemptStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: dict[str, list[float]] = defaultdict(list)
+
+    def recent(self, key: str, since: float) -> list[float]:
+        with self._lock:
+            return [t for t in self._attempts.get(key, ()) if t >= since]
+
+    def add(self, key: str, at: float, since: float) -> list[float]:
+        with self._lock:
+            kept = [t for t in self._attempts[key] if t >= since] + [at]
+            self._attempts[key] = kept[-MAX_ATTEMPTS_KEPT:]
+            return sorted(self._attempts[key])
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._attempts.pop(key, None)
 
 
 class MemoryContentStore:

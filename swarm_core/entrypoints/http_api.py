@@ -29,7 +29,7 @@ from swarm_core.api_models import (
     TokenResponse,
     UpdateMe,
 )
-from swarm_core.auth import IssuedToken
+from swarm_core.auth import IssuedToken, client_address
 from swarm_core.bootstrap import SwarmApp
 from swarm_core.entrypoints.http_common import (
     HttpProblem,
@@ -84,15 +84,16 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint
 def signup(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     body = parse_body(req, Credentials)
-    return json_response(_token(app.auth.signup(body.username, body.password)), 201)
+    address = client_address(req.headers.get("x-forwarded-for", ""), app.settings.forwarded_hops)
+    return json_response(_token(app.auth.signup(body.username, body.password, address)), 201)
 
 
 @bp.route(route="auth/login", methods=["POST"], auth_level=ANON)
 @endpoint
 def login(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     body = parse_body(req, Credentials)
-    client = req.headers.get("x-forwarded-for", "").split(",")[0].strip()
-    return json_response(_token(app.auth.login(body.username, body.password, client)))
+    address = client_address(req.headers.get("x-forwarded-for", ""), app.settings.forwarded_hops)
+    return json_response(_token(app.auth.login(body.username, body.password, address)))
 
 
 @bp.route(route="me", methods=["GET"], auth_level=ANON)

@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore, CosmosUserStore
+from swarm_core.adapters.cosmos import (
+    CosmosAttemptStore,
+    CosmosClients,
+    CosmosSwarmStore,
+    CosmosUserStore,
+)
 from swarm_core.settings import Settings
 
 Factories = dict[str, Callable[[pytest.FixtureRequest], Any]]
@@ -56,3 +61,10 @@ def register(swarm_stores: Factories, content_stores: Factories, user_stores: Fa
             raise  # the module is there but broken: say so
     else:
         register_blob(content_stores)
+
+
+def register_attempts(attempt_stores: Factories) -> None:
+    def attempt_store(request: pytest.FixtureRequest) -> CosmosAttemptStore:
+        return CosmosAttemptStore(session_cosmos(request))
+
+    attempt_stores["azure"] = attempt_store

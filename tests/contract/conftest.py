@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from swarm_core.adapters.memory import MemoryContentStore, MemorySwarmStore, MemoryUserStore
+from swarm_core.adapters.memory import (
+    MemoryAttemptStore,
+    MemoryContentStore,
+    MemorySwarmStore,
+    MemoryUserStore,
+)
 from tests.contract import azure_factories
 
 SWARM_STORES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
@@ -24,6 +29,9 @@ CONTENT_STORES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
 USER_STORES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
     "memory": lambda request: MemoryUserStore(),
 }
+ATTEMPT_STORES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
+    "memory": lambda request: MemoryAttemptStore(),
+}
 
 
 def unique(prefix: str) -> str:
@@ -31,6 +39,7 @@ def unique(prefix: str) -> str:
 
 
 azure_factories.register(SWARM_STORES, CONTENT_STORES, USER_STORES)
+azure_factories.register_attempts(ATTEMPT_STORES)
 
 
 @pytest.fixture(params=sorted(SWARM_STORES))
@@ -46,3 +55,8 @@ def content_store(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture(params=sorted(USER_STORES))
 def user_store(request: pytest.FixtureRequest) -> Any:
     return USER_STORES[request.param](request)
+
+
+@pytest.fixture(params=sorted(ATTEMPT_STORES))
+def attempt_store(request: pytest.FixtureRequest) -> Any:
+    return ATTEMPT_STORES[request.param](request)

@@ -275,3 +275,30 @@ def test_active_summaries_span_users_and_skip_finished_swarms(swarm_store):
     active = {s.swarm_id for s in swarm_store.list_active_summaries(1000)}
     assert set(mine) <= active
     assert done not in active
+
+
+def test_attempts_are_kept_per_key_within_their_window(attempt_store):
+    key, other = unique("k"), unique("k")
+    assert attempt_store.recent(key, 0) == []
+    assert attempt_store.add(key, 100.0, 0) == [100.0]
+    assert attempt_store.add(key, 200.0, 0) == [100.0, 200.0]
+    attempt_store.add(other, 150.0, 0)
+    assert attempt_store.recent(key, 0) == [100.0, 200.0]
+    assert attempt_store.recent(key, 150) == [200.0], "older than the window: not counted"
+    assert attempt_store.add(key, 300.0, 150) == [200.0, 300.0], "and not kept"
+    attempt_store.clear(key)
+    attempt_store.clear(key)  # idempotent
+    assert attempt_store.recent(key, 0) == []
+    assert attempt_store.recent(other, 0) == [150.0]
+
+
+def test_concurrent_attempts_of_one_key_are_all_counted(attempt_store):
+    key = unique("k")
+    threads = [
+        threading.Thread(target=attempt_store.add, args=(key, 1000.0 + i, 0)) for i in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(attempt_store.recent(key, 0)) == 6

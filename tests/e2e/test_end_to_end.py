@@ -112,6 +112,7 @@ def host(emulator_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "COSMOS_DATABASE": f"e2e-{suffix}",
         "AUTH_SECRET": "e2e-" + uuid.uuid4().hex * 2,
         "BCRYPT_ROUNDS": "4",
+        "SIGNUPS_PER_ADDRESS_PER_HOUR": "1000",
         "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
         "LLM_PROVIDER": "offline",
     }

@@ -10,6 +10,7 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 
+from swarm_core.auth import AuthError, Throttled
 from swarm_core.bootstrap import build_in_memory
 from swarm_core.entrypoints import http_api, queue_worker
 from swarm_core.in_process import run_until_settled
@@ -36,8 +37,11 @@ def call(
     route: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
     raw: bytes | None = None,
+    forwarded_for: str | None = None,
 ) -> tuple[int, Any, func.HttpResponse]:
     headers = {"content-type": "application/json"}
+    if forwarded_for is not None:
+        headers["x-forwarded-for"] = forwarded_for
     if token:
         headers["authorization"] = f"Bearer {token}"
     data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
@@ -103,6 +107,61 @@ def test_login_failures_are_uniform_and_throttled(rt):
     for _ in range(5):
         status, _, resp = call(http_api.login, "POST", {"username": "bob", "password": "nope nope"})
     assert status == 429 and int(resp.headers["Retry-After"]) > 0
+
+
+def login_from(address_header: str, username: str, password: str) -> int:
+    body = {"username": username, "password": password}
+    return call(http_api.login, "POST", body, forwarded_for=address_header)[0]
+
+
+def test_a_lock_out_attempt_from_one_address_does_not_stop_the_owner_at_another(rt):
+    signup("dora")
+    for _ in range(8):  # a stranger at 203.0.113.7 guesses dora's password
+        login_from("203.0.113.7:5000", "dora", "guess guess")
+    assert login_from("203.0.113.7:5000", "dora", "correct horse") == 429, "the guesser waits"
+    assert login_from("198.51.100.2:6000", "dora", "correct horse") == 200, "dora does not"
+    assert login_from("198.51.100.2:6000", "dora", "correct horse") == 200
+
+
+def test_spoofed_forwarded_for_prefixes_do_not_reset_the_count(rt):
+    signup("erin")
+    statuses = [
+        # The client writes whatever it likes before the entry the front end appends.
+        login_from(f"10.0.0.{i}, 192.0.2.{i}, 203.0.113.9:{4000 + i}", "erin", "guess guess")
+        for i in range(7)
+    ]
+    assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+
+
+def test_an_address_guessing_many_usernames_waits(rt):
+    statuses = [login_from("203.0.113.10:1", f"user{i}", "guess guess") for i in range(31)]
+    assert statuses[:30] == [401] * 30 and statuses[30] == 429
+    assert login_from("203.0.113.11:1", "user0", "guess guess") == 401, "other addresses: no"
+
+
+def test_signups_are_throttled_per_address(rt):
+    limit = rt.settings.signups_per_address_per_hour
+    body = {"password": "correct horse"}
+    statuses = [
+        call(http_api.signup, "POST", {**body, "username": f"new{i}"}, forwarded_for="192.0.2.50")[
+            0
+        ]
+        for i in range(limit + 1)
+    ]
+    assert statuses == [201] * limit + [429]
+    other = call(http_api.signup, "POST", {**body, "username": "newer"}, forwarded_for="192.0.2.51")
+    assert other[0] == 201
+
+
+def test_login_failures_are_counted_across_instances(rt):
+    """Two instances of the app share the attempts (the app's storage), not process memory."""
+    signup("fay")
+    second = build_in_memory(adapters=rt.adapters)
+    for app in (rt, second, rt, second, rt):
+        with pytest.raises(AuthError):
+            app.auth.login("fay", "guess guess", "203.0.113.20")
+    with pytest.raises(Throttled):
+        second.auth.login("fay", "correct horse", "203.0.113.20")
 
 
 def test_long_passwords_are_not_truncated(rt):

@@ -433,6 +433,8 @@ def test_cosmos_is_serverless_keyless_with_the_adapters_containers():
     assert containers == cosmos_adapter.PARTITION_KEYS
     loop = block_of(db, declarations(db, "resource")["sqlContainers"])
     assert "container.partitionKeyPath" in loop and "parent: database" in loop
+    assert "var expiringContainers = ['users']" in db, "login attempts expire (CosmosAttemptStore)"
+    assert "contains(expiringContainers, container.name) ? { defaultTtl: -1 } : {}" in loop
     main = code(MAIN)
     assert string_value("cosmosDatabaseName", vars_and_params(main)) == "swarmdb"
     assert Settings().cosmos_database == "swarmdb"
