@@ -67,6 +67,7 @@ def run(config: SwarmConfig) -> tuple[int, float, Counter[str], int]:
         users=raw.users,
         llm=raw.llm,
         client_access=raw.client_access,
+        attempts=raw.attempts,
     )
     http_app = build_in_memory(adapters=raw)
     worker = build_app(http_app.settings, counting).worker

@@ -29,7 +29,12 @@ from azure.core.pipeline.transport import RequestsTransport
 from devstack.stack import start_stack
 from swarm_core.adapters.blob import BlobContentStore, build_blob_service
 from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore
-from swarm_core.adapters.memory import MemoryClientAccess, MemoryEventPublisher, MemoryUserStore
+from swarm_core.adapters.memory import (
+    MemoryAttemptStore,
+    MemoryClientAccess,
+    MemoryEventPublisher,
+    MemoryUserStore,
+)
 from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.adapters.queue import (
     StorageOperationQueue,
@@ -101,6 +106,7 @@ def run(stack_settings: dict[str, str], late: int, window: int) -> None:
         users=MemoryUserStore(),
         llm=OfflineScriptedLLM(),
         client_access=MemoryClientAccess(),
+        attempts=MemoryAttemptStore(),
     )
     app = build_app(settings, adapters)
     swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)

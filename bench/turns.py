@@ -139,16 +139,20 @@ class Api:
 
         if not self.new:
             return self.bootstrap.build(store, content, queue, publisher, llm)
-        from swarm_core.adapters.memory import MemoryClientAccess, MemoryUserStore
+        from swarm_core.adapters import memory
 
+        extra = {}
+        if "attempts" in self.bootstrap.Adapters.__dataclass_fields__:
+            extra["attempts"] = memory.MemoryAttemptStore()
         adapters = self.bootstrap.Adapters(
             store=store,
             content=content,
             queue=queue,
             publisher=publisher,
-            users=MemoryUserStore(),
+            users=memory.MemoryUserStore(),
             llm=llm,
-            client_access=MemoryClientAccess(),
+            client_access=memory.MemoryClientAccess(),
+            **extra,
         )
         return self.bootstrap.build_app(Settings(AUTH_SECRET="bench-" + "k" * 32), adapters)
 
