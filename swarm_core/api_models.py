@@ -149,6 +149,15 @@ class HealthResponse(BaseModel):
     version: str
 
 
+class ReadyResponse(BaseModel):
+    """Every dependency answered: `checks` is "ok" per dependency (cosmos, blob, queue,
+    webpubsub; none for the in-memory adapters)."""
+
+    status: str
+    version: str
+    checks: dict[str, str]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details (`application/problem+json`)."""
 

@@ -33,6 +33,9 @@ class ApiOperation:
 
 OPERATIONS: tuple[ApiOperation, ...] = (
     ApiOperation("get", "/health", "health", "Liveness", m.HealthResponse, auth=False),
+    ApiOperation(
+        "get", "/health/ready", "ready", "Readiness", m.ReadyResponse, auth=False, errors=(503,)
+    ),
     ApiOperation("get", "/openapi.json", "openapi", "This document", None, auth=False),
     ApiOperation(
         "post",

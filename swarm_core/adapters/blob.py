@@ -451,6 +451,10 @@ class BlobContentStore:
         document: dict[str, Any] = json.loads(data)
         return document
 
+    def probe(self) -> None:
+        """One read of the container's properties (readiness)."""
+        self._container().get_container_properties()
+
     def put_claim(self, name: str, data: bytes) -> None:
         self._blob(name).upload_blob(bytes(data), overwrite=True)
 

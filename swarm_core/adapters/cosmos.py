@@ -30,6 +30,7 @@ from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey,
 from azure.cosmos import exceptions as cosmos_errors
 
 from swarm_core.adapters.identity import app_credential
+from swarm_core.adapters.outages import CONNECT_TIMEOUT_SECONDS, OPERATION_TIMEOUT_SECONDS
 from swarm_core.models import Document, Node, User
 from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned
 from swarm_core.settings import Settings
@@ -179,7 +180,11 @@ class CosmosClients:
             "key" if self._settings.cosmos_key else "managed identity",
             threading.current_thread().name,
         )
-        options = dict(self._client_options)
+        options = {
+            "connection_timeout": CONNECT_TIMEOUT_SECONDS,
+            "timeout": OPERATION_TIMEOUT_SECONDS,
+            **self._client_options,
+        }
         if self._settings.cosmos_ca_cert:
             # The SDK skips verification for 127.0.0.1 unless given a CA to verify with.
             tls = SSLConfiguration()
@@ -259,6 +264,10 @@ class CosmosSwarmStore:
     @property
     def _swarms(self) -> ContainerProxy:
         return self._clients.container(SWARMS)
+
+    def probe(self) -> None:
+        """One read of the database (readiness)."""
+        self._clients.client().get_database_client(self._clients.database_name).read()
 
     # --- the swarm runtime document (the commit point) ----------------------------------------
 

@@ -136,6 +136,10 @@ class StorageOperationQueue:
             with contextlib.suppress(ResourceExistsError):
                 service.create_queue(name)
 
+    def probe(self) -> None:
+        """One read of the queue's properties (readiness)."""
+        self._client().get_queue_properties()
+
     def decode_message(self, body: str | bytes) -> str:
         return decode_operation_message(body, self._content)
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from azure.messaging.webpubsubservice import WebPubSubServiceClient
 
+from swarm_core.adapters.outages import SDK_TIMEOUTS
+
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
@@ -44,11 +46,18 @@ class WebPubSubEventPublisher:
         self._make_client: Callable[[], WebPubSubServiceClient]
         if connection_string is not None and endpoint is None and credential is None:
             self._make_client = partial(
-                WebPubSubServiceClient.from_connection_string, connection_string, hub=hub
+                WebPubSubServiceClient.from_connection_string,
+                connection_string,
+                hub=hub,
+                **SDK_TIMEOUTS,
             )
         elif connection_string is None and endpoint is not None and credential is not None:
             self._make_client = partial(
-                WebPubSubServiceClient, endpoint=endpoint, hub=hub, credential=credential
+                WebPubSubServiceClient,
+                endpoint=endpoint,
+                hub=hub,
+                credential=credential,
+                **SDK_TIMEOUTS,
             )
         else:
             raise ValueError("give either connection_string, or endpoint and credential")
@@ -61,6 +70,11 @@ class WebPubSubEventPublisher:
             if self._client is None:
                 self._client = self._make_client()
             return self._client
+
+    def probe(self) -> None:
+        """One authenticated question to the hub (readiness): does a user that never
+        connects have a connection (no)."""
+        self._service().user_exists("readiness-probe")
 
     def publish(self, swarm_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Send each event, in order, as a JSON message to the swarm's group."""

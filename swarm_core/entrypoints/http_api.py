@@ -4,9 +4,12 @@ the result. They never run a node step: work goes to the operations queue.
 
 from __future__ import annotations
 
+import asyncio
+
 import azure.functions as func
 
-from swarm_core import __version__
+from swarm_core import __version__, readiness
+from swarm_core.adapters.outages import RETRY_AFTER_SECONDS
 from swarm_core.api_models import (
     ChatEntry,
     ChatListResponse,
@@ -21,6 +24,7 @@ from swarm_core.api_models import (
     MessageAccepted,
     NegotiateResponse,
     PostMessage,
+    ReadyResponse,
     StateResponse,
     StatusResponse,
     SwarmDetailResponse,
@@ -39,10 +43,13 @@ from swarm_core.entrypoints.http_common import (
     json_response,
     no_content,
     parse_body,
+    problem_response,
     query_int,
     route_param,
 )
 from swarm_core.openapi import openapi_document
+from swarm_core.runtime import get_app
+from swarm_core.settings import SettingsError
 from swarm_core.swarm import Swarm
 
 bp = func.Blueprint()
@@ -76,8 +83,35 @@ def _status(swarm: Swarm) -> StatusResponse:
 
 
 @bp.route(route="health", methods=["GET"], auth_level=ANON)
-def health(req: func.HttpRequest) -> func.HttpResponse:
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    # Async: it runs on the worker's event loop, never queued behind the thread pool that
+    # bcrypt and storage calls can fill. It builds nothing and asks no dependency.
     return json_response(HealthResponse(status="ok", version=__version__))
+
+
+@bp.route(route="health/ready", methods=["GET"], auth_level=ANON)
+async def ready(req: func.HttpRequest) -> func.HttpResponse:
+    """200 when every dependency answers; 503 with `Retry-After` naming those that do not."""
+    try:
+        app = await asyncio.to_thread(get_app)
+    except SettingsError as exc:
+        return problem_response(
+            503,
+            "Service not configured",
+            str(exc),
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    checks = await readiness.check(readiness.probes(app.adapters))
+    down = sorted(name for name, result in checks.items() if result != "ok")
+    if down:
+        return problem_response(
+            503,
+            "Not ready",
+            f"unavailable: {', '.join(down)}",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            checks=checks,
+        )
+    return json_response(ReadyResponse(status="ready", version=__version__, checks=checks))
 
 
 @bp.route(route="auth/signup", methods=["POST"], auth_level=ANON)

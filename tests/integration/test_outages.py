@@ -4,7 +4,9 @@ stopped), with the HTTP functions running on the Azure adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import json
 import time
 import uuid
@@ -34,6 +36,8 @@ def call(fn: Any, method: str, body: Any = None, token: str | None = None) -> tu
         body=b"" if body is None else json.dumps(body).encode(),
     )
     resp = fn(req)
+    if inspect.isawaitable(resp):  # an async function: run on a loop, as the worker does
+        resp = asyncio.run(resp)
     return resp.status_code, json.loads(resp.get_body() or b"null"), resp
 
 
@@ -57,8 +61,16 @@ def test_cosmos_down_is_a_503_with_retry_after_and_the_app_recovers(emulator_sta
         assert status == 201, body
         token = body["access_token"]
         assert call(http_api.create_swarm, "POST", {"goal": "g"}, token)[0] == 201
+        status, ready, _ = call(http_api.ready, "GET")
+        assert status == 200, ready
+        assert ready["checks"] == dict.fromkeys(("cosmos", "blob", "queue", "webpubsub"), "ok")
 
         cosmos.stop()  # the outage
+        status, ready, resp = call(http_api.ready, "GET")
+        assert status == 503 and ready["detail"] == "unavailable: cosmos", ready
+        assert ready["checks"]["cosmos"] != "ok" and ready["checks"]["blob"] == "ok"
+        assert int(resp.headers["Retry-After"]) > 0
+        assert call(http_api.health, "GET")[0] == 200, "liveness asks no dependency"
         started = time.monotonic()
         for fn, method, payload in (
             (http_api.list_swarms, "GET", None),
@@ -75,6 +87,7 @@ def test_cosmos_down_is_a_503_with_retry_after_and_the_app_recovers(emulator_sta
         # recreates what the infrastructure provides). The same app, not restarted, recovers.
         cosmos = start_stack(ports, state_dir=tmp_path, services=["cosmos"], bind_to_caller=True)
         build_azure(settings)  # ensures the database and containers, as deployment does
+        assert call(http_api.ready, "GET")[0] == 200
         status, body, _ = call(http_api.signup, "POST", {"username": name, "password": "p" * 10})
         assert status == 201, body
         assert call(http_api.create_swarm, "POST", {"goal": "g"}, body["access_token"])[0] == 201

@@ -3,13 +3,17 @@ codes, problem responses, isolation, and that bad input changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import threading
 from typing import Any
 
 import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 
+from swarm_core import readiness
 from swarm_core.auth import AuthError, Throttled
 from swarm_core.bootstrap import build_in_memory
 from swarm_core.entrypoints import http_api, queue_worker
@@ -54,6 +58,8 @@ def call(
         body=data,
     )
     resp = fn(req)
+    if inspect.isawaitable(resp):  # an async function, as the worker runs it: on a loop
+        resp = asyncio.run(resp)
     payload = json.loads(resp.get_body()) if resp.get_body() else None
     return resp.status_code, payload, resp
 
@@ -83,6 +89,34 @@ def drain(rt, answer: str = "A relaxed pace, 900 EUR, good food, no early mornin
 def test_health(rt):
     status, body, _ = call(http_api.health)
     assert status == 200 and body["status"] == "ok"
+    # On the event loop, not behind the thread pool that bcrypt and storage calls fill.
+    assert inspect.iscoroutinefunction(http_api.health._function.get_user_function())
+
+
+def test_ready_in_memory_has_nothing_to_ask(rt):
+    status, body, _ = call(http_api.ready)
+    assert status == 200 and body == {"status": "ready", "version": body["version"], "checks": {}}
+
+
+def test_readiness_names_what_fails_and_what_hangs():
+    release = threading.Event()
+
+    def hangs() -> None:
+        release.wait(5)
+
+    def fails() -> None:
+        raise ConnectionError("refused")
+
+    checks = {"cosmos": hangs, "blob": fails, "queue": lambda: None}
+    try:
+        result = asyncio.run(readiness.check(checks, timeout=0.2))
+    finally:
+        release.set()
+    assert result == {
+        "cosmos": "no answer within 0.2 s",
+        "blob": "unavailable (ConnectionError)",
+        "queue": "ok",
+    }
 
 
 def test_signup_login_me(rt):
