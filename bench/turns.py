@@ -308,9 +308,16 @@ def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any,
     )
     from swarm_core.settings import Settings
 
+    try:  # the transport the checkout's clients get (older checkouts: the SDK's default)
+        from swarm_core.adapters.sdk_http import uses_env_proxies
+
+        as_built: dict[str, Any] = {"use_env_settings": uses_env_proxies()}
+    except ImportError:
+        as_built = {}
+
     class CountingTransport(RequestsTransport):  # type: ignore[misc]
         def __init__(self, service: str, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
+            super().__init__(**{**as_built, **kwargs})
             self.service = service
 
         def send(self, request: Any, **kwargs: Any) -> Any:

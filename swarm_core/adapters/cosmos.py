@@ -29,8 +29,8 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, CosmosDict, PartitionKey, SSLConfiguration
 from azure.cosmos import exceptions as cosmos_errors
 
+from swarm_core.adapters import sdk_http
 from swarm_core.adapters.identity import app_credential
-from swarm_core.adapters.outages import CONNECT_TIMEOUT_SECONDS, OPERATION_TIMEOUT_SECONDS
 from swarm_core.models import Document, Node, User
 from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned
 from swarm_core.settings import Settings
@@ -180,11 +180,10 @@ class CosmosClients:
             "key" if self._settings.cosmos_key else "managed identity",
             threading.current_thread().name,
         )
-        options = {
-            "connection_timeout": CONNECT_TIMEOUT_SECONDS,
-            "timeout": OPERATION_TIMEOUT_SECONDS,
-            **self._client_options,
-        }
+        # Cosmos DB also bounds a whole operation, its own retries included (`timeout`).
+        options = sdk_http.client_options(
+            timeout=sdk_http.OPERATION_TIMEOUT_SECONDS, **self._client_options
+        )
         if self._settings.cosmos_ca_cert:
             # The SDK skips verification for 127.0.0.1 unless given a CA to verify with.
             tls = SSLConfiguration()

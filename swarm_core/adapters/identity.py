@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from swarm_core.adapters.outages import SDK_TIMEOUTS
+from swarm_core.adapters import sdk_http
 from swarm_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ def app_credential(settings: Settings) -> TokenCredential:
 
 def storage_service(client_class: Any, settings: Settings, uri_setting: str, **options: Any) -> Any:
     """A Storage service client (Blob or Queue): by connection string locally, by the account's
-    service URI and the app's managed identity in Azure. Its calls have timeouts (`outages`)."""
-    options = {**SDK_TIMEOUTS, **options}
+    service URI and the app's managed identity in Azure. Built as `sdk_http` says."""
+    options = sdk_http.client_options(**options)
     if settings.storage_connection_string:
         return client_class.from_connection_string(settings.storage_connection_string, **options)
     settings.require(uri_setting)

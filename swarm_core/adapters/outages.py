@@ -10,14 +10,6 @@ from azure.cosmos.exceptions import CosmosClientTimeoutError
 # Seconds a client is asked to wait before trying again.
 RETRY_AFTER_SECONDS = 5
 
-# Every SDK call is bounded, so a dependency that hangs costs a request seconds, not minutes:
-# a connection must open within CONNECT, each response start within READ, and a Cosmos DB
-# operation (with the SDK's own retries) end within OPERATION. Passed to every client built.
-CONNECT_TIMEOUT_SECONDS = 5
-READ_TIMEOUT_SECONDS = 20
-OPERATION_TIMEOUT_SECONDS = 30
-SDK_TIMEOUTS = {"connection_timeout": CONNECT_TIMEOUT_SECONDS, "read_timeout": READ_TIMEOUT_SECONDS}
-
 
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` says a dependency (Cosmos DB, Storage, Web PubSub) is down or overloaded:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.messaging.webpubsubservice import WebPubSubServiceClient
 
-from swarm_core.adapters.outages import SDK_TIMEOUTS
+from swarm_core.adapters import sdk_http
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -49,7 +49,6 @@ class WebPubSubEventPublisher:
                 WebPubSubServiceClient.from_connection_string,
                 connection_string,
                 hub=hub,
-                **SDK_TIMEOUTS,
             )
         elif connection_string is None and endpoint is not None and credential is not None:
             self._make_client = partial(
@@ -57,7 +56,6 @@ class WebPubSubEventPublisher:
                 endpoint=endpoint,
                 hub=hub,
                 credential=credential,
-                **SDK_TIMEOUTS,
             )
         else:
             raise ValueError("give either connection_string, or endpoint and credential")
@@ -68,7 +66,7 @@ class WebPubSubEventPublisher:
         # One client per publisher, shared by the worker's threads (it keeps a connection pool).
         with self._client_lock:
             if self._client is None:
-                self._client = self._make_client()
+                self._client = self._make_client(**sdk_http.client_options())
             return self._client
 
     def probe(self) -> None:

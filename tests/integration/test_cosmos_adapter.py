@@ -15,6 +15,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from devstack.stack import StackInfo
+from swarm_core.adapters import sdk_http
 from swarm_core.adapters.cosmos import (
     NODES,
     PARTITION_KEYS,
@@ -156,13 +157,14 @@ def test_managed_identity_builds_a_keyless_client_with_default_azure_credential(
 
     clients = CosmosClients(settings, client_factory=client_factory)  # type: ignore[arg-type]
     first = clients.client()
-    assert clients.client() is first, "one client per process"
+    assert clients.client() is first, "one client per thread"
     [(args, kwargs)] = calls
     endpoint, credential = args
     assert endpoint == "https://swarm-account.documents.azure.com:443/"
     assert isinstance(credential, DefaultAzureCredential)
     assert any(isinstance(c, ManagedIdentityCredential) for c in credential.credentials)
-    assert kwargs == {}
+    assert set(kwargs) == {"transport", "timeout", "connection_timeout", "read_timeout"}
+    assert kwargs["timeout"] == sdk_http.OPERATION_TIMEOUT_SECONDS, "every call is bounded"
 
 
 def test_a_key_is_used_when_set() -> None:
