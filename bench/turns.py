@@ -5,7 +5,8 @@ every answer judged insufficient). Per exchange, averaged over the exchanges aro
 100, 500 and 1,000: milliseconds, storage requests by service and bytes written, in memory (port
 calls) and on the emulators (HTTP requests to the Cosmos DB server and Azurite). Then, over HTTP
 on the local stack (emulators + dev host, offline LLM): the latency from `POST …/messages` to the
-agent's next message in the chat, median and p90 over 30 exchanges.
+agent's next message, as a browser sees it (its `chat.message` event over Web PubSub, with the
+official client and a URL from /negotiate), median and p90 over 30 exchanges.
 
     .venv/bin/python bench/turns.py [--turns 1000] [--http 30] [--before REV]
 
@@ -134,7 +135,9 @@ class Api:
             from swarm_core.offline_llm import OfflineScriptedLLM  # type: ignore[no-redef]
         return OfflineScriptedLLM()
 
-    def app(self, store: Any, content: Any, queue: Any, publisher: Any, llm: Any) -> Any:
+    def app(
+        self, store: Any, content: Any, queue: Any, publisher: Any, llm: Any, remote: bool = False
+    ) -> Any:
         from swarm_core.settings import Settings
 
         if not self.new:
@@ -154,7 +157,11 @@ class Api:
             client_access=memory.MemoryClientAccess(),
             **extra,
         )
-        return self.bootstrap.build_app(Settings(AUTH_SECRET="bench-" + "k" * 32), adapters)
+        settings = Settings(AUTH_SECRET="bench-" + "k" * 32)
+        parallel = getattr(self.bootstrap, "AZURE_PARALLEL_EFFECTS", 0)
+        if remote and parallel:  # as build_azure builds it for remote storage
+            return self.bootstrap.build_app(settings, adapters, parallel_effects=parallel)
+        return self.bootstrap.build_app(settings, adapters)
 
     def answer(self, app: Any, swarm_id: str, node_id: str, text: str) -> None:
         if self.new:
@@ -344,7 +351,7 @@ def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any,
     queue.ensure_queues()
     receiver = base64_queue_client(build_queue_service(settings), settings.swarm_queue)
     store = CosmosSwarmStore(cosmos)
-    app = api.app(store, content, queue, MemoryEventPublisher(), llm)
+    app = api.app(store, content, queue, MemoryEventPublisher(), llm, remote=True)
 
     def receive() -> list[tuple[str, Callable[[], None]]]:
         messages = list(receiver.receive_messages(messages_per_page=32, visibility_timeout=60))
@@ -412,33 +419,45 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
         swarm_id = call(base, "POST", "/swarms", {"goal": "Plan a trip", "config": config}, token)[
             1
         ]["swarm_id"]
+        events = live_events(base, swarm_id, token)
         call(base, "POST", f"/swarms/{swarm_id}/spawn", token=token)
         latencies = []
         node_id = None
-        for _ in range(exchanges + 1):
 
-            def question() -> bool:
-                nonlocal node_id
-                chats = call(base, "GET", f"/swarms/{swarm_id}/chats", token=token)[1]["chats"]
-                asking = [c for c in chats if c["waiting_for_user"]]
-                if asking:
-                    node_id = asking[0]["node_id"]
-                return bool(asking)
+        def question() -> bool:
+            nonlocal node_id
+            chats = call(base, "GET", f"/swarms/{swarm_id}/chats", token=token)[1]["chats"]
+            asking = [c for c in chats if c["waiting_for_user"]]
+            if asking:
+                node_id = asking[0]["node_id"]
+            return bool(asking)
 
-            wait_for(question, 30)
-            chat = f"/swarms/{swarm_id}/chats/{node_id}"
-            count = len(call(base, "GET", chat, token=token)[1]["messages"])
-            started = time.perf_counter()
-            call(base, "POST", f"{chat}/messages", {"content": ANSWER}, token)
-            # The agent's next message: the chat has the answer and one more message after it.
-            wait_for(
-                lambda chat=chat, count=count: (
-                    len(call(base, "GET", chat, token=token)[1]["messages"]) >= count + 2
-                ),
-                30,
-                0.002,
-            )
-            latencies.append((time.perf_counter() - started) * 1000)
+        wait_for(question, 30)
+        try:
+            for _ in range(exchanges + 1):
+                while not events.empty():  # what came before this answer
+                    events.get_nowait()
+                started = time.perf_counter()
+                call(
+                    base,
+                    "POST",
+                    f"/swarms/{swarm_id}/chats/{node_id}/messages",
+                    {"content": ANSWER},
+                    token,
+                )
+                # The agent's next message, as a browser sees it: its live event.
+                while True:
+                    event = events.get(timeout=30)
+                    data = event.get("data", {})
+                    if (
+                        event.get("type") == "chat.message"
+                        and data.get("role") == "agent"
+                        and data.get("node_id") == node_id
+                    ):
+                        break
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            events.close()
         latencies = latencies[1:]  # the first exchange warms the host up
         return {
             "median": statistics.median(latencies),
@@ -448,6 +467,44 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
         host.terminate()
         host.wait(timeout=30)
         log.close()
+
+
+class LiveEvents:
+    """The swarm's live events, with the official Web PubSub client and a URL from /negotiate
+    (what a browser does); `get` and `empty` as a queue's."""
+
+    def __init__(self, url: str) -> None:
+        import queue
+
+        from azure.messaging.webpubsubclient import WebPubSubClient, WebPubSubClientCredential
+
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.get, self.empty, self.get_nowait = (
+            self._queue.get,
+            self._queue.empty,
+            self._queue.get_nowait,
+        )
+        self._client = WebPubSubClient(
+            credential=WebPubSubClientCredential(client_access_url_provider=lambda: url)
+        )
+        self._client.subscribe("group-message", self._on_message)
+        self._client.open()
+
+    def _on_message(self, args: Any) -> None:
+        data = args.data if isinstance(args.data, dict) else json.loads(args.data)
+        events = data if isinstance(data, list) else [data]
+        for event in events:
+            self._queue.put(event)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def live_events(base: str, swarm_id: str, token: str) -> LiveEvents:
+    status, negotiated = call(base, "GET", f"/negotiate?swarm_id={swarm_id}", token=token)
+    if status != 200:
+        raise SystemExit(f"negotiate answered {status}: {negotiated}")
+    return LiveEvents(negotiated["url"])
 
 
 def call(

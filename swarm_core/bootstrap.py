@@ -94,8 +94,15 @@ def build_app(
     *,
     clock: Callable[[], datetime] = utcnow,
     new_id: Callable[[], str] | None = None,
+    parallel_effects: int = 0,
 ) -> SwarmApp:
-    committer = SwarmCommitter(adapters.store, adapters.content, adapters.queue, adapters.publisher)
+    committer = SwarmCommitter(
+        adapters.store,
+        adapters.content,
+        adapters.queue,
+        adapters.publisher,
+        parallel_effects=parallel_effects,
+    )
     models = ModelPolicy(settings.llm.allowed_models(), settings.llm.llm_max_tokens_limit)
     services = SwarmServices(
         adapters.store,
@@ -108,6 +115,7 @@ def build_app(
         idle_after=timedelta(minutes=settings.idle_after_minutes),
         models=models,
         swarms_per_user=settings.swarms_per_user,
+        active_swarms_per_user=settings.active_swarms_per_user,
     )
     if new_id is not None:
         services.new_id = new_id
@@ -231,5 +239,13 @@ def azure_adapters(settings: Settings, *, ensure_resources: bool | None = None) 
     )
 
 
+# A commit writes at most a handful of documents and blobs (nodes, chat, logs, history, listing).
+AZURE_PARALLEL_EFFECTS = 6
+
+
 def build_azure(settings: Settings, *, ensure_resources: bool | None = None) -> SwarmApp:
-    return build_app(settings, azure_adapters(settings, ensure_resources=ensure_resources))
+    return build_app(
+        settings,
+        azure_adapters(settings, ensure_resources=ensure_resources),
+        parallel_effects=AZURE_PARALLEL_EFFECTS,
+    )

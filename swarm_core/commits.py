@@ -4,21 +4,24 @@
 Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`:
 
 1. Read the swarm document (with its ETag). If the operation is the swarm's `pending` commit, it
-   committed already and its effects may be half applied: re-drive them, idempotently, and stop.
-2. If the swarm's `pending` commit (another operation's) is not known to this process as fully
-   applied, its worker may have crashed mid-way: apply its effects first (roll forward). So at
-   most the latest commit is ever unfinished, and each commit's effects land before the next
-   commit. (A process knows the commits it applied itself; with one process per host that is the
-   common path, and it costs no storage request.)
+   committed already and its effects may be half applied: re-drive them (unless they are known
+   to have landed, as in 2), idempotently, and stop.
+2. If the swarm's `pending` commit (another operation's) may be unfinished — its worker may have
+   crashed mid-way — apply its effects first (roll forward). So at most the latest commit is
+   ever unfinished, and each commit's effects land before the next commit. A commit is known
+   finished when this process finished it (no request: the common path on one host) or when
+   its history batch is stored (one read: its worker, on another host, finished it, since the
+   history batch is its last write); only then is nothing applied twice.
 3. `decide` looks at the fresh swarm and returns a `Decision`: a new swarm document and the
    effects, or nothing to write (dropped, parked already, or a duplicate: a node step finds its
    own op id among the node's recent ones, which its commit wrote).
 4. **Commit**: replace the swarm document iff its ETag is unchanged, with `seq + 1` and the
    effects as the new `pending`. Losing that race means another commit came first: decide again
    on a fresh read.
-5. Apply the effects: node writes (create, or replace iff at the ETag the step read), appends to
-   chats/logs/history keyed by seq (appended at most once), enqueues (consumers dedupe by op_id),
-   publishes, the listing entry.
+5. Apply the effects: first the writes — node writes (create, or replace iff at the ETag the
+   step read), appends to chats/logs/history keyed by seq (appended at most once), the listing
+   entry — at once on a few threads where storage is remote; then enqueues (consumers dedupe by
+   op_id) and publishes.
 
 Every effect is idempotent, so re-driving after a crash at any point gives the crash-free result.
 `apply_step_result` turns what a node step decided into the new swarm document and its effects;
@@ -31,9 +34,11 @@ import logging
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from swarm_core.models import (
@@ -115,12 +120,22 @@ class SwarmCommitter:
         queue: OperationQueue,
         publisher: EventPublisher,
         max_attempts: int = 50,
+        parallel_effects: int = 0,
     ) -> None:
         self.store = store
         self.content = content
         self.queue = queue
         self.publisher = publisher
         self.max_attempts = max_attempts
+        # With storage over the network, a commit's writes (nodes, chat, logs, history, listing)
+        # go out at once on this many threads: they touch different documents and blobs, and a
+        # crash part-way is rolled forward like any other. 0: one after another (in memory, and
+        # where a test counts port calls in order).
+        self._effects_pool = (
+            ThreadPoolExecutor(parallel_effects, thread_name_prefix="effects")
+            if parallel_effects > 1
+            else None
+        )
         # Commits this process applied completely: the next commit of the swarm need not roll
         # them forward. Only ever holds true facts, so it is safe to lose (a process that does
         # not know a commit applies it again, idempotently).
@@ -142,10 +157,11 @@ class SwarmCommitter:
                 raise SwarmNotFound(swarm_id)
             pending = swarm.pending
             if pending is not None and pending.op_id == op_id:
-                self.apply(swarm, pending)
-                return CommitRun(Outcome.REDRIVEN, swarm, pending.seq)
-            if pending is not None and not self._applied_or_waited(pending.op_id):
-                self.apply(swarm, pending)
+                redriven = self.roll_forward(swarm, pending)
+                outcome = Outcome.REDRIVEN if redriven else Outcome.DUPLICATE
+                return CommitRun(outcome, swarm, pending.seq)
+            if pending is not None:
+                self.roll_forward(swarm, pending)
             decision = decide(got)
             if decision.swarm is None:
                 return CommitRun(decision.outcome, swarm, swarm.seq)
@@ -179,16 +195,34 @@ class SwarmCommitter:
             applying = self._applying.get(op_id)
         return applying is not None and applying.wait(timeout) and self.is_applied(op_id)
 
+    def roll_forward(self, swarm: Swarm, pending: PendingCommit) -> bool:
+        """Apply a commit whose worker may have died before finishing it, unless it is known to
+        be finished: this process finished it (or is finishing it: wait), or its history batch
+        is stored — appended last, it proves every other effect landed (one read, instead of
+        writing, enqueuing and publishing everything again). True if it applied them."""
+        if self._applied_or_waited(pending.op_id):
+            return False
+        if pending.effects.events and self.content.has_seq(
+            history_stream(swarm.swarm_id), pending.seq
+        ):
+            self._remember_applied(pending.op_id)
+            return False
+        self.apply(swarm, pending)
+        return True
+
+    def _remember_applied(self, op_id: str) -> None:
+        with self._lock:
+            self._applied[op_id] = None
+            if len(self._applied) > APPLIED_CACHE_SIZE:
+                self._applied.popitem(last=False)
+
     def apply(self, swarm: Swarm, pending: PendingCommit) -> None:
         """Apply a commit's effects; safe to run any number of times, by anyone."""
         with self._lock:
             applying = self._applying.setdefault(pending.op_id, threading.Event())
         try:
             self._apply_effects(swarm, pending)
-            with self._lock:
-                self._applied[pending.op_id] = None
-                if len(self._applied) > APPLIED_CACHE_SIZE:
-                    self._applied.popitem(last=False)
+            self._remember_applied(pending.op_id)
         finally:
             with self._lock:
                 self._applying.pop(pending.op_id, None)
@@ -196,15 +230,20 @@ class SwarmCommitter:
 
     def _apply_effects(self, swarm: Swarm, pending: PendingCommit) -> None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
-        for write in effects.node_writes:
-            self.store.write_node(write.node, write.base_etag)
-        for node_id, chat in _by_node(effects.chat_messages):
-            self.content.append(chat_stream(swarm_id, node_id), seq, chat)
-        for node_id, logs in _by_node(effects.logs):
-            self.content.append(log_stream(swarm_id, node_id), seq, logs)
         events = [e.model_dump(mode="json") for e in effects.events]
-        if events:
-            self.content.append(history_stream(swarm_id), seq, events)
+        # First what the commit stored (in any order), then what others act on: the next step
+        # (enqueued) and a client (published) find the writes in place. The history batch goes
+        # last of all: once it is there, everything is (`roll_forward` relies on it).
+        writes: list[Callable[[], object]] = [
+            partial(self.store.write_node, w.node, w.base_etag) for w in effects.node_writes
+        ]
+        for node_id, chat in _by_node(effects.chat_messages):
+            writes.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
+        for node_id, logs in _by_node(effects.logs):
+            writes.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
+        if effects.summary is not None:
+            writes.append(partial(self.store.put_summary, effects.summary))
+        self._run_all(writes)
         for operation in effects.operations:
             self.queue.enqueue(operation)
         if events:
@@ -213,8 +252,20 @@ class SwarmCommitter:
             except Exception:
                 # Clients catch up from the stored history (`history?after=`): never fail a step.
                 log.warning("publish failed swarm_id=%s seq=%s", swarm_id, seq, exc_info=True)
-        if effects.summary is not None:
-            self.store.put_summary(effects.summary)
+        if events:
+            self.content.append(history_stream(swarm_id), seq, events)
+
+    def _run_all(self, calls: list[Callable[[], object]]) -> None:
+        """Run every call; all of them have ended when this returns or raises (the first
+        error), so no write of this commit is still under way when the next begins."""
+        if self._effects_pool is None or len(calls) < 2:
+            for call in calls:
+                call()
+            return
+        futures = [self._effects_pool.submit(call) for call in calls]
+        wait(futures)
+        for future in futures:
+            future.result()
 
 
 def _by_node(items: Iterable[Any]) -> list[tuple[str, list[dict[str, Any]]]]:

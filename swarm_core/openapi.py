@@ -108,7 +108,7 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         "Start the swarm",
         m.StatusResponse,
         202,
-        errors=(404, 409),
+        errors=(404, 409, 429),
     ),
     ApiOperation(
         "post",
@@ -126,7 +126,7 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         "Resume parked work",
         m.StatusResponse,
         202,
-        errors=(404, 409),
+        errors=(404, 409, 429),
     ),
     ApiOperation(
         "get",

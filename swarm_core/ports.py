@@ -131,6 +131,10 @@ class ContentStore(Protocol):
         """Append the batch; False if a batch with seq >= `seq` is there already."""
         ...
 
+    def has_seq(self, stream: str, seq: int) -> bool:
+        """Whether the stream holds the batch of `seq` or a later one (streams only grow)."""
+        ...
+
     def read(
         self, stream: str, after_seq: int = 0, limit: int | None = None
     ) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Cost control: which models and how many tokens per call a user may ask for (from settings),
-and how many swarms one user may have. The services and auth apply it; the HTTP layer answers
-`NotAllowed` with 422 (naming what is allowed) and `QuotaExceeded` with 429."""
+and how many swarms one user may have, and have active at once. The services and auth apply it;
+the HTTP layer answers `NotAllowed` with 422 (naming what is allowed) and `QuotaExceeded` with
+429."""
 
 from __future__ import annotations
 

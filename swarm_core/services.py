@@ -97,6 +97,7 @@ class SwarmServices:
     idle_after: timedelta = timedelta(minutes=10)
     models: ModelPolicy = field(default_factory=ModelPolicy)
     swarms_per_user: int = 1000
+    active_swarms_per_user: int = 1000
 
     # --- swarms -----------------------------------------------------------------------------
 
@@ -191,7 +192,26 @@ class SwarmServices:
         self.store.delete_summary(summary.user_id, summary.swarm_id)
         log.info("purged swarm swarm_id=%s", summary.swarm_id)
 
+    def _check_active_quota(self, user_id: str, swarm_id: str) -> None:
+        """QuotaExceeded if the user has as many active (running or waiting for the user)
+        swarms as one may, besides `swarm_id`. A soft limit: two starts at the same moment
+        may both pass it."""
+        owned, _ = self.store.list_summaries(user_id, self.swarms_per_user)
+        active = [
+            s
+            for s in owned
+            if s.status in (SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER)
+            and s.swarm_id != swarm_id
+        ]
+        if len(active) >= self.active_swarms_per_user:
+            raise QuotaExceeded(
+                f"you have {len(active)} running swarms, the most one user may have; "
+                "pause or delete one to start another"
+            )
+
     def spawn(self, user_id: str, swarm_id: str) -> Swarm:
+        self._check_active_quota(user_id, swarm_id)
+
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
             if swarm.spawned:
@@ -220,6 +240,8 @@ class SwarmServices:
         return self._control(swarm_id, decide, user_id)
 
     def resume(self, user_id: str, swarm_id: str) -> Swarm:
+        self._check_active_quota(user_id, swarm_id)
+
         def decide(got: Versioned[Swarm]) -> Decision:
             swarm = got.value
             if swarm.status != SwarmStatus.PAUSED:
@@ -416,10 +438,10 @@ class SwarmServices:
             if pending is not None and quiet >= stuck_after:
                 # No step came after this commit for a while: its worker may have died before
                 # applying it. Apply it (idempotent) and clear it, so it is done once.
-                self.committer.apply(swarm, pending)
+                if self.committer.roll_forward(swarm, pending):
+                    counts["redriven"] += 1
                 with contextlib.suppress(ConflictError):
                     self.store.replace_swarm(swarm.model_copy(update={"pending": None}), got.etag)
-                counts["redriven"] += 1
             # Nothing runnable (parents only wait for children) and someone waits for the user.
             runnable = sum(
                 swarm.node_counts.get(k.value, 0) for k in (Lifecycle.SPAWNED, Lifecycle.RUNNING)

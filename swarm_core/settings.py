@@ -234,6 +234,8 @@ class Settings(BaseSettings):
 
     # Quotas: how many swarms one user may have.
     swarms_per_user: int = Field(default=100, ge=1, le=1000, alias="SWARMS_PER_USER")
+    # ...and how many of them may be active (running or waiting for the user) at once.
+    active_swarms_per_user: int = Field(default=10, ge=1, le=1000, alias="ACTIVE_SWARMS_PER_USER")
 
     # The model (OPENAI_*, AZURE_OPENAI_*, LLM_*): read from the environment by its own class
     # unless given (`Settings(llm=LLMProviderSettings(...))` in tests).

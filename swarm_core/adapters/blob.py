@@ -371,6 +371,24 @@ class BlobContentStore:
             return True
         raise AppendContentionError(f"could not append seq {seq} to {stream}")
 
+    def has_seq(self, stream: str, seq: int) -> bool:
+        """From the tail this process knows (no request) when that proves it; else one ranged
+        read of the tail (two when the stream is new to this process)."""
+        tail = self._cached_tail(stream)
+        if tail is not None and tail.last_seq is not None and tail.last_seq >= seq:
+            return True
+        tail = (
+            self._discover(stream)
+            if tail is None
+            else self._probe(stream, tail.segment, tail.length)
+        )
+        if tail is not None and tail.sealed:
+            tail = self._discover(stream)  # a later segment may hold it
+        if tail is None or tail.last_seq is None:
+            return False
+        self._remember(stream, tail)
+        return tail.last_seq >= seq
+
     def _store_oversize_batch(self, stream: str, seq: int, block: bytes, count: int) -> bytes:
         """Store a batch too big for one block on its own; return the pointer line to append.
 

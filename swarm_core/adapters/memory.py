@@ -193,6 +193,11 @@ class MemoryContentStore:
             batches.append((seq, lines))
             return True
 
+    def has_seq(self, stream: str, seq: int) -> bool:
+        with self._lock:
+            batches = self._streams.get(stream) or []
+            return bool(batches) and batches[-1][0] >= seq
+
     def read(
         self, stream: str, after_seq: int = 0, limit: int | None = None
     ) -> list[dict[str, Any]]:

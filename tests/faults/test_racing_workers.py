@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from swarm_core.bootstrap import build_app
@@ -99,3 +100,41 @@ def test_two_workers_racing_lose_no_update():
     assert racing.conflicts > 0, "the workers really raced"
     assert final_state(run) == final_state(clean)
     assert not rig.llm.calls_after_commit
+
+
+def test_workers_of_different_processes_enqueue_and_publish_each_thing_once():
+    """Steps of one swarm alternate between two processes (two apps, two committers), and the
+    user's messages come from a third: each process finds the commit before its own made by
+    another. It must not apply that commit again (it did: every operation was enqueued twice
+    and every event published twice) — its history batch shows it landed."""
+    clean = run_scenario()
+    rig = Rig(CrashPlan())
+    enqueued: Counter[str] = Counter()
+    enqueue = rig.queue.enqueue
+
+    def counting_enqueue(operation: Any, delay_seconds: int = 0) -> None:
+        enqueued[operation.op_id] += 1
+        enqueue(operation, delay_seconds)
+
+    rig.queue.enqueue = counting_enqueue  # type: ignore[method-assign]
+    adapters = rig.http_app.adapters
+    workers = [
+        build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker for _ in range(2)
+    ]
+    swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
+    rig.services.spawn(USER, swarm.swarm_id)
+    turn = 0
+    for _round in range(50):
+        while (message := rig.queue.receive()) is not None:
+            workers[turn % 2].process(message.body)
+            rig.queue.ack(message)
+            turn += 1
+        if not answer_waiting(rig, swarm.swarm_id):
+            break
+    run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
+    assert_completed(run)
+    assert final_state(run) == final_state(clean)
+    assert turn > 20 and enqueued, "the processes really took turns"
+    assert [op for op, n in enqueued.items() if n > 1] == []
+    published = [(e["seq"], e["index"]) for e in rig.publisher.published[swarm.swarm_id]]
+    assert len(published) == len(set(published)), "an event published twice"

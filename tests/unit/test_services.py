@@ -8,14 +8,16 @@ from typing import Any
 import pytest
 
 from swarm_core.adapters.offline_llm import OfflineScriptedLLM
-from swarm_core.bootstrap import InMemorySwarmApp, build_in_memory
+from swarm_core.bootstrap import InMemorySwarmApp, MemoryAdapters, build_app, build_in_memory
 from swarm_core.commits import Outcome
 from swarm_core.in_process import drain, reply_through_services, run_until_settled, waiting_nodes
 from swarm_core.llm import LLMError, LLMRequest, LLMResult
 from swarm_core.models import Lifecycle, SwarmConfig, SwarmStatus
 from swarm_core.operations import parse_operation
 from swarm_core.ports import chat_stream
+from swarm_core.quotas import QuotaExceeded
 from swarm_core.services import InvalidState, NotFound
+from swarm_core.settings import Settings
 
 USER = "alice"
 
@@ -402,3 +404,50 @@ def test_every_answer_to_an_interrupt_is_in_its_history(app, spawned):
     second = app.services.post_user_message(USER, spawned, node.node_id, "Second", None)
     (interrupt,) = app.services.interrupts(USER, spawned, "all")
     assert interrupt.answer_message_ids == [first.message_id, second.message_id]
+
+
+def test_effects_applied_in_parallel_give_the_same_swarm():
+    """The Azure app applies a commit's writes on several threads (bootstrap.build_azure); the
+    swarm it ends with is the one the sequential run ends with, event for event."""
+    runs = []
+    for parallel in (0, 4):
+        adapters = MemoryAdapters()
+        ids = iter(f"id{i}" for i in range(1000))
+        app = build_app(
+            Settings(BCRYPT_ROUNDS=4, AUTH_SECRET="p" * 40),
+            adapters,
+            new_id=ids.__next__,
+            parallel_effects=parallel,
+        )
+        swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon")
+        app.services.spawn(USER, swarm.swarm_id)
+        memory_app = InMemorySwarmApp(
+            app.settings, adapters, app.committer, app.worker, app.services, app.auth
+        )
+        run_to_end(memory_app, swarm.swarm_id)
+        history = app.services.history(USER, swarm.swarm_id)["events"]
+        final = app.services.get_swarm(USER, swarm.swarm_id)
+        runs.append(
+            (
+                final.status,
+                final.final_report,
+                [(e["seq"], e["index"], e["type"]) for e in history],
+            )
+        )
+    assert runs[0][0] == SwarmStatus.COMPLETED
+    assert runs[0] == runs[1]
+
+
+def test_a_user_may_have_only_so_many_active_swarms():
+    app = build_in_memory(settings=Settings(BCRYPT_ROUNDS=4, ACTIVE_SWARMS_PER_USER=2))
+    first, second, third = (app.services.create_swarm(USER, f"goal {i}") for i in range(3))
+    app.services.spawn(USER, first.swarm_id)
+    app.services.spawn(USER, second.swarm_id)
+    with pytest.raises(QuotaExceeded, match="2 running swarms"):
+        app.services.spawn(USER, third.swarm_id)
+    assert app.services.get_swarm(USER, third.swarm_id).status == SwarmStatus.CREATED
+    app.services.spawn("bob", app.services.create_swarm("bob", "g").swarm_id)  # per user
+    app.services.pause(USER, first.swarm_id)
+    app.services.spawn(USER, third.swarm_id)  # room again
+    with pytest.raises(QuotaExceeded):
+        app.services.resume(USER, first.swarm_id)
