@@ -29,6 +29,18 @@ class CreateSwarm(Request):
     config: SwarmConfig | None = None
 
 
+class ResumeLimits(Request):
+    """The limits a resume may change."""
+
+    max_tokens_total: int = Field(ge=1, le=1_000_000_000, strict=True)
+
+
+class ResumeSwarm(Request):
+    """Resume, optionally with a new token budget (`limits.max_tokens_total`)."""
+
+    limits: ResumeLimits | None = None
+
+
 class PostMessage(Request):
     """The user's reply on a node's chat; `client_message_id` makes a replay harmless."""
 
@@ -67,6 +79,8 @@ class SwarmSummaryResponse(BaseModel):
     # Failed nodes (each can be retried) and the error: the swarm's own, else the first node's.
     failed_nodes: int = 0
     error: str | None = None
+    # Why the swarm paused by itself (its token budget is spent); null when the user paused it.
+    paused_reason: str | None = None
     created_at: datetime
     updated_at: datetime
 

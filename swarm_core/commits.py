@@ -388,7 +388,7 @@ class ControlCommit:
 
 def listing_changed(old: Swarm, new: Swarm) -> bool:
     """Whether the swarm's listing entry shows something new (so it must be written again)."""
-    fields = ("status", "spawned", "error", "final_report")
+    fields = ("status", "spawned", "error", "final_report", "paused_reason")
     return any(getattr(old, f) != getattr(new, f) for f in fields) or (
         old.failed_nodes != new.failed_nodes
     )

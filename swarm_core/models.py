@@ -50,6 +50,9 @@ class Limits(BaseModel):
     max_steps: int = Field(default=2000, ge=1, le=100_000)
     max_follow_ups: int = Field(default=2, ge=0, le=1000)
     max_revisions: int = Field(default=1, ge=0, le=5)
+    # Tokens (prompt + completion) the swarm may spend; checked before every LLM call. Spent,
+    # the swarm pauses with `paused_reason`; raise it and resume. None: no budget.
+    max_tokens_total: int | None = Field(default=None, ge=1, le=1_000_000_000)
 
 
 class LLMSettings(BaseModel):

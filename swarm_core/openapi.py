@@ -29,6 +29,7 @@ class ApiOperation:
     auth: bool = True
     query: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
+    body_optional: bool = False  # the request body may be left out
 
 
 OPERATIONS: tuple[ApiOperation, ...] = (
@@ -126,7 +127,9 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         "Resume parked work",
         m.StatusResponse,
         202,
+        m.ResumeSwarm,
         errors=(404, 409, 429),
+        body_optional=True,
     ),
     ApiOperation(
         "get",
@@ -286,7 +289,7 @@ def openapi_document() -> dict[str, Any]:
         }
         if op.request is not None:
             entry["requestBody"] = {
-                "required": True,
+                "required": not op.body_optional,
                 "content": {"application/json": {"schema": _ref(op.request, schemas)}},
             }
         if op.auth:

@@ -59,7 +59,7 @@ from swarm_core.ports import (
 )
 from swarm_core.quotas import ModelPolicy, QuotaExceeded
 from swarm_core.step_context import answered_event_data
-from swarm_core.swarm import Swarm, SwarmSummary
+from swarm_core.swarm import Swarm, SwarmSummary, budget_spent
 
 SNAPSHOT_EVERY = 200
 
@@ -239,7 +239,9 @@ class SwarmServices:
 
         return self._control(swarm_id, decide, user_id)
 
-    def resume(self, user_id: str, swarm_id: str) -> Swarm:
+    def resume(self, user_id: str, swarm_id: str, max_tokens_total: int | None = None) -> Swarm:
+        """Run the parked operations again; `max_tokens_total` sets a new token budget first
+        (a swarm that paused because its budget was spent resumes only with a higher one)."""
         self._check_active_quota(user_id, swarm_id)
 
         def decide(got: Versioned[Swarm]) -> Decision:
@@ -247,7 +249,18 @@ class SwarmServices:
             if swarm.status != SwarmStatus.PAUSED:
                 raise InvalidState(f"a {swarm.status.value} swarm cannot be resumed")
             change = ControlCommit(swarm, self.clock(), parked=len(swarm.parked))
+            if max_tokens_total is not None:
+                limits = swarm.config.limits.model_copy(
+                    update={"max_tokens_total": max_tokens_total}
+                )
+                change.swarm.config = swarm.config.model_copy(update={"limits": limits})
+            if budget_spent(change.swarm):
+                raise InvalidState(
+                    f"the token budget is spent ({swarm.usage.total_tokens} tokens used): "
+                    "resume with a higher limits.max_tokens_total"
+                )
             change.swarm.status = SwarmStatus.RUNNING
+            change.swarm.paused_reason = None
             change.swarm.parked = []
             change.enqueue(*swarm.parked)
             return change.decision()

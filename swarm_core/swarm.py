@@ -75,6 +75,8 @@ class Swarm(Document):
     usage: Usage = Field(default_factory=Usage)
     final_report: str | None = None
     error: str | None = None
+    # Why a swarm paused by itself (its token budget is spent); None when the user paused it.
+    paused_reason: str | None = None
     parked: list[Operation] = Field(default_factory=list)
     pending: PendingCommit | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -94,6 +96,7 @@ class Swarm(Document):
             seq=self.seq,
             failed_nodes=self.failed_nodes,
             error=self.error,
+            paused_reason=self.paused_reason,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -113,8 +116,16 @@ class SwarmSummary(Document):
     # first failed node's.
     failed_nodes: int = 0
     error: str | None = None
+    paused_reason: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+def budget_spent(swarm: Swarm) -> bool:
+    """Whether the swarm has used its token budget (`limits.max_tokens_total`), if it has one.
+    Checked before an LLM call, so a swarm overshoots its budget by at most one call."""
+    budget = swarm.config.limits.max_tokens_total
+    return budget is not None and swarm.usage.total_tokens >= budget
 
 
 Effects.model_rebuild()

@@ -19,6 +19,7 @@ from datetime import datetime
 from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.commits import (
+    ControlCommit,
     Decision,
     Outcome,
     SwarmCommitter,
@@ -37,7 +38,7 @@ from swarm_core.operations import (
 )
 from swarm_core.ports import SwarmStore, Versioned
 from swarm_core.step_context import StepView
-from swarm_core.swarm import Swarm
+from swarm_core.swarm import Swarm, budget_spent
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class SwarmWorker:
         step_op = operation
         llm_result = None
         if isinstance(operation, LLMOperation) and node is not None:
+            if not llm_answer and budget_spent(swarm):
+                return self._pause_for_budget(swarm, operation)
             if not llm_answer:
                 llm_answer.append(self._call_llm(operation))
             answer = llm_answer[0]
@@ -143,6 +146,21 @@ class SwarmWorker:
         result = advance_one_step(step_op, view)
         etags = {v.value.node_id: v.etag for v in (node, parent) if v is not None}
         return apply_step_result(swarm, view, result, etags)
+
+    def _pause_for_budget(self, swarm: Swarm, operation: Operation) -> Decision:
+        """The token budget is spent: pause the swarm, saying why, and park the operation
+        (resume, with a higher budget, runs it)."""
+        limit = swarm.config.limits.max_tokens_total
+        reason = (
+            f"the token budget is spent: {swarm.usage.total_tokens} of {limit} tokens used; "
+            "raise limits.max_tokens_total to resume"
+        )
+        change = ControlCommit(swarm, self.clock(), reason=reason)
+        change.swarm.status = SwarmStatus.PAUSED
+        change.swarm.paused_reason = reason
+        change.swarm.parked = [*swarm.parked, operation]
+        log.info("paused swarm_id=%s: %s", swarm.swarm_id, reason)
+        return change.decision()
 
     def _call_llm(self, operation: LLMOperation) -> LLMResult | LLMError:
         """The operation's one LLM call. Retryable errors propagate (the queue retries the

@@ -25,6 +25,7 @@ from swarm_core.api_models import (
     NegotiateResponse,
     PostMessage,
     ReadyResponse,
+    ResumeSwarm,
     StateResponse,
     StatusResponse,
     SwarmDetailResponse,
@@ -210,7 +211,10 @@ def pause_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 @endpoint
 def resume_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
-    swarm = app.services.resume(user_id, route_param(req, "swarm_id"))
+    # The body is optional: none (or {}) resumes as is.
+    body = parse_body(req, ResumeSwarm) if req.get_body() else ResumeSwarm()
+    budget = body.limits.max_tokens_total if body.limits else None
+    swarm = app.services.resume(user_id, route_param(req, "swarm_id"), budget)
     return json_response(_status(swarm), 202)
 
 

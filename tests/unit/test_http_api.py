@@ -479,3 +479,27 @@ def test_a_blank_message_is_422(rt):
     route = {"swarm_id": created["swarm_id"], "node_id": "n"}
     status, _, _ = call(http_api.post_message, "POST", {"content": " \n "}, rt.token, route=route)
     assert status == 422
+
+
+def test_resume_takes_an_optional_new_token_budget(rt):
+    rt.token = signup()
+    status, body, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, token=rt.token)
+    route = {"swarm_id": body["swarm_id"]}
+    call(http_api.spawn_swarm, "POST", token=rt.token, route=route)
+    call(http_api.pause_swarm, "POST", token=rt.token, route=route)
+    for bad in (
+        {"limits": {"max_tokens_total": "5"}},
+        {"limits": {"max_tokens_total": 0}},
+        {"limits": {"max_depth": 2}},
+        {"budget": 5},
+    ):
+        status, problem, _ = call(http_api.resume_swarm, "POST", bad, token=rt.token, route=route)
+        assert status == 422, (bad, problem)
+    body = {"limits": {"max_tokens_total": 5000}}
+    status, resumed, _ = call(http_api.resume_swarm, "POST", body, token=rt.token, route=route)
+    assert status == 202 and resumed["status"] == "running"
+    status, detail, _ = call(http_api.get_swarm, "GET", token=rt.token, route=route)
+    assert detail["config"]["limits"]["max_tokens_total"] == 5000
+    call(http_api.pause_swarm, "POST", token=rt.token, route=route)
+    status, _, _ = call(http_api.resume_swarm, "POST", token=rt.token, route=route)  # no body
+    assert status == 202

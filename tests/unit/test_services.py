@@ -451,3 +451,39 @@ def test_a_user_may_have_only_so_many_active_swarms():
     app.services.spawn(USER, third.swarm_id)  # room again
     with pytest.raises(QuotaExceeded):
         app.services.resume(USER, first.swarm_id)
+
+
+def test_a_spent_token_budget_pauses_the_swarm_until_it_is_raised():
+    llm = CountingLLM()
+    app = build_in_memory(llm)
+    config = SwarmConfig(limits={"max_tokens_total": 1})
+    swarm_id = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", config).swarm_id
+    app.services.spawn(USER, swarm_id)
+    drain(app)
+    paused = app.services.get_swarm(USER, swarm_id)
+    assert paused.status == SwarmStatus.PAUSED and llm.calls == 1, "one call, then no more"
+    assert "token budget is spent" in (paused.paused_reason or "")
+    assert len(paused.parked) == 1
+    listed = app.services.list_swarms(USER, 10)[0][0]
+    assert listed.paused_reason == paused.paused_reason
+    last = app.adapters.publisher.published[swarm_id][-1]
+    assert last["data"] == {"status": "paused", "reason": paused.paused_reason}
+    with pytest.raises(InvalidState, match=r"higher limits\.max_tokens_total"):
+        app.services.resume(USER, swarm_id)
+    resumed = app.services.resume(USER, swarm_id, max_tokens_total=10_000_000)
+    assert resumed.status == SwarmStatus.RUNNING and resumed.paused_reason is None
+    run_to_end(app, swarm_id)
+    done = app.services.get_swarm(USER, swarm_id)
+    assert (
+        done.status == SwarmStatus.COMPLETED and done.config.limits.max_tokens_total == 10_000_000
+    )
+
+
+class CountingLLM:
+    def __init__(self) -> None:
+        self.inner = OfflineScriptedLLM()
+        self.calls = 0
+
+    def complete(self, request: LLMRequest, response_model: Any) -> LLMResult:
+        self.calls += 1
+        return self.inner.complete(request, response_model)
