@@ -100,7 +100,9 @@ class HttpFunctionServer:
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_REQUEST_BODY)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        # Every path, a decoded newline in it included (`.` would stop there, and aiohttp would
+        # answer its own plain-text 404 where the Functions host runs the route).
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)
         return app
 
     def _relative_path(self, raw_path: str) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swarm_core.models import LLMSettings, SwarmConfig, SwarmStatus, Usage
+from swarm_core.models import JsonInt, LLMSettings, SwarmConfig, SwarmStatus, Usage
 
 
 class Request(BaseModel):
@@ -32,7 +32,7 @@ class CreateSwarm(Request):
 class ResumeLimits(Request):
     """The limits a resume may change."""
 
-    max_tokens_total: int = Field(ge=1, le=1_000_000_000, strict=True)
+    max_tokens_total: JsonInt = Field(ge=1, le=1_000_000_000, strict=True)
 
 
 class ResumeSwarm(Request):

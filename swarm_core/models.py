@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -39,20 +39,42 @@ class Document(BaseModel):
 # --- configuration -------------------------------------------------------------------------
 
 
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 5 and 5.0 (what the OpenAPI document promises), never true, "5" or
+    # 5.5 (the field is strict: those stay what they are and are refused).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _json_number(value: object) -> object:
+    # JSON Schema's number: 1 as well as 1.0, never true or "1".
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+# Bounds of an optional field go inside its Annotated, before the validator: given on the Field
+# of a union, they appear in the JSON Schema as unknown `ge`/`le` keys.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class Limits(BaseModel):
     """Limits that stop runaway trees with a clear failure instead of a hang."""
 
     # Strict: an integer is an integer (not `true`, not "5").
     model_config = ConfigDict(extra="forbid", strict=True)
-    max_depth: int = Field(default=3, ge=0, le=10)
-    max_children: int = Field(default=4, ge=1, le=20)
-    max_nodes: int = Field(default=60, ge=1, le=2000)
-    max_steps: int = Field(default=2000, ge=1, le=100_000)
-    max_follow_ups: int = Field(default=2, ge=0, le=1000)
-    max_revisions: int = Field(default=1, ge=0, le=5)
+    max_depth: JsonInt = Field(default=3, ge=0, le=10)
+    max_children: JsonInt = Field(default=4, ge=1, le=20)
+    max_nodes: JsonInt = Field(default=60, ge=1, le=2000)
+    max_steps: JsonInt = Field(default=2000, ge=1, le=100_000)
+    max_follow_ups: JsonInt = Field(default=2, ge=0, le=1000)
+    max_revisions: JsonInt = Field(default=1, ge=0, le=5)
     # Tokens (prompt + completion) the swarm may spend; checked before every LLM call. Spent,
     # the swarm pauses with `paused_reason`; raise it and resume. None: no budget.
-    max_tokens_total: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    max_tokens_total: (
+        Annotated[int, Field(ge=1, le=1_000_000_000), BeforeValidator(_json_integer)] | None
+    ) = None
 
 
 class LLMSettings(BaseModel):
@@ -61,8 +83,10 @@ class LLMSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     model: str | None = Field(default=None, max_length=200)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
+    temperature: Annotated[float, Field(ge=0, le=2), BeforeValidator(_json_number)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_json_integer)] | None = (
+        None
+    )
     system_prompt: str | None = Field(default=None, max_length=8000)
 
     def merged_over(self, base: LLMSettings) -> LLMSettings:
@@ -78,10 +102,10 @@ class SwarmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     limits: Limits = Field(default_factory=Limits)
     llm: LLMSettings = Field(default_factory=LLMSettings)
-    seed: int = Field(default=0, ge=0, le=2**31)
+    seed: JsonInt = Field(default=0, ge=0, le=2**31)
     # Shape of trees the offline LLM plans: breadth of a plan and how deep it still plans.
-    offline_breadth: int = Field(default=3, ge=1, le=10)
-    offline_depth: int = Field(default=2, ge=0, le=10)
+    offline_breadth: JsonInt = Field(default=3, ge=1, le=10)
+    offline_depth: JsonInt = Field(default=2, ge=0, le=10)
 
 
 # --- users -----------------------------------------------------------------------------------

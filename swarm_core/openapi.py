@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from swarm_core import __version__
 from swarm_core import api_models as m
+from swarm_core.quotas import ModelPolicy
 
 PROBLEM = "application/problem+json"
 
@@ -255,7 +256,9 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(models: ModelPolicy | None = None) -> dict[str, Any]:
+    """The document; with the deployment's `models` policy, the model settings it describes are
+    the ones this deployment accepts (its models, its `max_tokens` cap)."""
     schemas: dict[str, Any] = {}
     problem = {PROBLEM: {"schema": _ref(m.Problem, schemas)}}
     paths: dict[str, dict[str, Any]] = {}
@@ -295,6 +298,8 @@ def openapi_document() -> dict[str, Any]:
         if op.auth:
             entry["security"] = [{"bearer": []}]
         paths.setdefault(f"/api{op.path}", {})[op.method] = entry
+    if models is not None:
+        _describe_policy(schemas["LLMSettings"]["properties"], models)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Swarm backend API", "version": __version__},
@@ -306,6 +311,14 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def _describe_policy(llm: dict[str, Any], models: ModelPolicy) -> None:
+    # Each is `anyOf: [<the value's schema>, {"type": "null"}]`.
+    max_tokens = llm["max_tokens"]["anyOf"][0]
+    max_tokens["maximum"] = min(max_tokens["maximum"], models.max_tokens)
+    if models.allowed_models:
+        llm["model"]["anyOf"][0]["enum"] = list(models.allowed_models)
 
 
 def _path_params(path: str) -> list[str]:

@@ -49,8 +49,9 @@ from swarm_core.entrypoints.http_common import (
     route_param,
 )
 from swarm_core.openapi import openapi_document
+from swarm_core.quotas import ModelPolicy
 from swarm_core.runtime import get_app
-from swarm_core.settings import SettingsError
+from swarm_core.settings import SettingsError, load_settings
 from swarm_core.swarm import Swarm
 
 bp = func.Blueprint()
@@ -314,4 +315,10 @@ def negotiate(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=ANON)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(openapi_document())
+    # The settings only (no app is built, nothing connects): the models this deployment offers.
+    try:
+        llm = load_settings().llm
+        models: ModelPolicy | None = ModelPolicy(llm.allowed_models(), llm.llm_max_tokens_limit)
+    except SettingsError:  # LLMConfigurationError included
+        models = None  # not configured: the document without them
+    return json_response(openapi_document(models))

@@ -67,3 +67,22 @@ def test_every_route_documents_the_problems_it_can_answer_and_typed_queries():
         p for p in doc["paths"]["/api/swarms"]["get"]["parameters"] if p["name"] == "limit"
     )
     assert limit["schema"]["maximum"] == 100
+
+
+def test_the_document_describes_the_models_this_deployment_offers():
+    from swarm_core.quotas import ModelPolicy
+
+    llm = openapi_document(ModelPolicy(["gpt-4o-mini", "gpt-4o"], 4000))["components"]["schemas"][
+        "LLMSettings"
+    ]["properties"]
+    assert llm["model"]["anyOf"][0]["enum"] == ["gpt-4o-mini", "gpt-4o"]
+    assert llm["max_tokens"]["anyOf"][0]["maximum"] == 4000
+    plain = openapi_document()["components"]["schemas"]["LLMSettings"]["properties"]
+    assert "enum" not in plain["model"]["anyOf"][0]
+    assert plain["max_tokens"]["anyOf"][0]["maximum"] == 100_000
+
+
+def test_integers_and_numbers_are_described_as_json_schema_does():
+    """Bounds are `minimum`/`maximum` everywhere (not pydantic's own `ge`/`le`)."""
+    text = json.dumps(openapi_document())
+    assert '"ge":' not in text and '"le":' not in text
