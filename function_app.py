@@ -6,7 +6,12 @@ stores) is built lazily by the first invocation (`swarm_core.runtime.get_app`).
 
 import azure.functions as func
 
+from swarm_core.adapters import tracing
 from swarm_core.entrypoints import http_api, maintenance, queue_worker
+
+# Traces to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set (no connection
+# is made here: the exporter sends in the background); off otherwise.
+tracing.configure_from_environment()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_api.bp)

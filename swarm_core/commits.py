@@ -41,6 +41,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from swarm_core import telemetry
 from swarm_core.models import (
     ChatMessage,
     EventType,
@@ -245,7 +246,7 @@ class SwarmCommitter:
             writes.append(partial(self.store.put_summary, effects.summary))
         self._run_all(writes)
         for operation in effects.operations:
-            self.queue.enqueue(operation)
+            self.queue.enqueue(telemetry.carrying_trace(operation))
         if events:
             try:
                 self.publisher.publish(swarm_id, events)

@@ -85,6 +85,8 @@ class OperationBase(BaseModel):
     op_id: str
     swarm_id: str
     node_id: str
+    # The W3C trace context of the span that enqueued it (`telemetry`); None when not tracing.
+    traceparent: str | None = Field(default=None, max_length=100)
 
     def child_op_id(self, index: int) -> str:
         """The id of the `index`-th operation this operation's step enqueues."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from swarm_core import telemetry
 from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.commits import (
@@ -63,15 +64,18 @@ class SwarmWorker:
         operation = parse_operation(message)
         started = time.perf_counter()
         llm_answer: list[LLMResult | LLMError] = []
-        try:
-            run = self.committer.run(
-                operation.swarm_id,
-                operation.op_id,
-                lambda got: self._decide(operation, got, llm_answer),
-            )
-            outcome, seq = run.outcome, run.seq
-        except SwarmNotFound:
-            outcome, seq = Outcome.DROPPED, 0
+        with telemetry.step_span(operation) as span:
+            try:
+                run = self.committer.run(
+                    operation.swarm_id,
+                    operation.op_id,
+                    lambda got: self._decide(operation, got, llm_answer),
+                )
+                outcome, seq = run.outcome, run.seq
+            except SwarmNotFound:
+                outcome, seq = Outcome.DROPPED, 0
+            span.set_attribute("swarm.seq", seq)
+            span.set_attribute("swarm.outcome", outcome.value)
         log.info(
             "step %s swarm_id=%s node_id=%s op_id=%s kind=%s seq=%s ms=%.1f dequeue_count=%s",
             outcome.value,

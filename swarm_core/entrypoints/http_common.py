@@ -8,10 +8,12 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from swarm_core import telemetry
 from swarm_core.adapters.outages import RETRY_AFTER_SECONDS, is_outage
 from swarm_core.auth import AuthError, Throttled, UsernameTaken
 from swarm_core.bootstrap import SwarmApp
@@ -167,6 +169,13 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse
 
     # Not functools.wraps: the Functions worker reads the signature (`req` only) for bindings.
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        path = urlsplit(req.url).path
+        with telemetry.http_span(handler.__name__, req.method, path, req.route_params) as span:
+            response = _handled(req)
+            telemetry.answered(span, response.status_code)
+            return response
+
+    def _handled(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req, get_app())
         except HttpProblem as exc:

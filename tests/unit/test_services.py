@@ -487,3 +487,9 @@ class CountingLLM:
     def complete(self, request: LLMRequest, response_model: Any) -> LLMResult:
         self.calls += 1
         return self.inner.complete(request, response_model)
+
+
+def test_without_tracing_operations_carry_no_trace_context(app, spawned):
+    message = app.adapters.queue.receive()
+    assert message is not None
+    assert parse_operation(message.body).traceparent is None
