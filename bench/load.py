@@ -1,0 +1,272 @@
+"""Benchmark: N swarms at once over HTTP on the local stack, driven as a frontend drives them.
+
+For each level N (default 1, 4, 16, 32): N users each create and spawn a swarm (offline LLM),
+then poll their chats and answer every open question, until every swarm is completed. Per level:
+wall time, committed steps per second, queue executions per committed step (the dev host's
+`Executing 'Functions.advance_swarm'` lines over the steps the swarms committed), CPU of the host
+process per committed step, and the median / p90 of `GET …/chats` and `POST …/messages`. Then
+every swarm is checked: its history has every seq from 1 to its last exactly once per (seq,
+index), and no chat holds a message twice.
+
+    .venv/bin/python bench/load.py [--levels 1,4,16,32] [--before REV]
+
+`--before REV` measures the git revision REV (a temporary worktree) the same way first and prints
+both side by side. Starts the emulators itself and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from turns import call, wait_for, worktree
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG: dict[str, Any] = {}  # the defaults
+ANSWER = "A relaxed pace, about 900 EUR, good food and one museum a day please."
+POLL_SECONDS = 0.25  # how often a driver looks at its chats, as a page would
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--levels", default="1,4,16,32")
+    parser.add_argument("--before", help="a git revision to measure first, side by side")
+    args = parser.parse_args()
+    levels = [int(n) for n in args.levels.split(",")]
+    sys.path.insert(0, str(ROOT))
+    from devstack.stack import start_stack
+
+    stack = start_stack()
+    try:
+        results: dict[str, dict[int, dict[str, Any]]] = {}
+        with contextlib.ExitStack() as cleanup:
+            if args.before:
+                before = cleanup.enter_context(worktree(args.before))
+                results[f"before ({args.before})"] = measure(before, levels, stack.settings)
+            results["now"] = measure(ROOT, levels, stack.settings)
+        print_table(results, levels)
+    finally:
+        stack.stop()
+
+
+def measure(code: Path, levels: list[int], stack_settings: dict[str, str]) -> dict[int, Any]:
+    out = {}
+    for n in levels:
+        out[n] = one_level(code, n, stack_settings)
+        print(f"{code.name} N={n}: {json.dumps(out[n])}", file=sys.stderr)
+    return out
+
+
+def one_level(code: Path, n: int, stack_settings: dict[str, str]) -> dict[str, Any]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    name = f"load{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        **stack_settings,
+        "PYTHONPATH": str(code),
+        "SWARM_ENV": "development",
+        "AUTH_SECRET": "bench-" + "k" * 40,
+        "BCRYPT_ROUNDS": "4",
+        "SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
+        "COSMOS_DATABASE": name,
+        "SWARM_CONTAINER": name,
+        "SWARM_QUEUE": name,
+        "SWARM_POISON_QUEUE": f"{name}-poison",
+        "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
+    }
+    log_path = Path(tempfile.gettempdir()) / f"load-devhost-{port}.log"
+    with log_path.open("wb") as log:
+        host = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"],
+            cwd=code,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}/api"
+        try:
+            wait_for(lambda: _healthy(base, host), 60)
+            return run_level(base, n, host.pid, log_path)
+        finally:
+            host.terminate()
+            host.wait(timeout=30)
+
+
+def _healthy(base: str, host: subprocess.Popen[bytes]) -> bool:
+    if host.poll() is not None:
+        raise SystemExit("the dev host exited")
+    try:
+        return call(base, "GET", "/health")[0] == 200
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Timings:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ms: dict[str, list[float]] = {"GET chats": [], "POST answer": []}
+
+    def timed(self, what: str, base: str, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        started = time.perf_counter()
+        result = call(base, *args, **kwargs)
+        with self.lock:
+            self.ms[what].append((time.perf_counter() - started) * 1000)
+        return result
+
+
+def drive(base: str, token: str, swarm_id: str, timings: Timings, deadline: float) -> None:
+    """A page: poll the chats, answer each open question once, until the swarm completes."""
+    answered: set[tuple[str, int]] = set()
+    while time.monotonic() < deadline:
+        status = call(base, "GET", f"/swarms/{swarm_id}", token=token)[1]["status"]
+        if status in ("completed", "failed"):
+            return
+        chats = timings.timed("GET chats", base, "GET", f"/swarms/{swarm_id}/chats", token=token)
+        for chat in chats[1]["chats"]:
+            if not chat["waiting_for_user"]:
+                continue
+            path = f"/swarms/{swarm_id}/chats/{chat['node_id']}"
+            count = len(call(base, "GET", path, token=token)[1]["messages"])
+            if (chat["node_id"], count) in answered:
+                continue
+            answered.add((chat["node_id"], count))
+            timings.timed(
+                "POST answer", base, "POST", f"{path}/messages", {"content": ANSWER}, token
+            )
+        time.sleep(POLL_SECONDS)
+    raise SystemExit(f"swarm {swarm_id} did not complete in time")
+
+
+def run_level(base: str, n: int, pid: int, log_path: Path) -> dict[str, Any]:
+    swarms = []
+    for i in range(n):
+        user = f"u{uuid.uuid4().hex[:10]}{i}"
+        token = call(base, "POST", "/auth/signup", {"username": user, "password": "pw-123456"})[1][
+            "access_token"
+        ]
+        swarm_id = call(base, "POST", "/swarms", {"goal": "Plan a trip", "config": CONFIG}, token)[
+            1
+        ]["swarm_id"]
+        swarms.append((token, swarm_id))
+    executions_before = _executions(log_path)
+    cpu_before = cpu_seconds(pid)
+    timings = Timings()
+    started = time.monotonic()
+    for token, swarm_id in swarms:
+        call(base, "POST", f"/swarms/{swarm_id}/spawn", token=token)
+    threads = [
+        threading.Thread(target=drive, args=(base, t, s, timings, started + 900)) for t, s in swarms
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    time.sleep(1.0)  # the last messages' executions end (a duplicate redelivered late counts)
+    cpu = cpu_seconds(pid) - cpu_before
+    executions = _executions(log_path) - executions_before
+    steps = 0
+    problems = []
+    for token, swarm_id in swarms:
+        detail = call(base, "GET", f"/swarms/{swarm_id}", token=token)[1]
+        steps += detail["seq"]
+        problems += check_swarm(base, token, swarm_id, detail)
+    if problems:
+        raise SystemExit("inconsistent swarms:\n" + "\n".join(problems[:20]))
+
+    def pct(values: list[float], q: int) -> float:
+        return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+    return {
+        "wall_s": wall,
+        "steps": steps,
+        "steps_per_s": steps / wall,
+        "executions_per_step": executions / steps,
+        "cpu_ms_per_step": cpu * 1000 / steps,
+        **{
+            f"{what} {stat}": pct(values, q)
+            for what, values in timings.ms.items()
+            if values
+            for stat, q in (("median", 50), ("p90", 90))
+        },
+    }
+
+
+def _executions(log_path: Path) -> int:
+    return log_path.read_text(errors="replace").count("Executing 'Functions.advance_swarm'")
+
+
+def check_swarm(base: str, token: str, swarm_id: str, detail: dict[str, Any]) -> list[str]:
+    """Every seq from 1 to the last in the history, no (seq, index) twice, no chat message twice."""
+    problems = []
+    if detail["status"] != "completed":
+        problems.append(f"{swarm_id}: {detail['status']}")
+    events: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = call(base, "GET", f"/swarms/{swarm_id}/history?after={after}", token=token)[1]
+        events += page["events"]
+        if not page["events"] or page["next_after"] == after:
+            break
+        after = page["next_after"]
+    keys = [(e["seq"], e["index"]) for e in events]
+    if len(keys) != len(set(keys)):
+        problems.append(f"{swarm_id}: an event twice in the history")
+    if {e["seq"] for e in events} != set(range(1, detail["seq"] + 1)):
+        problems.append(f"{swarm_id}: the history has gaps")
+    for chat in call(base, "GET", f"/swarms/{swarm_id}/chats", token=token)[1]["chats"]:
+        path = f"/swarms/{swarm_id}/chats/{chat['node_id']}"
+        ids = [m["message_id"] for m in call(base, "GET", path, token=token)[1]["messages"]]
+        if len(ids) != len(set(ids)):
+            problems.append(f"{swarm_id}: a message twice in {chat['node_id']}'s chat")
+    return problems
+
+
+def print_table(results: dict[str, dict[int, dict[str, Any]]], levels: list[int]) -> None:
+    names = list(results)
+    rows = [
+        ("wall to all done (s)", "wall_s", "{:.1f}"),
+        ("committed steps", "steps", "{:.0f}"),
+        ("committed steps/s", "steps_per_s", "{:.1f}"),
+        ("queue executions / step", "executions_per_step", "{:.2f}"),
+        ("host CPU ms / step", "cpu_ms_per_step", "{:.1f}"),
+        ("GET chats median ms", "GET chats median", "{:.0f}"),
+        ("GET chats p90 ms", "GET chats p90", "{:.0f}"),
+        ("POST answer median ms", "POST answer median", "{:.0f}"),
+        ("POST answer p90 ms", "POST answer p90", "{:.0f}"),
+    ]
+    print("N swarms at once over HTTP, every question answered (offline LLM)")
+    for n in levels:
+        print(f"\nN = {n}")
+        print(f"{'':<28}" + "".join(f"{name:>26}" for name in names))
+        for label, key, fmt in rows:
+            cells = [
+                fmt.format(results[name][n][key]) if key in results[name][n] else "-"
+                for name in names
+            ]
+            print(f"{label:<28}" + "".join(f"{c:>26}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
