@@ -20,11 +20,8 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,7 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from turns import call, wait_for, worktree
+from turns import (
+    call,
+    dev_host,
+    worktree,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG: dict[str, Any] = {}  # the defaults
@@ -72,49 +73,8 @@ def measure(code: Path, levels: list[int], stack_settings: dict[str, str]) -> di
 
 
 def one_level(code: Path, n: int, stack_settings: dict[str, str]) -> dict[str, Any]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    name = f"load{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        **stack_settings,
-        "PYTHONPATH": str(code),
-        "SWARM_ENV": "development",
-        "AUTH_SECRET": "bench-" + "k" * 40,
-        "BCRYPT_ROUNDS": "4",
-        "SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
-        "COSMOS_DATABASE": name,
-        "SWARM_CONTAINER": name,
-        "SWARM_QUEUE": name,
-        "SWARM_POISON_QUEUE": f"{name}-poison",
-        "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
-    }
-    log_path = Path(tempfile.gettempdir()) / f"load-devhost-{port}.log"
-    with log_path.open("wb") as log:
-        host = subprocess.Popen(
-            [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"],
-            cwd=code,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}/api"
-        try:
-            wait_for(lambda: _healthy(base, host), 60)
-            return run_level(base, n, host.pid, log_path)
-        finally:
-            host.terminate()
-            host.wait(timeout=30)
-
-
-def _healthy(base: str, host: subprocess.Popen[bytes]) -> bool:
-    if host.poll() is not None:
-        raise SystemExit("the dev host exited")
-    try:
-        return call(base, "GET", "/health")[0] == 200
-    except OSError:
-        return False
+    with dev_host(code, "load", stack_settings) as host:
+        return run_level(host.base, n, host.pid, host.log)
 
 
 def cpu_seconds(pid: int) -> float:

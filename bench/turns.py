@@ -31,7 +31,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (10, 100, 500, 1000)
@@ -373,45 +373,64 @@ def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any,
 # --- over HTTP ------------------------------------------------------------------------------
 
 
-def http_latency(code: Path, exchanges: int) -> dict[str, float]:
-    """POST an answer → the agent's next message in the chat, on a dev host serving `code`."""
+class RunningHost(NamedTuple):
+    base: str  # the API's base URL
+    pid: int
+    name: str  # of its own database, container and queue
+    log: Path
+
+
+@contextlib.contextmanager
+def dev_host(code: Path, prefix: str, env: dict[str, str] | None = None) -> Iterator[RunningHost]:
+    """A dev host serving `code` on a free port, on a database, container and queue of its own."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    name = f"turnshttp{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
+        **(env or {}),
         "PYTHONPATH": str(code),
         "SWARM_ENV": "development",
         "AUTH_SECRET": "bench-" + "k" * 40,
         "BCRYPT_ROUNDS": "4",
-        "SIGNUPS_PER_ADDRESS_PER_HOUR": "1000",
+        "SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
         "COSMOS_DATABASE": name,
         "SWARM_CONTAINER": name,
         "SWARM_QUEUE": name,
         "SWARM_POISON_QUEUE": f"{name}-poison",
         "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
     }
-    log = open(Path(tempfile.gettempdir()) / f"turns-devhost-{port}.log", "wb")  # noqa: SIM115
-    host = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"],
-        cwd=code,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/api"
-    try:
+    log_path = Path(tempfile.gettempdir()) / f"{prefix}-devhost-{port}.log"
+    with log_path.open("wb") as log:
+        host = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"],
+            cwd=code,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}/api"
 
         def healthy() -> bool:
             if host.poll() is not None:
-                raise SystemExit(f"the dev host exited; see {log.name}")
+                raise SystemExit(f"the dev host exited; see {log_path}")
             try:
                 return call(base, "GET", "/health")[0] == 200
             except OSError:
                 return False
 
-        wait_for(healthy, 60)
+        try:
+            wait_for(healthy, 60)
+            yield RunningHost(base, host.pid, name, log_path)
+        finally:
+            host.terminate()
+            host.wait(timeout=30)
+
+
+def http_latency(code: Path, exchanges: int) -> dict[str, float]:
+    """POST an answer → the agent's next message in the chat, on a dev host serving `code`."""
+    with dev_host(code, "turnshttp") as (base, _, name, _):
         token = call(base, "POST", "/auth/signup", {"username": name, "password": "correct horse"})[
             1
         ]["access_token"]
@@ -463,10 +482,6 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
             "median": statistics.median(latencies),
             "p90": statistics.quantiles(latencies, n=10)[-1],
         }
-    finally:
-        host.terminate()
-        host.wait(timeout=30)
-        log.close()
 
 
 class LiveEvents:
