@@ -400,6 +400,7 @@ def dev_host(code: Path, prefix: str, env: dict[str, str] | None = None) -> Iter
         "SWARM_QUEUE": name,
         "SWARM_POISON_QUEUE": f"{name}-poison",
         "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
+        "PYTHON_THREADPOOL_THREAD_COUNT": "24",  # as infra/app/api.bicep sets it
     }
     log_path = Path(tempfile.gettempdir()) / f"{prefix}-devhost-{port}.log"
     with log_path.open("wb") as log:

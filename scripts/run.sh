@@ -12,6 +12,8 @@ export SWARM_ENV="${SWARM_ENV:-development}"
 export SWARM_QUEUE="${SWARM_QUEUE:-swarm-operations}"
 export SWARM_POISON_QUEUE="${SWARM_POISON_QUEUE:-swarm-operations-poison}"
 export MAINTENANCE_SCHEDULE="${MAINTENANCE_SCHEDULE:-0 */5 * * * *}"
+# As infra/app/api.bicep sets it: threads for the API while steps run.
+export PYTHON_THREADPOOL_THREAD_COUNT="${PYTHON_THREADPOOL_THREAD_COUNT:-24}"
 port="${PORT:-7071}"
 echo "API: http://localhost:${port}/api  (try: curl http://localhost:${port}/api/health)"
 exec .venv/bin/python -m devhost --port "$port"

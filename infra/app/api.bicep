@@ -66,6 +66,10 @@ var appSettings = {
   // id, not a credential): with local auth disabled, ingestion needs the Entra token below.
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The Python worker's threads for sync functions (default: cores + 4). Steps and requests
+  // mostly wait on storage; with the queue's batchSize + newBatchThreshold (12) steps at once
+  // the default left no thread for the HTTP API (bench/load.py).
+  PYTHON_THREADPOOL_THREAD_COUNT: '24'
 }
 
 var offlineLLMSettings = {
