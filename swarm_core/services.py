@@ -162,12 +162,6 @@ class SwarmServices:
         `stuck_after` has passed (the age at which a worker is presumed dead, as for roll
         forward). A crash anywhere in between leaves the tombstone, which maintenance purges;
         asked again, the delete finishes its first part and answers 404."""
-        got = self.store.get_swarm(swarm_id)
-        if got is None or got.value.user_id != user_id:
-            raise NotFound(f"swarm {swarm_id} not found")
-        if got.value.status == SwarmStatus.DELETED:
-            self._remove(got.value)  # an earlier delete may have stopped half-way
-            raise NotFound(f"swarm {swarm_id} not found")
 
         def decide(got: Versioned[Swarm]) -> Decision:
             change = ControlCommit(got.value, self.clock())
@@ -175,12 +169,23 @@ class SwarmServices:
             change.swarm.parked = []
             return change.decision()
 
-        self._remove(self._control(swarm_id, decide, user_id))
+        try:
+            tombstone = self._control(swarm_id, decide, user_id)
+        except NotFound:
+            # Missing, someone else's, or deleted already: an earlier delete of the caller's
+            # may have stopped half-way, so finish its first part (its commit's listing entry
+            # included) before answering 404.
+            got = self.store.get_swarm(swarm_id)
+            earlier = got.value if got is not None else None
+            if earlier and earlier.user_id == user_id and earlier.status == SwarmStatus.DELETED:
+                self.store.put_summary(earlier.summary())
+                self._remove(earlier)
+            raise
+        self._remove(tombstone)
 
     def _remove(self, tombstone: Swarm) -> None:
-        """What a delete does after its tombstone: the listing entry says deleted (the tombstone's
-        commit wrote it; again in case that was cut short), the blobs and nodes go."""
-        self.store.put_summary(tombstone.summary())
+        """What a delete does after its tombstone (whose commit wrote the listing entry): the
+        blobs and nodes go."""
         self.content.delete_swarm(tombstone.swarm_id)
         self.store.delete_nodes(tombstone.swarm_id)
 
