@@ -8,6 +8,10 @@
 //   * Reading a missing item answers 404 `{"code":"NotFound",...}` like Cosmos DB, instead of the
 //     package's 500 (its read handler dereferences the missing document).
 //   * Error bodies without a `code` get the Cosmos one for their status (404 NotFound, ...).
+//   * Transactional batch (`POST .../docs` with `x-ms-cosmos-is-batch-request`) works for every
+//     operation and is atomic, as in Cosmos DB. The package only reads an operation's partition
+//     key from the operation itself (the SDKs send it once, in the request header), so only
+//     `create` worked; and a failing operation left the ones before it applied.
 //   * `--cert` / `--key`: HTTPS with the given certificate and key (PEM files).
 //     `python -m devstack` passes the ones it makes in its state directory (devstack/certs.py),
 //     whose CA the app trusts through COSMOS_CA_CERT, so that the SDK verifies the connection.
@@ -53,6 +57,95 @@ readDocument.default = (account, req, res, params) => {
     }
   }
   return originalReadDocument(account, req, res, params);
+};
+
+// Transactional batch: every operation on the request's partition, all or nothing. Node runs the
+// batch in one go (no other request interleaves), so undoing the applied operations on a failure
+// makes it atomic.
+const batchDocuments = require(`${PKG}/lib/handler/batch-documents`);
+const documentOperations = require(`${PKG}/lib/handler/_document-operations`);
+const readJson = require(`${PKG}/lib/json`).default;
+
+const BATCH_OPERATIONS = {
+  Create: documentOperations.createOperation,
+  Upsert: documentOperations.upsertOperation,
+  Read: documentOperations.readOperation,
+  Delete: documentOperations.deleteOperation,
+  Replace: documentOperations.replaceOperation,
+};
+
+function operationId(input) {
+  return input && (input.id || (input.resourceBody && input.resourceBody.id));
+}
+
+// Put the stored document `before` back (undefined: there was none) in place of what is there.
+function restoreDocument(collection, id, partition, before) {
+  const items = collection.documents;
+  if (collection.document(id, partition).read()) {
+    items.delete(id, partition);
+  }
+  if (before) {
+    items._set(before); // as it was, with its _etag, _rid and _ts
+  }
+}
+
+batchDocuments.default = async (account, req, res, { dbId, collId }) => {
+  const body = await readJson(req);
+  const collection = account.database(dbId).collection(collId);
+  if (!collection.read()) {
+    res.statusCode = 404;
+    return {};
+  }
+  if (!Array.isArray(body)) {
+    res.statusCode = 400;
+    return { message: "Invalid request body" };
+  }
+  const header = partitionHeader.default(req);
+  const undo = [];
+  const results = [];
+  let failed = false;
+  for (const input of body) {
+    const run = input && BATCH_OPERATIONS[input.operationType];
+    if (!run) {
+      res.statusCode = 400;
+      return { message: `Operation type '${input && input.operationType}' is not supported in Batch.` };
+    }
+    if (failed) {
+      results.push({ statusCode: 424, requestCharge: 0 });
+      continue;
+    }
+    const op = input.partitionKey === undefined && header ? { ...input, partitionKey: header } : input;
+    const id = operationId(op);
+    let partition;
+    try {
+      partition = partitionHeader.parsePartitionKey(op.partitionKey, id);
+    } catch (err) {
+      res.statusCode = 400;
+      return { code: "BadRequest", message: err.message };
+    }
+    const before = id === undefined ? undefined : collection.document(id, partition).read();
+    const result = run(collection, op);
+    if (result.statusCode >= 400) {
+      failed = true;
+      results.push({ statusCode: result.statusCode, requestCharge: 0 });
+      continue;
+    }
+    if (input.operationType !== "Read") {
+      undo.push(() => restoreDocument(collection, id, partition, before));
+    }
+    results.push({
+      statusCode: result.statusCode,
+      requestCharge: 1,
+      eTag: result.body ? result.body._etag : undefined,
+      resourceBody: result.body,
+    });
+  }
+  if (failed) {
+    undo.reverse().forEach((step) => step());
+    // Every operation of a failed batch reports no effect; the failing one keeps its status.
+    return results.map((r) => (r.statusCode >= 400 ? r : { statusCode: 424, requestCharge: 0 }));
+  }
+  return results;
 };
 
 const { createHttpServer, createHttpsServer } = require(PKG);

@@ -16,12 +16,12 @@ Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id
    effects, or nothing to write (dropped, parked already, or a duplicate: a node step finds its
    own op id among the node's recent ones, which its commit wrote).
 4. **Commit**: replace the swarm document iff its ETag is unchanged, with `seq + 1` and the
-   effects as the new `pending`. Losing that race means another commit came first: decide again
-   on a fresh read.
-5. Apply the effects: first the writes — node writes (create, or replace iff at the ETag the
-   step read), appends to chats/logs/history keyed by seq (appended at most once), the listing
-   entry — at once on a few threads where storage is remote; then enqueues (consumers dedupe by
-   op_id) and publishes.
+   effects as the new `pending`, and write the nodes the step changed, all or nothing (one
+   transactional batch: a swarm's documents share a partition). Losing that race means another
+   commit came first: nothing was written; decide again on a fresh read.
+5. Apply the effects: first the writes — appends to chats/logs/history keyed by seq (appended
+   at most once), the listing entry — at once on a few threads where storage is remote; then
+   enqueues (consumers dedupe by op_id) and publishes.
 
 Every effect is idempotent, so re-driving after a crash at any point gives the crash-free result.
 `apply_step_result` turns what a node step decided into the new swarm document and its effects;
@@ -63,7 +63,7 @@ from swarm_core.ports import (
     log_stream,
 )
 from swarm_core.step_context import StepResult, StepView
-from swarm_core.swarm import Effects, NodeWrite, PendingCommit, Swarm
+from swarm_core.swarm import Effects, PendingCommit, Swarm
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,15 @@ class SwarmNotFound(Exception):
 class Decision:
     """What a commit function decided on a fresh read of the swarm.
 
-    `swarm` is the new swarm document to write (None: write nothing). A `COMMITTED` decision
-    takes the next seq; `refresh_listing` puts the new listing entry among its effects."""
+    `swarm` is the new swarm document to write (None: write nothing), with `nodes`, the nodes
+    it changed or created. A `COMMITTED` decision takes the next seq; `refresh_listing` puts the
+    new listing entry among its effects."""
 
     outcome: Outcome
     swarm: Swarm | None = None
     effects: Effects = field(default_factory=Effects)
     refresh_listing: bool = False
+    nodes: list[Node] = field(default_factory=list)
 
 
 Decide = Callable[[Versioned[Swarm]], Decision]
@@ -173,7 +175,7 @@ class SwarmCommitter:
                     decision.effects.summary = new.summary()
                 new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=decision.effects)
             try:
-                self.store.replace_swarm(new, got.etag)
+                self.store.replace_swarm(new, got.etag, decision.nodes)
             except ConflictError:
                 log.info("commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id)
                 continue
@@ -235,12 +237,11 @@ class SwarmCommitter:
         # First what the commit stored (in any order), then what others act on: the next step
         # (enqueued) and a client (published) find the writes in place. The history batch goes
         # last of all: once it is there, everything is (`roll_forward` relies on it).
-        writes: list[Callable[[], object]] = [
-            partial(self.store.write_node, w.node, w.base_etag) for w in effects.node_writes
-        ]
-        for node_id, chat in _by_node(effects.chat_messages):
+        writes: list[Callable[[], object]] = []
+        chats = (e["data"] for e in events if e["type"] == EventType.CHAT_MESSAGE)
+        for node_id, chat in _by_node(chats):
             writes.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
-        for node_id, logs in _by_node(effects.logs):
+        for node_id, logs in _by_node(entry.model_dump(mode="json") for entry in effects.logs):
             writes.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
         if effects.summary is not None:
             writes.append(partial(self.store.put_summary, effects.summary))
@@ -269,10 +270,10 @@ class SwarmCommitter:
             future.result()
 
 
-def _by_node(items: Iterable[Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+def _by_node(records: Iterable[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item in items:
-        grouped[item.node_id].append(item.model_dump(mode="json"))
+    for record in records:
+        grouped[record["node_id"]].append(record)
     return list(grouped.items())
 
 
@@ -287,9 +288,7 @@ def count_transition(
     return {k: v for k, v in changed.items() if v}
 
 
-def apply_step_result(
-    swarm: Swarm, view: StepView, result: StepResult, etags: dict[str, str]
-) -> Decision:
+def apply_step_result(swarm: Swarm, view: StepView, result: StepResult) -> Decision:
     """The commit of a node step: the new swarm document and the step's effects (pure).
 
     The swarm document is copied shallowly: its containers are replaced, never changed in place."""
@@ -297,16 +296,16 @@ def apply_step_result(
     new.usage = new.usage.plus(result.usage)
     new.node_count += result.nodes_reserved
     before: dict[str, Node] = {n.node_id: n for n in (view.node, view.parent) if n is not None}
-    writes: list[NodeWrite] = []
+    writes: list[Node] = []
     for node in result.new_nodes:
         new.node_counts = count_transition(new.node_counts, None, node.lifecycle)
-        writes.append(NodeWrite(node=node, base_etag=None))
+        writes.append(node)
     for node in result.updated_nodes:
         old = before.get(node.node_id)
         if old is None:
             continue  # a node the step did not read cannot be written safely
         new.node_counts = count_transition(new.node_counts, old.lifecycle, node.lifecycle)
-        writes.append(NodeWrite(node=node, base_etag=etags[node.node_id]))
+        writes.append(node)
         if node.lifecycle == Lifecycle.FAILED and new.error is None:
             new.error = f"node {node.name!r} failed: {node.error}"
     if result.swarm_status is not None:
@@ -315,14 +314,14 @@ def apply_step_result(
         new.final_report = result.final_report
     if result.error is not None:
         new.error = result.error
-    effects = Effects(
-        node_writes=writes,
-        chat_messages=result.chat_messages,
-        events=result.events,
-        logs=result.logs,
-        operations=result.operations,
+    effects = Effects(events=result.events, logs=result.logs, operations=result.operations)
+    return Decision(
+        Outcome.COMMITTED,
+        new,
+        effects,
+        refresh_listing=listing_changed(swarm, new),
+        nodes=writes,
     )
-    return Decision(Outcome.COMMITTED, new, effects, refresh_listing=listing_changed(swarm, new))
 
 
 class ControlCommit:
@@ -338,6 +337,7 @@ class ControlCommit:
         self.swarm = old.model_copy(update={"pending": None, "updated_at": now})
         self._status_data = status_data
         self._effects = Effects()
+        self._nodes: list[Node] = []
 
     def event(self, type_: EventType, data: dict[str, Any]) -> None:
         self._effects.events.append(
@@ -352,7 +352,6 @@ class ControlCommit:
         )
 
     def chat(self, message: ChatMessage) -> None:
-        self._effects.chat_messages.append(message)
         self.event(EventType.CHAT_MESSAGE, message.model_dump(mode="json"))
 
     def write_node(self, node: Node, read: Versioned[Node]) -> None:
@@ -360,7 +359,7 @@ class ControlCommit:
         self.swarm.node_counts = count_transition(
             self.swarm.node_counts, read.value.lifecycle, node.lifecycle
         )
-        self._effects.node_writes.append(NodeWrite(node=node, base_etag=read.etag))
+        self._nodes.append(node)
         self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
 
     def enqueue(self, *operations: Operation) -> None:
@@ -384,6 +383,7 @@ class ControlCommit:
             self.swarm,
             self._effects,
             refresh_listing=listing_changed(self.old, self.swarm),
+            nodes=self._nodes,
         )
 
 

@@ -41,8 +41,12 @@ class SwarmStore(Protocol):
 
     def get_swarm(self, swarm_id: str) -> Versioned[Swarm] | None: ...
 
-    def replace_swarm(self, swarm: Swarm, etag: str) -> str:
-        """Replace iff unchanged since `etag` (the commit point); ConflictError otherwise."""
+    def replace_swarm(self, swarm: Swarm, etag: str, nodes: Sequence[Node] = ()) -> str:
+        """The commit point: replace the swarm document iff unchanged since `etag` and write
+        (create or replace) `nodes`, all or nothing (one transactional batch: the swarm's
+        documents share a partition); ConflictError, writing nothing, if the swarm changed.
+        Returns the swarm document's new ETag. Every write of a node goes through here, so the
+        swarm's ETag guards its nodes too."""
         ...
 
     def delete_swarm(self, swarm_id: str) -> None:
@@ -56,13 +60,6 @@ class SwarmStore(Protocol):
     def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None: ...
 
     def list_nodes(self, swarm_id: str) -> list[Node]: ...
-
-    def write_node(self, node: Node, base_etag: str | None) -> bool:
-        """Create the node (base_etag None) or replace it iff still at `base_etag`.
-
-        Returns False, changing nothing, when the node exists already / moved on: the write was
-        applied before (a re-driven commit), so skipping it is the idempotent outcome."""
-        ...
 
     def put_summary(self, summary: SwarmSummary) -> None:
         """Upsert the listing entry unless the stored one has a higher `seq` (never go back)."""

@@ -1,5 +1,5 @@
 """The swarm's own documents: `Swarm` (the runtime document every step commits on), its listing
-projection `SwarmSummary`, and what a commit carries (`PendingCommit`, `Effects`, `NodeWrite`).
+projection `SwarmSummary`, and what a commit carries (`PendingCommit`, `Effects`).
 
 Kept apart from `swarm_core.models` because the swarm document holds operations (parked ones and
 the pending commit's), and operations are built from the models.
@@ -13,12 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from swarm_core.models import (
-    ChatMessage,
     Document,
     HistoryEvent,
     Lifecycle,
     LogEntry,
-    Node,
     SwarmConfig,
     SwarmStatus,
     Usage,
@@ -27,18 +25,11 @@ from swarm_core.models import (
 from swarm_core.operations import Operation
 
 
-class NodeWrite(BaseModel):
-    """A node document to write; `base_etag` is the version the step read (None: a new node)."""
-
-    node: Node
-    base_etag: str | None = None
-
-
 class Effects(BaseModel):
-    """Everything a committed step changes outside the swarm document; re-applied idempotently."""
+    """What a committed step changes beyond the documents its commit wrote (the swarm document
+    and its nodes, at once); re-applied idempotently. The chat messages are the data of its
+    `chat.message` events, so they are not kept twice."""
 
-    node_writes: list[NodeWrite] = Field(default_factory=list)
-    chat_messages: list[ChatMessage] = Field(default_factory=list)
     events: list[HistoryEvent] = Field(default_factory=list)
     logs: list[LogEntry] = Field(default_factory=list)
     operations: list[Operation] = Field(default_factory=list)
@@ -56,9 +47,10 @@ class PendingCommit(BaseModel):
 class Swarm(Document):
     """The swarm's runtime document: its status, its commit point (`seq`) and its parked work.
 
-    Every step of the swarm commits by replacing this document conditionally (ETag), which
-    serialises the steps of one swarm; `pending` holds the effects of the latest commit so that
-    anyone can finish applying them after a crash.
+    Every step of the swarm commits by replacing this document conditionally (ETag), together
+    with the nodes the step changed, all or nothing; that serialises the steps of one swarm.
+    `pending` holds the other effects of the latest commit so that anyone can finish applying
+    them after a crash.
     """
 
     kind: Literal["swarm"] = "swarm"

@@ -148,8 +148,7 @@ class SwarmWorker:
             llm_result=llm_result,
         )
         result = advance_one_step(step_op, view)
-        etags = {v.value.node_id: v.etag for v in (node, parent) if v is not None}
-        return apply_step_result(swarm, view, result, etags)
+        return apply_step_result(swarm, view, result)
 
     def _pause_for_budget(self, swarm: Swarm, operation: Operation) -> Decision:
         """The token budget is spent: pause the swarm, saying why, and park the operation

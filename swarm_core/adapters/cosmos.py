@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +47,8 @@ NODES = "nodes"
 PARTITION_KEYS = {USERS: "/username", SWARMS: "/user_id", NODES: "/swarm_id"}
 
 SWARM_DOC_ID = "swarm"
+# Cosmos DB runs at most 100 operations in one transactional batch.
+MAX_BATCH_OPERATIONS = 100
 # A swarm has at most a few thousand documents (Limits.max_nodes <= 2000 nodes):
 # ask for big pages so that listing them is one round trip, not one per 100 items.
 LIST_PAGE_SIZE = 1000
@@ -283,21 +285,30 @@ class CosmosSwarmStore:
             return None
         return Versioned(_load(Swarm, item), item["_etag"])
 
-    def replace_swarm(self, swarm: Swarm, etag: str) -> str:
+    def replace_swarm(self, swarm: Swarm, etag: str, nodes: Sequence[Node] = ()) -> str:
+        swarm_item = _as_item(swarm, SWARM_DOC_ID)
         try:
-            response = self._nodes.replace_item(
-                SWARM_DOC_ID,
-                _as_item(swarm, SWARM_DOC_ID),
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-                no_response=True,
-            )
+            if not nodes:
+                response = self._nodes.replace_item(
+                    SWARM_DOC_ID,
+                    swarm_item,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    no_response=True,
+                )
+                return _written_etag(response)
+            return self._commit_batch(swarm, swarm_item, etag, nodes)
         except (
             cosmos_errors.CosmosAccessConditionFailedError,
             cosmos_errors.CosmosResourceNotFoundError,
+            cosmos_errors.CosmosBatchOperationError,
         ) as exc:
+            if isinstance(exc, cosmos_errors.CosmosBatchOperationError) and (
+                exc.error_index != 0 or exc.status_code not in (404, 412)
+            ):
+                raise  # not the swarm's condition: a real error of the batch
             # 412: another step committed first; 404: the swarm was deleted. Either way this
-            # commit lost, and the worker retries from a fresh read.
+            # commit lost (wrote nothing), and the worker retries from a fresh read.
             log.info(
                 "commit lost swarm_id=%s seq=%s status=%s",
                 swarm.swarm_id,
@@ -305,7 +316,23 @@ class CosmosSwarmStore:
                 exc.status_code,
             )
             raise ConflictError(f"swarm {swarm.swarm_id} changed") from exc
-        return _written_etag(response)
+
+    def _commit_batch(
+        self, swarm: Swarm, swarm_item: dict[str, Any], etag: str, nodes: Sequence[Node]
+    ) -> str:
+        """The swarm document (iff at `etag`) and its changed nodes in one transactional batch:
+        the swarm's replace comes first, so a lost race fails it at index 0."""
+        if len(nodes) >= MAX_BATCH_OPERATIONS:  # pragma: no cover - limits.max_children is 20
+            raise ValueError(f"a commit writes at most {MAX_BATCH_OPERATIONS - 1} nodes")
+        operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+            ("replace", (SWARM_DOC_ID, swarm_item), {"if_match_etag": etag})
+        ]
+        for node in nodes:
+            item_id = node_doc_id(node.node_id)
+            _require_storable(item_id, "node id")
+            operations.append(("upsert", (_as_item(node, item_id),), {}))
+        results = self._nodes.execute_item_batch(operations, partition_key=swarm.swarm_id)
+        return str(results[0]["eTag"])
 
     def delete_swarm(self, swarm_id: str) -> None:
         self._delete_partition(swarm_id, keep_swarm_document=False)
@@ -345,37 +372,6 @@ class CosmosSwarmStore:
             [("@kind", "node")],
         )
         return [_load(Node, item) for item in items]
-
-    def write_node(self, node: Node, base_etag: str | None) -> bool:
-        item_id = node_doc_id(node.node_id)
-        _require_storable(item_id, "node id")
-        item = _as_item(node, item_id)
-        try:
-            if base_etag is None:
-                self._nodes.create_item(item, no_response=True)
-            else:
-                self._nodes.replace_item(
-                    item_id,
-                    item,
-                    etag=base_etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    no_response=True,
-                )
-        except (
-            cosmos_errors.CosmosResourceExistsError,
-            cosmos_errors.CosmosAccessConditionFailedError,
-            cosmos_errors.CosmosResourceNotFoundError,
-        ) as exc:
-            # Created already / moved on since `base_etag`: this write was applied before (a
-            # re-driven commit), so skipping it is the idempotent outcome.
-            log.debug(
-                "node write skipped swarm_id=%s node_id=%s status=%s",
-                node.swarm_id,
-                node.node_id,
-                exc.status_code,
-            )
-            return False
-        return True
 
     # --- summaries (listing per user) --------------------------------------------------------
 

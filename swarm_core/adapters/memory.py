@@ -46,13 +46,17 @@ class MemorySwarmStore:
             return None
         return Versioned(Swarm.model_validate_json(got[0]), got[1])
 
-    def replace_swarm(self, swarm: Swarm, etag: str) -> str:
+    def replace_swarm(self, swarm: Swarm, etag: str, nodes: Sequence[Node] = ()) -> str:
+        written = [(n.node_id, n.model_dump_json()) for n in nodes]
         with self._lock:
             current = self._swarms.get(swarm.swarm_id)
             if current is None or current[1] != etag:
                 raise ConflictError(f"swarm {swarm.swarm_id} changed")
             new = self._etag()
             self._swarms[swarm.swarm_id] = (swarm.model_dump_json(), new)
+            stored = self._nodes[swarm.swarm_id]
+            for node_id, doc in written:
+                stored[node_id] = (doc, self._etag())
             return new
 
     def delete_swarm(self, swarm_id: str) -> None:
@@ -75,16 +79,6 @@ class MemorySwarmStore:
         with self._lock:
             docs = [doc for doc, _ in self._nodes[swarm_id].values()]
         return [Node.model_validate_json(d) for d in docs]
-
-    def write_node(self, node: Node, base_etag: str | None) -> bool:
-        with self._lock:
-            current = self._nodes[node.swarm_id].get(node.node_id)
-            if base_etag is None and current is not None:
-                return False
-            if base_etag is not None and (current is None or current[1] != base_etag):
-                return False
-            self._nodes[node.swarm_id][node.node_id] = (node.model_dump_json(), self._etag())
-            return True
 
     def put_summary(self, summary: SwarmSummary) -> None:
         with self._lock:

@@ -65,29 +65,53 @@ def test_concurrent_commits_on_one_etag_let_exactly_one_win(swarm_store):
     assert swarm_store.get_swarm(swarm.swarm_id).value.seq == wins[0]
 
 
-def test_node_writes_are_idempotent_and_conditional(swarm_store):
+def with_nodes(swarm_store, swarm: Swarm, *nodes: Node) -> str:
+    """Commit `nodes` with the swarm (as a step does); the new ETag."""
+    got = swarm_store.get_swarm(swarm.swarm_id)
+    return swarm_store.replace_swarm(got.value, got.etag, nodes)
+
+
+def test_a_commit_writes_the_swarm_and_its_nodes_all_or_nothing(swarm_store):
     swarm = a_swarm()
-    swarm_store.create_swarm(swarm)
-    node = a_node(swarm.swarm_id)
-    assert swarm_store.write_node(node, None) is True
-    assert swarm_store.write_node(node, None) is False, "created before: skipped"
-    got = swarm_store.get_node(swarm.swarm_id, "n1")
-    assert got.value == node
-    changed = node.model_copy(update={"report": "r1"})
-    assert swarm_store.write_node(changed, got.etag) is True
-    stale = node.model_copy(update={"report": "stale"})
-    assert swarm_store.write_node(stale, got.etag) is False, "moved on: a re-drive skips"
-    assert swarm_store.get_node(swarm.swarm_id, "n1").value.report == "r1"
+    etag = swarm_store.create_swarm(swarm)
+    a, b = a_node(swarm.swarm_id, "a"), a_node(swarm.swarm_id, "b")
+    new_etag = swarm_store.replace_swarm(swarm.model_copy(update={"seq": 1}), etag, [a, b])
+    got = swarm_store.get_swarm(swarm.swarm_id)
+    assert got.etag == new_etag and got.value.seq == 1
+    assert swarm_store.get_node(swarm.swarm_id, "a").value == a
+    assert swarm_store.get_node(swarm.swarm_id, "b").value == b
+    # A node created before is replaced; its ETag moves on.
+    before = swarm_store.get_node(swarm.swarm_id, "a")
+    changed = a.model_copy(update={"report": "r1"})
+    swarm_store.replace_swarm(swarm.model_copy(update={"seq": 2}), new_etag, [changed])
+    after = swarm_store.get_node(swarm.swarm_id, "a")
+    assert after.value.report == "r1" and after.etag != before.etag
+    # A lost race writes nothing: neither the swarm nor any node.
+    stale = a.model_copy(update={"report": "stale"})
+    fresh = a_node(swarm.swarm_id, "c")
+    with pytest.raises(ConflictError):
+        swarm_store.replace_swarm(swarm.model_copy(update={"seq": 9}), new_etag, [stale, fresh])
+    assert swarm_store.get_swarm(swarm.swarm_id).value.seq == 2
+    assert swarm_store.get_node(swarm.swarm_id, "a").value.report == "r1"
+    assert swarm_store.get_node(swarm.swarm_id, "c") is None
     assert swarm_store.get_node(swarm.swarm_id, "nope") is None
+
+
+def test_a_commit_on_a_deleted_swarm_writes_nothing(swarm_store):
+    swarm = a_swarm()
+    etag = swarm_store.create_swarm(swarm)
+    swarm_store.delete_swarm(swarm.swarm_id)
+    with pytest.raises(ConflictError):
+        swarm_store.replace_swarm(swarm, etag, [a_node(swarm.swarm_id)])
+    assert swarm_store.list_nodes(swarm.swarm_id) == []
 
 
 def test_nodes_are_listed_per_swarm(swarm_store):
     one, two = a_swarm(), a_swarm()
     for swarm in (one, two):
         swarm_store.create_swarm(swarm)
-    for node_id in ("a", "b", "c"):
-        swarm_store.write_node(a_node(one.swarm_id, node_id), None)
-    swarm_store.write_node(a_node(two.swarm_id, "x"), None)
+    with_nodes(swarm_store, one, *(a_node(one.swarm_id, node_id) for node_id in ("a", "b", "c")))
+    with_nodes(swarm_store, two, a_node(two.swarm_id, "x"))
     assert sorted(n.node_id for n in swarm_store.list_nodes(one.swarm_id)) == ["a", "b", "c"]
     assert [n.node_id for n in swarm_store.list_nodes(two.swarm_id)] == ["x"]
 
@@ -96,7 +120,7 @@ def test_delete_swarm_removes_its_partition_only(swarm_store):
     one, two = a_swarm(), a_swarm()
     for swarm in (one, two):
         swarm_store.create_swarm(swarm)
-        swarm_store.write_node(a_node(swarm.swarm_id), None)
+        with_nodes(swarm_store, swarm, a_node(swarm.swarm_id))
     swarm_store.delete_swarm(one.swarm_id)
     assert swarm_store.get_swarm(one.swarm_id) is None
     assert swarm_store.list_nodes(one.swarm_id) == []
@@ -107,7 +131,7 @@ def test_delete_swarm_removes_its_partition_only(swarm_store):
 def test_delete_nodes_keeps_the_swarm_document(swarm_store):
     swarm = a_swarm()
     swarm_store.create_swarm(swarm)
-    swarm_store.write_node(a_node(swarm.swarm_id), None)
+    with_nodes(swarm_store, swarm, a_node(swarm.swarm_id))
     swarm_store.delete_nodes(swarm.swarm_id)
     swarm_store.delete_nodes(swarm.swarm_id)  # idempotent
     assert swarm_store.list_nodes(swarm.swarm_id) == []

@@ -48,9 +48,9 @@ class RacingStore:
                 self.barrier.reset()
         return got
 
-    def replace_swarm(self, swarm: Any, etag: str) -> str:
+    def replace_swarm(self, swarm: Any, etag: str, nodes: Any = ()) -> str:
         try:
-            return self.inner.replace_swarm(swarm, etag)
+            return self.inner.replace_swarm(swarm, etag, nodes)
         except ConflictError:
             with self.lock:
                 self.conflicts += 1

@@ -186,6 +186,7 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
 
     swarm = a_swarm()
     node = Node(node_id="n1", swarm_id=swarm.swarm_id, action="execute", name="n", directive="d")
+    node2 = node.model_copy(update={"node_id": "n2"})
     user = User(user_id=_id("u"), username=_id("alice"), password_hash="$2b$12$hash")
     summary = swarm.summary()
     costs: dict[str, int] = {}
@@ -198,10 +199,9 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
 
     trips("create_swarm", lambda: store.create_swarm(swarm))
     read = trips("get_swarm", lambda: store.get_swarm(swarm.swarm_id))
-    trips("replace_swarm", lambda: store.replace_swarm(swarm, read.etag))
-    trips("write_node(create)", lambda: store.write_node(node, None))
-    got = trips("get_node", lambda: store.get_node(swarm.swarm_id, "n1"))
-    trips("write_node(replace)", lambda: store.write_node(node, got.etag))
+    etag = trips("replace_swarm", lambda: store.replace_swarm(swarm, read.etag))
+    etag = trips("replace_swarm(+nodes)", lambda: store.replace_swarm(swarm, etag, [node, node2]))
+    trips("get_node", lambda: store.get_node(swarm.swarm_id, "n1"))
     trips("list_nodes", lambda: store.list_nodes(swarm.swarm_id))
     trips("put_summary(new)", lambda: store.put_summary(summary))
     newer: SwarmSummary = summary.model_copy(update={"seq": 2})
@@ -218,9 +218,8 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
         "create_swarm": 1,
         "get_swarm": 1,
         "replace_swarm": 1,
-        "write_node(create)": 1,
+        "replace_swarm(+nodes)": 1,  # one transactional batch
         "get_node": 1,
-        "write_node(replace)": 1,
         "list_nodes": 1,
         "put_summary(new)": 2,  # read, create
         "put_summary(update)": 2,  # read, conditional replace
@@ -230,7 +229,7 @@ def test_round_trips_per_method(counted: tuple[CosmosClients, CountingTransport]
         "delete_summary": 1,
         "create_user": 1,
         "get_user": 1,
-        "delete_swarm": 3,  # one query, one delete per document (swarm, node)
+        "delete_swarm": 4,  # one query, one delete per document (swarm, two nodes)
     }
 
 

@@ -334,24 +334,25 @@ def test_maintenance_redrives_a_commit_whose_worker_died():
     store = app.adapters.store
 
     class DiesAfterCommit:
-        """The worker dies right after its commit point: the effects (the root node, the next
-        operation) are never applied, and no message is left to re-drive them."""
+        """The worker dies right after its commit point: the effects (the next operation, the
+        history) are never applied, and no message is left to re-drive them."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(store, name)
 
-        def replace_swarm(self, new: Any, etag: str) -> str:
-            store.replace_swarm(new, etag)
+        def replace_swarm(self, new: Any, etag: str, nodes: Any = ()) -> str:
+            store.replace_swarm(new, etag, nodes)
             raise InjectedCrash("after replace_swarm")
 
     app.worker.committer.store = DiesAfterCommit()  # type: ignore[assignment]
     with pytest.raises(InjectedCrash):
         app.worker.process(message.body)
     app.adapters.queue.ack(message)  # the message is gone (e.g. it expired)
-    assert app.adapters.store.list_nodes(swarm.swarm_id) == []
+    assert len(app.adapters.store.list_nodes(swarm.swarm_id)) == 1, "committed with the step"
+    assert not app.adapters.queue.pending_bodies(), "its next operation was never enqueued"
     counts = app.services.maintain(stuck_after=timedelta(0), idle_after=timedelta(hours=1))
     assert counts["redriven"] == 1
-    assert len(app.adapters.store.list_nodes(swarm.swarm_id)) == 1
+    assert len(app.adapters.queue.pending_bodies()) == 1, "enqueued by the re-drive"
     app.worker.committer.store = app.adapters.store
     run_to_end(app, swarm.swarm_id)
     assert app.services.get_swarm(USER, swarm.swarm_id).status == SwarmStatus.COMPLETED
