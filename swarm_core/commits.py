@@ -19,9 +19,10 @@ Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id
    effects as the new `pending`, and write the nodes the step changed, all or nothing (one
    transactional batch: a swarm's documents share a partition). Losing that race means another
    commit came first: nothing was written; decide again on a fresh read.
-5. Apply the effects: first the writes — appends to chats/logs/history keyed by seq (appended
-   at most once), the listing entry — at once on a few threads where storage is remote; then
-   enqueues (consumers dedupe by op_id) and publishes.
+5. Apply the effects: appends to chats and logs keyed by seq (appended at most once), the
+   listing entry, enqueues (consumers dedupe by op_id) and publishes, at once on a few threads
+   where storage is remote; then, last, the history batch (its presence marks the commit
+   applied).
 
 Every effect is idempotent, so re-driving after a crash at any point gives the crash-free result.
 `apply_step_result` turns what a node step decided into the new swarm document and its effects;
@@ -234,28 +235,35 @@ class SwarmCommitter:
     def _apply_effects(self, swarm: Swarm, pending: PendingCommit) -> None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
         events = [e.model_dump(mode="json") for e in effects.events]
-        # First what the commit stored (in any order), then what others act on: the next step
-        # (enqueued) and a client (published) find the writes in place. The history batch goes
-        # last of all: once it is there, everything is (`roll_forward` relies on it).
-        writes: list[Callable[[], object]] = []
+        # All at once (where storage is remote): the appends, the listing entry, the enqueues
+        # and the publishes. The next step may start before an append of this commit lands: it
+        # finds this commit not known as applied (its history batch is missing) and applies it
+        # first, or, in this process, waits for it. The history batch goes last of all: once it
+        # is there, everything is (`roll_forward` relies on it), so a crash before it re-drives
+        # the commit. Publishing is best effort: a client that misses an event reads it from
+        # the history.
+        calls: list[Callable[[], object]] = []
         chats = (e["data"] for e in events if e["type"] == EventType.CHAT_MESSAGE)
         for node_id, chat in _by_node(chats):
-            writes.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
+            calls.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
         for node_id, logs in _by_node(entry.model_dump(mode="json") for entry in effects.logs):
-            writes.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
+            calls.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
         if effects.summary is not None:
-            writes.append(partial(self.store.put_summary, effects.summary))
-        self._run_all(writes)
+            calls.append(partial(self.store.put_summary, effects.summary))
         for operation in effects.operations:
-            self.queue.enqueue(telemetry.carrying_trace(operation))
+            calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
         if events:
-            try:
-                self.publisher.publish(swarm_id, events)
-            except Exception:
-                # Clients catch up from the stored history (`history?after=`): never fail a step.
-                log.warning("publish failed swarm_id=%s seq=%s", swarm_id, seq, exc_info=True)
+            calls.append(partial(self._publish, swarm_id, seq, events))
+        self._run_all(calls)
         if events:
             self.content.append(history_stream(swarm_id), seq, events)
+
+    def _publish(self, swarm_id: str, seq: int, events: list[dict[str, Any]]) -> None:
+        try:
+            self.publisher.publish(swarm_id, events)
+        except Exception:
+            # Clients catch up from the stored history (`history?after=`): never fail a step.
+            log.warning("publish failed swarm_id=%s seq=%s", swarm_id, seq, exc_info=True)
 
     def _run_all(self, calls: list[Callable[[], object]]) -> None:
         """Run every call; all of them have ended when this returns or raises (the first
