@@ -20,6 +20,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_vali
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# How an app setting that App Service could not resolve from Key Vault reads.
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret-change-me", "secret"})
 
 
@@ -256,6 +258,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
+        if self.auth_secret.strip().startswith(KEY_VAULT_REFERENCE):
+            # App Service leaves a reference it could not resolve as its literal text, which is
+            # public (it is in the Bicep): never sign tokens with it.
+            raise SettingsError(
+                "AUTH_SECRET is an unresolved Key Vault reference: give the app's identity "
+                "'Key Vault Secrets User' on the vault and set the site's Key Vault reference "
+                "identity (infra/app/rbac.bicep, api.bicep)"
+            )
         if self.environment == "production":
             if (
                 self.auth_secret.strip().lower() in PLACEHOLDER_SECRETS
