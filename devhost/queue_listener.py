@@ -11,9 +11,13 @@ not valid base64 goes straight to the poison queue. An empty queue is polled les
 up to ``maxPollingInterval``; a message resets the interval.
 
 The connection setting named by the trigger (default ``AzureWebJobsStorage``) is either a
-connection string or identity-based: ``<name>__queueServiceUri`` (or ``__serviceUri``, or
-``__accountName``) with ``DefaultAzureCredential`` (``<name>__clientId`` picks a user-assigned
-identity). Both queues are created if missing.
+connection string or identity-based, read as the host reads it: ``<name>__queueServiceUri`` (or
+``__serviceUri``, or ``__accountName``); ``<name>__credential=managedidentity`` signs in with the
+managed identity only (``ManagedIdentityCredential``, ``<name>__clientId`` naming the
+user-assigned one), as the Functions host does in Azure; without it ``DefaultAzureCredential``
+(a developer's own sign-in, ``__clientId`` still preferring that identity). Over HTTPS the
+account's certificate is verified against the system's CAs, which ``SSL_CERT_FILE`` replaces (how
+devstack's identity mode makes the host trust its local CA). Both queues are created if missing.
 """
 
 from __future__ import annotations
@@ -87,16 +91,24 @@ def connect(connection: str | None, environ: Mapping[str, str] | None = None) ->
         if not uri and account:
             uri = f"https://{account}.queue.core.windows.net"
         if uri:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = DefaultAzureCredential(
-                managed_identity_client_id=env.get(f"{setting}__clientId")
-            )
+            credential, kind = _identity_credential(setting, env)
             service = QueueServiceClient(uri, credential=credential, **_QUICK_RETRIES)
-            return QueueConnection(service, credential, f"{setting} ({uri}, identity)")
+            return QueueConnection(service, credential, f"{setting} ({uri}, {kind})")
     raise HostConfigError(
         f"connection {name!r}: set {name} to a connection string or {name}__queueServiceUri"
     )
+
+
+def _identity_credential(setting: str, env: Mapping[str, str]) -> tuple[Any, str]:
+    """The credential of an identity-based connection, chosen as the Functions host chooses it."""
+    client_id = env.get(f"{setting}__clientId") or None
+    if env.get(f"{setting}__credential", "").lower() == "managedidentity":
+        from azure.identity.aio import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=client_id), "managed identity"
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id), "identity"
 
 
 class _Receipt:

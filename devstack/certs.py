@@ -3,7 +3,9 @@
 `ensure_certificate(state_dir)` makes, once per state directory, a small certificate authority and
 a server certificate it signs for ``localhost``, ``127.0.0.1`` and ``::1``, and writes them as PEM:
 ``cosmos-ca.pem`` (the CA certificate: what clients trust, the app's ``COSMOS_CA_CERT``),
-``cosmos-cert.pem`` and ``cosmos-key.pem`` (what ``cosmos_server.js`` serves). The CA's private
+``cosmos-cert.pem`` and ``cosmos-key.pem`` (what ``cosmos_server.js`` serves; in identity mode
+Azurite and the Web PubSub emulator serve the same pair, and ``STORAGE_CA_CERT`` /
+``WEBPUBSUB_CA_CERT`` name the same CA). The CA's private
 key is never written: once the server certificate is signed nothing else can be, so trusting
 ``cosmos-ca.pem`` trusts this one local server and nothing more. Later calls reuse the files while
 they are complete and valid, and make a new set otherwise.

@@ -18,9 +18,19 @@
 //     Without them the package's own self-signed certificate is served (the Python SDK then
 //     skips verification for localhost / 127.0.0.1, and urllib3 warns on every request).
 //
+//   * `--auth aad`: an account with local auth disabled, as the Bicep deploys it. Every request
+//     must carry a Microsoft Entra ID token (`type=aad&ver=1.0&sig=<jwt>`, what the SDK sends
+//     with a TokenCredential) from an Entra issuer (https://sts.windows.net/...), for this
+//     account (audience https://<host> or https://cosmos.azure.com), within its lifetime; the
+//     signature is not checked (as Azurite's basic OAuth mode). Key-signed requests get 401.
+//     Default `--auth any`: any request, any key (the package's behaviour).
+//   * `--auth-log FILE`: one JSON line per request (method, path, Authorization header), for
+//     tests that check what the app sends.
+//
 // Usage: node devstack/cosmos_server.js [--port N] [--host H] [--cert FILE --key FILE] [--no-ssl]
+//                                       [--auth any|aad] [--auth-log FILE]
 //   port: --port, else $COSMOS_PORT, else 8081; host: --host, else $COSMOS_HOST, else 127.0.0.1.
-// Any base64 key is accepted. Data lives in memory only.
+// Data lives in memory only.
 "use strict";
 
 const fs = require("node:fs");
@@ -193,6 +203,8 @@ function parseArgs(argv) {
     ssl: true,
     cert: null,
     key: null,
+    auth: "any",
+    authLog: null,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const key = argv[i];
@@ -209,13 +221,18 @@ function parseArgs(argv) {
     } else if (key.startsWith("--cert=") || key.startsWith("--key=")) {
       const eq = key.indexOf("=");
       args[key.slice(2, eq)] = key.slice(eq + 1);
+    } else if (key === "--auth") {
+      args.auth = argv[(i += 1)];
+    } else if (key === "--auth-log") {
+      args.authLog = argv[(i += 1)];
     } else if (key === "--no-ssl") {
       args.ssl = false;
     } else if (/^\d+$/.test(key)) {
       args.port = Number.parseInt(key, 10);
     } else if (key === "-h" || key === "--help") {
       console.log(
-        "usage: cosmos_server.js [--port N] [--host H] [--cert FILE --key FILE] [--no-ssl]",
+        "usage: cosmos_server.js [--port N] [--host H] [--cert FILE --key FILE] [--no-ssl] " +
+          "[--auth any|aad] [--auth-log FILE]",
       );
       process.exit(0);
     } else {
@@ -227,11 +244,79 @@ function parseArgs(argv) {
     console.error(`cosmos_server.js: bad port ${args.port}`);
     process.exit(2);
   }
+  if (args.auth !== "any" && args.auth !== "aad") {
+    console.error(`cosmos_server.js: --auth is any or aad, not ${args.auth}`);
+    process.exit(2);
+  }
   if (Boolean(args.cert) !== Boolean(args.key)) {
     console.error("cosmos_server.js: --cert and --key go together");
     process.exit(2);
   }
   return args;
+}
+
+const ENTRA_ISSUER_PREFIX = "https://sts.windows.net/";
+
+// Why an Entra ID token does not authorize a request to this account ("" when it does).
+function aadProblem(req) {
+  let auth;
+  try {
+    auth = new URLSearchParams(decodeURIComponent(req.headers.authorization || ""));
+  } catch (_err) {
+    return "the Authorization header is not URL-encoded";
+  }
+  if (auth.get("type") !== "aad") {
+    return "Local Authorization is disabled. Use an AAD token to authorize all requests.";
+  }
+  const parts = (auth.get("sig") || "").split(".");
+  let claims;
+  try {
+    claims = JSON.parse(Buffer.from(parts[1] || "", "base64url").toString("utf8"));
+  } catch (_err) {
+    return "the AAD token is not a JWT";
+  }
+  const now = Date.now() / 1000;
+  if (typeof claims.iss !== "string" || !claims.iss.startsWith(ENTRA_ISSUER_PREFIX)) {
+    return "the AAD token's issuer is not Microsoft Entra ID";
+  }
+  if (typeof claims.exp !== "number" || claims.exp < now) {
+    return "the AAD token has expired";
+  }
+  if (typeof claims.nbf === "number" && claims.nbf > now) {
+    return "the AAD token is not valid yet";
+  }
+  const host = (req.headers.host || "").replace(/:\d+$/, "");
+  const audiences = [`https://${host}`, "https://cosmos.azure.com"];
+  if (!audiences.includes(String(claims.aud).replace(/\/$/, ""))) {
+    return `the AAD token's audience ${claims.aud} is not this account`;
+  }
+  return "";
+}
+
+// Put a gate in front of the package's request handlers: record, then refuse or pass on.
+function guardRequests(server, args) {
+  const handlers = server.listeners("request");
+  server.removeAllListeners("request");
+  server.on("request", (req, res) => {
+    if (args.authLog) {
+      const line = {
+        method: req.method,
+        path: req.url,
+        authorization: req.headers.authorization || "",
+      };
+      fs.appendFileSync(args.authLog, `${JSON.stringify(line)}\n`);
+    }
+    const problem = args.auth === "aad" ? aadProblem(req) : "";
+    if (problem) {
+      res.statusCode = 401;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ code: "Unauthorized", message: problem }));
+      return;
+    }
+    for (const handler of handlers) {
+      handler.call(server, req, res);
+    }
+  });
 }
 
 // The TLS options: the given certificate and key, else the package's own (createHttpsServer's
@@ -258,6 +343,7 @@ function main() {
   server.keepAliveTimeout = 120_000;
   server.headersTimeout = 125_000;
   server.prependListener("request", addErrorCodes);
+  guardRequests(server, args);
   server.on("error", (err) => {
     console.error(`cosmos_server.js: ${err.message}`);
     process.exit(1);
@@ -269,7 +355,10 @@ function main() {
     if (args.ssl) {
       tls = args.cert ? `, certificate ${args.cert}` : ", the package's certificate";
     }
-    console.log(`cosmos emulator listening on ${scheme}://${args.host}:${port} (keep-alive${tls})`);
+    console.log(
+      `cosmos emulator listening on ${scheme}://${args.host}:${port} ` +
+        `(keep-alive${tls}, auth ${args.auth})`,
+    );
   });
   const stop = () => {
     server.close(() => process.exit(0));

@@ -12,10 +12,25 @@ The Cosmos DB server speaks HTTPS with a certificate made for the state director
 the settings carry ``COSMOS_CA_CERT`` (the CA file), with which the app's client verifies the
 server instead of skipping verification for 127.0.0.1 (and warning on every request).
 
+Two modes. **Key mode** (the default) gives the app connection strings and keys. **Identity
+mode** (``identity=True``, ``python -m devstack up --identity``, or ``DEVSTACK_MODE=identity``)
+runs the deployed, keyless configuration: the emulators with local auth off and HTTPS (Azurite
+``--oauth basic``, the Cosmos DB server ``--auth aad``, the Web PubSub emulator ``--identity``,
+all with the state directory's certificate), plus the managed-identity endpoint of
+``devstack/identity.py``; the settings are the ones infra/app/api.bicep gives the Function App
+(``AzureWebJobsStorage__blobServiceUri``, ``__queueServiceUri``, ``__credential``,
+``__clientId``, ``AZURE_CLIENT_ID``, ``COSMOS_ENDPOINT``, ``WEBPUBSUB_ENDPOINT``: no key), the
+CA files the SDKs verify the emulators with, and the two variables Azure Functions sets for a
+managed identity, ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``. The identity's signing key and
+header secret are made once per state directory (``identity-secrets.json``).
+``record_auth=True`` has every emulator log each request's Authorization header (``*-auth.log``,
+Azurite's debug log), for tests. Run the two modes from different state directories and ports.
+
 Ports come from the environment (defaults in brackets): ``AZURITE_BLOB_PORT`` [10000],
 ``AZURITE_QUEUE_PORT`` [10001], ``AZURITE_TABLE_PORT`` [10002], ``COSMOS_PORT`` [8081],
-``WEBPUBSUB_PORT`` [7080]. Also ``DEVSTACK_DIR`` (state directory), ``WEBPUBSUB_ACCESS_KEY``,
-``DEVSTACK_START_TIMEOUT`` (seconds, default 15) and ``DEVSTACK_VERBOSE=1`` (Azurite access log).
+``WEBPUBSUB_PORT`` [7080], ``IDENTITY_PORT`` [7090]. Also ``DEVSTACK_DIR`` (state directory),
+``WEBPUBSUB_ACCESS_KEY``, ``DEVSTACK_START_TIMEOUT`` (seconds, default 15) and
+``DEVSTACK_VERBOSE=1`` (Azurite access log).
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ import http.client
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import ssl
@@ -36,6 +52,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from devstack.certs import DevCertificate, ensure_certificate, served_by
+from devstack.identity import DEV_CLIENT_ID, MSI_PATH, DevTokenIssuer
 
 try:  # POSIX only; without it concurrent `up` calls are simply not serialised.
     import fcntl
@@ -45,7 +62,9 @@ except ImportError:  # pragma: no cover
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".devstack"
 HOST = "127.0.0.1"
-SERVICES = ("azurite", "cosmos", "webpubsub")
+SERVICES = ("azurite", "cosmos", "webpubsub", "identity")
+# The managed-identity endpoint only exists in identity mode.
+KEY_MODE_SERVICES = ("azurite", "cosmos", "webpubsub")
 
 # Well-known, public development credentials (not secrets).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -63,6 +82,7 @@ _PORT_ENV = {
     "table": "AZURITE_TABLE_PORT",
     "cosmos": "COSMOS_PORT",
     "webpubsub": "WEBPUBSUB_PORT",
+    "identity": "IDENTITY_PORT",
 }
 _STOP_GRACE = 5.0
 
@@ -78,6 +98,7 @@ class Ports:
     table: int = 10002
     cosmos: int = 8081
     webpubsub: int = 7080
+    identity: int = 7090
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Ports:
@@ -111,6 +132,12 @@ class StackInfo:
     settings: dict[str, str]
     state_dir: Path
     services: dict[str, ServiceState] = field(default_factory=dict)
+    identity: bool = False
+
+    @property
+    def issuer(self) -> DevTokenIssuer:
+        """The development token issuer of identity mode (whose tokens the emulators accept)."""
+        return DevTokenIssuer(signing_key=identity_secrets(self.state_dir)["signing_key"])
 
     @property
     def started(self) -> list[str]:
@@ -126,15 +153,61 @@ def webpubsub_access_key() -> str:
     return os.environ.get("WEBPUBSUB_ACCESS_KEY") or DEFAULT_WEBPUBSUB_ACCESS_KEY
 
 
+def identity_mode_from_env() -> bool:
+    return os.environ.get("DEVSTACK_MODE", "").strip().lower() == "identity"
+
+
+def identity_secrets(state_dir: Path) -> dict[str, str]:
+    """The managed-identity endpoint's header secret and the issuer's signing key, made once per
+    state directory (development values, never an account key)."""
+    path = state_dir / "identity-secrets.json"
+    with contextlib.suppress(OSError, ValueError):
+        found = json.loads(path.read_text())
+        if isinstance(found, dict) and {"header", "signing_key"} <= set(found):
+            return {k: str(found[k]) for k in ("header", "signing_key")}
+    made = {"header": secrets.token_urlsafe(24), "signing_key": secrets.token_urlsafe(32)}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(made, out)
+    return made
+
+
 def settings_for(
-    ports: Ports, access_key: str | None = None, state_dir: Path | str | None = None
+    ports: Ports,
+    access_key: str | None = None,
+    state_dir: Path | str | None = None,
+    *,
+    identity: bool = False,
 ) -> dict[str, str]:
     """The app settings that point the SDKs at the emulators on ``ports``.
 
     ``COSMOS_CA_CERT`` is the CA file of ``state_dir`` (default: ``DEVSTACK_DIR`` or
-    ``.devstack/``), which exists once the stack has been started from there."""
+    ``.devstack/``), which exists once the stack has been started from there. In identity mode:
+    the keyless settings of infra/app/api.bicep, the CA files and the managed identity's
+    ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER``."""
     key = access_key or webpubsub_access_key()
-    ca = DevCertificate.in_dir(_state_dir(state_dir).resolve()).ca
+    state = _state_dir(state_dir).resolve()
+    ca = DevCertificate.in_dir(state).ca
+    if identity:
+        return {
+            "AzureWebJobsStorage__blobServiceUri": (
+                f"https://{HOST}:{ports.blob}/{AZURITE_ACCOUNT}"
+            ),
+            "AzureWebJobsStorage__queueServiceUri": (
+                f"https://{HOST}:{ports.queue}/{AZURITE_ACCOUNT}"
+            ),
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": DEV_CLIENT_ID,
+            "AZURE_CLIENT_ID": DEV_CLIENT_ID,
+            "COSMOS_ENDPOINT": f"https://{HOST}:{ports.cosmos}",
+            "WEBPUBSUB_ENDPOINT": f"https://{HOST}:{ports.webpubsub}",
+            "COSMOS_CA_CERT": str(ca),
+            "STORAGE_CA_CERT": str(ca),
+            "WEBPUBSUB_CA_CERT": str(ca),
+            "IDENTITY_ENDPOINT": f"http://{HOST}:{ports.identity}{MSI_PATH}",
+            "IDENTITY_HEADER": identity_secrets(state)["header"],
+        }
     storage = (
         "DefaultEndpointsProtocol=http;"
         f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
@@ -186,9 +259,9 @@ def _request(
         conn.close()
 
 
-def _azurite_probe(port: int, kind: str) -> Callable[[], bool]:
+def _azurite_probe(port: int, kind: str, tls: bool = False) -> Callable[[], bool]:
     def probe() -> bool:
-        answer = _request(port, "/")
+        answer = _request(port, "/", tls=tls)
         return answer is not None and answer[1].get("server", "").startswith(f"Azurite-{kind}")
 
     return probe
@@ -211,9 +284,9 @@ def _cosmos_probe(port: int) -> Callable[[], bool]:
     return probe
 
 
-def _health_probe(port: int) -> Callable[[], bool]:
+def _health_probe(port: int, tls: bool = False) -> Callable[[], bool]:
     def probe() -> bool:
-        answer = _request(port, "/health")
+        answer = _request(port, "/health", tls=tls)
         return answer is not None and answer[0] == 200
 
     return probe
@@ -253,7 +326,13 @@ def _webpubsub_missing() -> str:
 
 
 def _services(
-    ports: Ports, state_dir: Path, access_key: str, node: str = "node"
+    ports: Ports,
+    state_dir: Path,
+    access_key: str,
+    node: str = "node",
+    *,
+    identity: bool = False,
+    record_auth: bool = False,
 ) -> dict[str, _Service]:
     node_bin = ROOT / "node_modules" / ".bin"
     tls = DevCertificate.in_dir(state_dir)
@@ -267,6 +346,27 @@ def _services(
         "--disableTelemetry",
         *quiet,
     ]
+    cosmos_extra: list[str] = []
+    webpubsub_extra = ["--access-key", access_key]
+    if identity:
+        # Bearer tokens only travel over HTTPS (the SDKs refuse otherwise, Azurite too).
+        azurite += ["--oauth", "basic", "--cert", str(tls.cert), "--key", str(tls.key)]
+        cosmos_extra = ["--auth", "aad"]
+        webpubsub_extra = [
+            "--identity",
+            "--access-key",
+            access_key,
+            "--cert",
+            str(tls.cert),
+            "--tls-key",
+            str(tls.key),
+        ]
+    if record_auth:
+        # Azurite's debug log holds every request's headers (RequestHeaders:{...}).
+        azurite += ["--debug", str(state_dir / "azurite-debug.log")]
+        cosmos_extra += ["--auth-log", str(state_dir / "cosmos-auth.log")]
+        webpubsub_extra += ["--auth-log", str(state_dir / "webpubsub-auth.log")]
+    secrets_ = identity_secrets(state_dir) if identity else {}
     for kind in ("blob", "queue", "table"):
         azurite += [
             f"--{kind}Host",
@@ -282,9 +382,9 @@ def _services(
             argv=azurite,
             ports=(ports.blob, ports.queue, ports.table),
             probes=(
-                _azurite_probe(ports.blob, "Blob"),
-                _azurite_probe(ports.queue, "Queue"),
-                _azurite_probe(ports.table, "Table"),
+                _azurite_probe(ports.blob, "Blob", identity),
+                _azurite_probe(ports.queue, "Queue", identity),
+                _azurite_probe(ports.table, "Table", identity),
             ),
             cwd=state_dir,
         ),
@@ -301,6 +401,7 @@ def _services(
                 str(tls.cert),
                 "--key",
                 str(tls.key),
+                *cosmos_extra,
             ],
             ports=(ports.cosmos,),
             probes=(_cosmos_probe(ports.cosmos),),
@@ -316,14 +417,37 @@ def _services(
                 HOST,
                 "--port",
                 str(ports.webpubsub),
-                "--access-key",
-                access_key,
+                *webpubsub_extra,
             ],
             ports=(ports.webpubsub,),
-            probes=(_health_probe(ports.webpubsub),),
+            probes=(_health_probe(ports.webpubsub, identity),),
             cwd=ROOT,
             env={"PYTHONUNBUFFERED": "1"},
             skip_reason=_webpubsub_missing(),
+        ),
+        "identity": _Service(
+            name="identity",
+            argv=[
+                sys.executable,
+                "-m",
+                "devstack.identity",
+                "--host",
+                HOST,
+                "--port",
+                str(ports.identity),
+                "--client-id",
+                DEV_CLIENT_ID,
+            ],
+            ports=(ports.identity,),
+            probes=(_health_probe(ports.identity),),
+            cwd=ROOT,
+            # The secrets go by environment, not argv (which `ps` shows to every user).
+            env={
+                "PYTHONUNBUFFERED": "1",
+                "DEVSTACK_IDENTITY_HEADER": secrets_.get("header", ""),
+                "DEVSTACK_IDENTITY_KEY": secrets_.get("signing_key", ""),
+            },
+            skip_reason="" if identity else "identity mode only",
         ),
     }
 
@@ -516,34 +640,48 @@ def start_stack(
     services: Iterable[str] | None = None,
     timeout: float | None = None,
     bind_to_caller: bool = False,
+    identity: bool | None = None,
+    record_auth: bool = False,
 ) -> StackInfo:
     """Start the emulators (or reuse running ones) and wait until each answers.
 
     ``ports`` defaults to :meth:`Ports.from_env`. ``services`` selects a subset of
-    ``azurite``, ``cosmos``, ``webpubsub``. ``bind_to_caller`` (for test fixtures; Linux) makes
+    ``azurite``, ``cosmos``, ``webpubsub`` (and ``identity``). ``identity`` (default:
+    ``DEVSTACK_MODE``) starts identity mode, ``record_auth`` the Authorization logs (module
+    docstring). ``bind_to_caller`` (for test fixtures; Linux) makes
     the kernel stop the emulators started here when the calling thread ends, even if it is
     killed before it can call :func:`stop_stack`. Raises :class:`StackError` (after stopping
     whatever this call started) when one cannot be started.
     """
     ports = ports or Ports.from_env()
     state = _state_dir(state_dir).resolve()
-    wanted = list(services) if services is not None else list(SERVICES)
+    if identity is None:
+        identity = identity_mode_from_env()
+    everything = SERVICES if identity else KEY_MODE_SERVICES
+    wanted = list(services) if services is not None else list(everything)
     unknown = sorted(set(wanted) - set(SERVICES))
     if unknown:
         raise StackError(f"unknown service(s) {unknown}; known: {list(SERVICES)}")
     if timeout is None:
         timeout = float(os.environ.get("DEVSTACK_START_TIMEOUT") or 15)
     key = webpubsub_access_key()
-    info = StackInfo(ports=ports, settings=settings_for(ports, key, state), state_dir=state)
+    if identity:
+        identity_secrets(state)  # made before any service reads them
+    info = StackInfo(
+        ports=ports,
+        settings=settings_for(ports, key, state, identity=identity),
+        state_dir=state,
+        identity=identity,
+    )
 
     with _locked(state):
         node = "node"
         if any(n in wanted for n in ("azurite", "cosmos")):
             _ensure_node_packages()
             node = _node()
-        if "cosmos" in wanted:
+        if "cosmos" in wanted or identity:
             ensure_certificate(state)
-        specs = _services(ports, state, key, node)
+        specs = _services(ports, state, key, node, identity=identity, record_auth=record_auth)
         pending: dict[str, tuple[_Service, ServiceState]] = {}
         try:
             for name in wanted:
@@ -580,6 +718,14 @@ def _adopt(svc: _Service, state_dir: Path, timeout: float) -> ServiceState | Non
     record = _read_record(state_dir, svc.name)
     if record is not None:
         if _alive(record):
+            recorded = record.get("argv")
+            if recorded != svc.argv:
+                shown = " ".join(str(a) for a in recorded) if isinstance(recorded, list) else ""
+                raise StackError(
+                    f"{svc.name} is already running from {state_dir} with other options "
+                    f"(pid {record['pid']}: {shown}); "
+                    "run `python -m devstack down` first (or use another DEVSTACK_DIR)"
+                )
             if _record_ports(record) != svc.ports:
                 raise StackError(
                     f"{svc.name} is already running from {state_dir} on ports "
@@ -701,7 +847,7 @@ def stack_status(
     """What runs from ``state_dir`` (with its recorded ports), or answers on ``ports``."""
     ports = ports or Ports.from_env()
     state = _state_dir(state_dir).resolve()
-    specs = _services(ports, state, webpubsub_access_key())
+    specs = _services(ports, state, webpubsub_access_key(), identity=identity_mode_from_env())
     result: dict[str, ServiceState] = {}
     for name, svc in specs.items():
         record = _read_record(state, name)

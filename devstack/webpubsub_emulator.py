@@ -7,15 +7,29 @@ WebSocket endpoint that `azure-messaging-webpubsubclient` (or a browser) connect
 neither gets raw payloads). Tokens are checked as the service checks them: HS256 signed with the raw
 AccessKey string, `aud` naming the URL's path, `exp` not passed; a client token's `role` and
 `webpubsub.group` claims decide which groups the connection is in and may join or send to.
-State lives in memory only. Left out: event handlers (upstream), OData `filter`, protobuf
-subprotocols, listing connections, the permissions API and `:generateToken`.
+
+`POST /api/hubs/{hub}/:generateToken` mints a client token as the service does (what the service
+SDK calls for `get_client_access_token` when it holds a `TokenCredential` instead of a key): query
+`userId`, `role` and `group` (repeated), `minutesToExpire`, answer `{"token": ...}`, signed with
+the emulator's own key.
+
+With `--identity` the emulator is a service with local auth disabled: its REST API accepts only
+Microsoft Entra bearer tokens (issuer `https://sts.windows.net/…`, audience
+`https://webpubsub.azure.com`, in their lifetime: `devstack.identity.entra_claims`) and refuses
+key-signed ones, so a caller must sign in (locally: `devstack.identity`); the access key, random
+unless given, only signs the client tokens `:generateToken` hands out. `--cert`/`--key` serve
+HTTPS (and WSS), which the SDKs require before they send a bearer token. `--auth-log FILE`
+appends one JSON line per REST request (method, path, Authorization header) for tests that check
+what callers send. State lives in memory only. Left out: event handlers (upstream), OData
+`filter`, protobuf subprotocols, listing connections and the permissions API.
 
 Run it with
 
     python -m devstack.webpubsub_emulator --host 127.0.0.1 --port 7080 --access-key KEY
 
-and point the service SDK at `Endpoint=http://127.0.0.1;Port=7080;AccessKey=KEY;Version=1.0;`.
-Tests can use `start_in_thread(...)` instead.
+and point the service SDK at `Endpoint=http://127.0.0.1;Port=7080;AccessKey=KEY;Version=1.0;`
+(or, with `--identity --cert C --tls-key K`, at endpoint `https://127.0.0.1:7080` with a
+credential). Tests can use `start_in_thread(...)` instead.
 """
 
 from __future__ import annotations
@@ -30,16 +44,21 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from devstack.identity import entra_claims
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +77,11 @@ REPLY_DELAY_SECONDS = 0.01
 SESSION_GONE = WSCloseCode.POLICY_VIOLATION
 # A client closing with these codes means to leave, so its session is not kept for a recovery.
 CLEAN_CLOSE_CODES = (WSCloseCode.OK, WSCloseCode.GOING_AWAY)
+
+# The audience of the Entra tokens the service SDK asks for (its default credential scope).
+ENTRA_AUDIENCE = "https://webpubsub.azure.com"
+# Client types `:generateToken` serves (Default: the /client/hubs/{hub} endpoint).
+DEFAULT_CLIENT_TYPE = "default"
 
 AckError = tuple[str, str]
 
@@ -224,8 +248,15 @@ class Hub:
 class WebPubSubEmulator:
     """The emulator's state and its aiohttp handlers; all of it runs on one event loop."""
 
-    def __init__(self, access_key: str) -> None:
+    def __init__(
+        self, access_key: str, *, identity: bool = False, auth_log: Path | None = None
+    ) -> None:
         self.access_key = access_key
+        # True: local auth disabled, the REST API takes Entra ID bearer tokens only.
+        self.identity = identity
+        self.auth_log = auth_log
+        # (method, path, Authorization header) of every REST request, in order (tests).
+        self.rest_authorizations: list[tuple[str, str, str]] = []
         self._hubs: dict[str, Hub] = {}
 
     def build_app(self) -> web.Application:
@@ -235,6 +266,7 @@ class WebPubSubEmulator:
         app.router.add_get("/health", self._health)
         app.router.add_get("/client/hubs/{hub}", self._client_socket)
         app.router.add_post(f"{api}/:send", self._send_to_all)
+        app.router.add_post(f"{api}/:generateToken", self._generate_token)
         app.router.add_post(f"{api}/:closeConnections", self._close_all)
         app.router.add_post(f"{api}/groups/{{group}}/:send", self._send_to_group)
         app.router.add_post(f"{api}/groups/{{group}}/:closeConnections", self._close_group)
@@ -447,13 +479,33 @@ class WebPubSubEmulator:
     @web.middleware
     async def _check_rest_token(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/api/"):
+            self._record_authorization(request)
             try:
-                verify_token(_bearer_token(request), self.access_key, request.path)
+                self._verify_caller(_bearer_token(request), request.path)
             except TokenRejected as exc:
                 logger.info("refused %s %s: %s", request.method, request.path, exc)
                 return web.json_response({"code": "Unauthorized", "message": str(exc)}, status=401)
         response: web.StreamResponse = await handler(request)
         return response
+
+    def _verify_caller(self, token: str, path: str) -> None:
+        """The service's check of a REST caller: the access key's signature, or (local auth
+        disabled) an Entra ID token for Web PubSub."""
+        if not self.identity:
+            verify_token(token, self.access_key, path)
+            return
+        try:
+            entra_claims(token, [ENTRA_AUDIENCE])
+        except jwt.PyJWTError as exc:
+            raise TokenRejected(f"not a Microsoft Entra ID token for Web PubSub: {exc}") from exc
+
+    def _record_authorization(self, request: web.Request) -> None:
+        entry = (request.method, request.path, request.headers.get("Authorization", ""))
+        self.rest_authorizations.append(entry)
+        if self.auth_log is not None:
+            line = {"method": entry[0], "path": entry[1], "authorization": entry[2]}
+            with self.auth_log.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(line) + "\n")
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -487,6 +539,37 @@ class WebPubSubEmulator:
     def _not_excluded(request: web.Request, connections: Iterable[Connection]) -> list[Connection]:
         excluded = set(request.query.getall("excluded", []))
         return [c for c in connections if c.connection_id not in excluded]
+
+    async def _generate_token(self, request: web.Request) -> web.Response:
+        """A client access token, as the service mints it for a caller without the key."""
+        hub = request.match_info["hub"]
+        query = request.query
+        client_type = query.get("clientType", "Default").lower()
+        if client_type != DEFAULT_CLIENT_TYPE:
+            raise web.HTTPBadRequest(
+                text=f"The emulator serves clientType Default only, not {client_type!r}."
+            )
+        try:
+            minutes = int(query.get("minutesToExpire", "60"))
+        except ValueError:
+            raise web.HTTPBadRequest(text="minutesToExpire must be an integer.") from None
+        if minutes < 1:
+            raise web.HTTPBadRequest(text="minutesToExpire must be at least 1.")
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "aud": f"{request.scheme}://{request.host}/client/hubs/{hub}",
+            "iat": now,
+            "exp": now + timedelta(minutes=minutes),
+        }
+        if query.get("userId"):
+            claims["sub"] = query["userId"]
+        roles, groups = query.getall("role", []), query.getall("group", [])
+        if roles:
+            claims["role"] = roles
+        if groups:
+            claims["webpubsub.group"] = groups
+        token = jwt.encode(claims, self.access_key, algorithm="HS256")
+        return web.json_response({"token": token})
 
     async def _send_to_all(self, request: web.Request) -> web.Response:
         hub = self._rest_hub(request)
@@ -595,11 +678,21 @@ class WebPubSubEmulator:
 # --- running it -------------------------------------------------------------------------------
 
 
-async def serve(emulator: WebPubSubEmulator, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving; port 0 picks a free one. Returns the runner and the bound port."""
+def tls_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
+    """A server TLS context from PEM files (devstack's certificate)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+async def serve(
+    emulator: WebPubSubEmulator, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start serving (HTTPS with `tls`); port 0 picks a free one. Returns the runner and the
+    bound port."""
     runner = web.AppRunner(emulator.build_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=tls).start()
     bound_port: int = runner.addresses[0][1]
     return runner, bound_port
 
@@ -615,13 +708,14 @@ class EmulatorHandle:
         thread: threading.Thread,
         host: str,
         port: int,
+        scheme: str = "http",
     ) -> None:
-        self.emulator, self.host, self.port = emulator, host, port
+        self.emulator, self.host, self.port, self.scheme = emulator, host, port, scheme
         self._loop, self._runner, self._thread = loop, runner, thread
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def connection_string(self) -> str:
@@ -642,16 +736,23 @@ class EmulatorHandle:
         self._thread.join(timeout=10)
 
 
-def start_in_thread(host: str = "127.0.0.1", port: int = 0, *, access_key: str) -> EmulatorHandle:
+def start_in_thread(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    access_key: str,
+    identity: bool = False,
+    tls: ssl.SSLContext | None = None,
+) -> EmulatorHandle:
     """Run an emulator on a background thread; returns once it accepts connections."""
-    emulator = WebPubSubEmulator(access_key)
+    emulator = WebPubSubEmulator(access_key, identity=identity)
     loop = asyncio.new_event_loop()
     started: concurrent.futures.Future[tuple[web.AppRunner, int]] = concurrent.futures.Future()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            started.set_result(loop.run_until_complete(serve(emulator, host, port)))
+            started.set_result(loop.run_until_complete(serve(emulator, host, port, tls)))
         except BaseException as exc:
             started.set_exception(exc)
             loop.close()
@@ -662,12 +763,16 @@ def start_in_thread(host: str = "127.0.0.1", port: int = 0, *, access_key: str) 
     thread = threading.Thread(target=run, name="webpubsub-emulator", daemon=True)
     thread.start()
     runner, bound_port = started.result(timeout=10)
-    return EmulatorHandle(emulator, loop, runner, thread, host, bound_port)
+    scheme = "https" if tls is not None else "http"
+    return EmulatorHandle(emulator, loop, runner, thread, host, bound_port, scheme)
 
 
-async def _serve_until_signalled(emulator: WebPubSubEmulator, host: str, port: int) -> None:
-    runner, bound_port = await serve(emulator, host, port)
-    print(f"webpubsub emulator listening on http://{host}:{bound_port}", flush=True)
+async def _serve_until_signalled(
+    emulator: WebPubSubEmulator, host: str, port: int, tls: ssl.SSLContext | None
+) -> None:
+    runner, bound_port = await serve(emulator, host, port, tls)
+    scheme = "https" if tls is not None else "http"
+    print(f"webpubsub emulator listening on {scheme}://{host}:{bound_port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -689,13 +794,31 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("WEBPUBSUB_EMULATOR_KEY"),
         help="the AccessKey of the connection string (env WEBPUBSUB_EMULATOR_KEY)",
     )
+    parser.add_argument(
+        "--identity",
+        action="store_true",
+        help="local auth disabled: the REST API takes Microsoft Entra ID tokens only",
+    )
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    parser.add_argument("--auth-log", help="append each REST request's Authorization here")
     args = parser.parse_args(argv)
+    if args.identity and not args.access_key:
+        args.access_key = secrets.token_urlsafe(32)  # only signs the client tokens it mints
     if not args.access_key:
         parser.error("an access key is required (--access-key or WEBPUBSUB_EMULATOR_KEY)")
+    if bool(args.cert) != bool(args.tls_key):
+        parser.error("--cert and --tls-key go together")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_serve_until_signalled(WebPubSubEmulator(args.access_key), args.host, args.port))
+    emulator = WebPubSubEmulator(
+        args.access_key,
+        identity=args.identity,
+        auth_log=Path(args.auth_log) if args.auth_log else None,
+    )
+    tls = tls_context(args.cert, args.tls_key) if args.cert else None
+    asyncio.run(_serve_until_signalled(emulator, args.host, args.port, tls))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ param allowUserIdentityPrincipal bool = true
 
 @secure()
 @minLength(32)
-@description('Secret that signs the API\'s access tokens (AUTH_SECRET). azure.yaml generates one per azd environment.')
+@description('Secret that signs the API\'s access tokens (AUTH_SECRET), stored in the Key Vault. azure.yaml generates one per azd environment.')
 param authSecret string
 
 @description('Memory of one Flex Consumption instance, in MB.')
@@ -236,6 +236,18 @@ module openAI 'app/openai.bicep' = if (deployOpenAI) {
   }
 }
 
+// AUTH_SECRET's home: the app reads it as a Key Vault reference with its identity.
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyVault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    authSecret: authSecret
+  }
+}
+
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -260,11 +272,15 @@ module api 'app/api.bicep' = {
     cosmosDatabaseName: cosmosDatabaseName
     webPubSubEndpoint: webPubSub.outputs.endpoint
     webPubSubHubName: webPubSubHubName
-    authSecret: authSecret
+    authSecretUri: keyVault.outputs.authSecretUri
     azureOpenAIEndpoint: deployOpenAI ? openAI.outputs.endpoint : ''
     azureOpenAIDeployment: deployOpenAI ? openAI.outputs.deploymentName : ''
     azureOpenAIApiVersion: openAIApiVersion
   }
+  // The identity can read AUTH_SECRET before the app first resolves its Key Vault reference.
+  dependsOn: [
+    rbac
+  ]
 }
 
 // Every data-plane role assignment of the deployment, for the app's identity and the developer.
@@ -276,6 +292,7 @@ module rbac 'app/rbac.bicep' = {
     appInsightsName: appInsights.outputs.name
     cosmosAccountName: cosmos.outputs.accountName
     webPubSubName: webPubSub.outputs.name
+    keyVaultName: keyVault.outputs.name
     openAIAccountName: deployOpenAI ? openAI.outputs.accountName : ''
     managedIdentityPrincipalId: apiIdentity.outputs.principalId
     userPrincipalId: allowUserIdentityPrincipal ? principalId : ''
@@ -289,6 +306,7 @@ module rbac 'app/rbac.bicep' = {
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_FUNCTION_NAME string = api.outputs.name
 output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = api.outputs.uri

@@ -1,9 +1,12 @@
 """The one place that builds the app: adapters chosen from `Settings`, wired to one committer,
 the worker, the services and auth.
 
-- `build_azure(settings)`: Cosmos DB, Blob storage, the Storage queue, Web PubSub and the
-  configured LLM (locally: the emulators; in Azure: the managed identity). What the function
-  app's runtime uses.
+- `build_azure(settings, credential=None)`: Cosmos DB, Blob storage, the Storage queue, Web
+  PubSub and the configured LLM (locally: the emulators; in Azure: the managed identity). What
+  the function app's runtime uses. Services without a key in the settings are reached with one
+  `TokenCredential` for the whole app: `credential` when given (tests inject
+  `devstack.identity.DevCredential`), else the app's managed identity
+  (`adapters.identity.app_credential`). The adapters never ask which one they hold.
 - `build_in_memory(...)`: the in-memory adapters and the offline LLM (demo, unit tests,
   benchmarks).
 - `build_app(settings, adapters)`: the wiring itself, for tests that inject their own adapters
@@ -19,6 +22,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from swarm_core.adapters.blob import BlobContentStore
 from swarm_core.adapters.cosmos import (
@@ -58,6 +62,9 @@ from swarm_core.quotas import ModelPolicy
 from swarm_core.services import SwarmServices
 from swarm_core.settings import Settings
 from swarm_core.worker import SwarmWorker
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +201,9 @@ def build_in_memory(
 # --- Azure -----------------------------------------------------------------------------------
 
 
-def build_publisher(settings: Settings) -> WebPubSubEventPublisher:
+def build_publisher(
+    settings: Settings, credential: TokenCredential | None = None
+) -> WebPubSubEventPublisher:
     if settings.webpubsub_connection_string:
         return WebPubSubEventPublisher(
             hub=settings.webpubsub_hub, connection_string=settings.webpubsub_connection_string
@@ -203,24 +212,34 @@ def build_publisher(settings: Settings) -> WebPubSubEventPublisher:
     return WebPubSubEventPublisher(
         hub=settings.webpubsub_hub,
         endpoint=settings.webpubsub_endpoint,
-        credential=app_credential(settings),
+        credential=credential or app_credential(settings),
+        ca_file=settings.webpubsub_ca_cert,
     )
 
 
-def build_llm(settings: Settings) -> LanguageModel:
+def build_llm(settings: Settings, credential: TokenCredential | None = None) -> LanguageModel:
     """The configured model; Azure OpenAI without a key signs in with the app's identity."""
-    credential = app_credential(settings) if settings.llm.uses_entra_id else None
-    return build_language_model(settings.llm, azure_credential=credential)
+    if not settings.llm.uses_entra_id:
+        return build_language_model(settings.llm, azure_credential=None)
+    return build_language_model(
+        settings.llm, azure_credential=credential or app_credential(settings)
+    )
 
 
-def azure_adapters(settings: Settings, *, ensure_resources: bool | None = None) -> Adapters:
-    """Every adapter from settings. `ensure_resources` creates the database, containers, blob
+def azure_adapters(
+    settings: Settings,
+    *,
+    credential: TokenCredential | None = None,
+    ensure_resources: bool | None = None,
+) -> Adapters:
+    """Every adapter from settings, the keyless ones signed in with `credential` (default: the
+    app's managed identity). `ensure_resources` creates the database, containers, blob
     container and queues when missing: by default only outside production (in Azure the
     infrastructure creates them, and the app's identity has data-plane rights only)."""
-    cosmos = CosmosClients(settings)
-    content = BlobContentStore(settings)
-    queue = StorageOperationQueue(settings, content)
-    publisher = build_publisher(settings)
+    cosmos = CosmosClients(settings, credential=credential)
+    content = BlobContentStore(settings, credential=credential)
+    queue = StorageOperationQueue(settings, content, credential=credential)
+    publisher = build_publisher(settings, credential)
     if ensure_resources is None:
         ensure_resources = settings.environment != "production"
     if ensure_resources:
@@ -233,7 +252,7 @@ def azure_adapters(settings: Settings, *, ensure_resources: bool | None = None) 
         queue=queue,
         publisher=publisher,
         users=CosmosUserStore(cosmos),
-        llm=build_llm(settings),
+        llm=build_llm(settings, credential),
         client_access=publisher,
         attempts=CosmosAttemptStore(cosmos),
     )
@@ -243,9 +262,14 @@ def azure_adapters(settings: Settings, *, ensure_resources: bool | None = None) 
 AZURE_PARALLEL_EFFECTS = 6
 
 
-def build_azure(settings: Settings, *, ensure_resources: bool | None = None) -> SwarmApp:
+def build_azure(
+    settings: Settings,
+    *,
+    credential: TokenCredential | None = None,
+    ensure_resources: bool | None = None,
+) -> SwarmApp:
     return build_app(
         settings,
-        azure_adapters(settings, ensure_resources=ensure_resources),
+        azure_adapters(settings, credential=credential, ensure_resources=ensure_resources),
         parallel_effects=AZURE_PARALLEL_EFFECTS,
     )

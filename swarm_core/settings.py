@@ -1,9 +1,10 @@
 """The one settings object of the app, read from app settings / environment variables.
 
 Locally every service is reached by a connection string (Azurite, the Cosmos emulator server, the
-Web PubSub dev emulator: see `local.settings.example.json`). In Azure no key is needed: services
-are reached by endpoint with the app's managed identity (`DefaultAzureCredential`, pinned to the
-user-assigned identity by `AZURE_CLIENT_ID`). Storage uses the Functions host's own identity-based
+Web PubSub dev emulator: see `local.settings.example.json`), or, in devstack's identity mode,
+exactly as in Azure. In Azure no key is needed: services are reached by endpoint with the app's
+managed identity (`DefaultAzureCredential`, pinned to the user-assigned identity by
+`AZURE_CLIENT_ID`). Storage uses the Functions host's own identity-based
 names (`AzureWebJobsStorage__blobServiceUri`, `__queueServiceUri`, `__credential`, `__clientId`),
 so the host's queue trigger and the app read the same account. The model the app talks to is
 `Settings.llm` (`LLMProviderSettings`: OpenAI, Azure OpenAI, an OpenAI-compatible server, or the
@@ -19,6 +20,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_vali
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# How an app setting that App Service could not resolve from Key Vault reads.
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "dev-secret-change-me", "secret"})
 
 
@@ -193,6 +196,9 @@ class Settings(BaseSettings):
     swarm_queue: str = Field(default="swarm-operations", alias="SWARM_QUEUE")
     swarm_poison_queue: str = Field(default="swarm-operations-poison", alias="SWARM_POISON_QUEUE")
     swarm_container: str = Field(default="swarms", alias="SWARM_CONTAINER")
+    # CA file to verify the local Storage emulator's TLS certificate with (devstack's identity
+    # mode, where Azurite serves HTTPS); unset in Azure.
+    storage_ca_cert: str | None = Field(default=None, alias="STORAGE_CA_CERT")
 
     # Cosmos DB: endpoint + key locally (the emulator), endpoint + managed identity in Azure.
     cosmos_endpoint: str | None = Field(default=None, alias="COSMOS_ENDPOINT")
@@ -207,6 +213,9 @@ class Settings(BaseSettings):
     )
     webpubsub_endpoint: str | None = Field(default=None, alias="WEBPUBSUB_ENDPOINT")
     webpubsub_hub: str = Field(default="swarm", alias="WEBPUBSUB_HUB")
+    # CA file to verify the local Web PubSub emulator's TLS certificate with (devstack's identity
+    # mode); unset in Azure.
+    webpubsub_ca_cert: str | None = Field(default=None, alias="WEBPUBSUB_CA_CERT")
 
     # The user-assigned managed identity (Azure only).
     azure_client_id: str | None = Field(
@@ -249,6 +258,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
+        if self.auth_secret.strip().startswith(KEY_VAULT_REFERENCE):
+            # App Service leaves a reference it could not resolve as its literal text, which is
+            # public (it is in the Bicep): never sign tokens with it.
+            raise SettingsError(
+                "AUTH_SECRET is an unresolved Key Vault reference: give the app's identity "
+                "'Key Vault Secrets User' on the vault and set the site's Key Vault reference "
+                "identity (infra/app/rbac.bicep, api.bicep)"
+            )
         if self.environment == "production":
             if (
                 self.auth_secret.strip().lower() in PLACEHOLDER_SECRETS

@@ -40,7 +40,28 @@ def emulator_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
     """
     blob, queue, table, cosmos, webpubsub = _free_ports(5)
     ports = Ports(blob=blob, queue=queue, table=table, cosmos=cosmos, webpubsub=webpubsub)
-    info = start_stack(ports, state_dir=tmp_path_factory.mktemp("devstack"), bind_to_caller=True)
+    info = start_stack(
+        ports, state_dir=tmp_path_factory.mktemp("devstack"), bind_to_caller=True, identity=False
+    )
+    try:
+        yield info
+    finally:
+        info.stop()
+
+
+@pytest.fixture(scope="session")
+def identity_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """The emulators in identity mode (local auth off, HTTPS, a local managed identity) on free
+    ports, each logging the Authorization header of every request it gets (`record_auth`)."""
+    blob, queue, table, cosmos, webpubsub, identity = _free_ports(6)
+    ports = Ports(blob, queue, table, cosmos, webpubsub, identity)
+    info = start_stack(
+        ports,
+        state_dir=tmp_path_factory.mktemp("devstack-identity"),
+        bind_to_caller=True,
+        identity=True,
+        record_auth=True,
+    )
     try:
         yield info
     finally:

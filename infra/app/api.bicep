@@ -24,8 +24,8 @@ param cosmosEndpoint string
 param cosmosDatabaseName string
 param webPubSubEndpoint string
 param webPubSubHubName string
-@secure()
-param authSecret string
+@description('Versionless URI of the AUTH_SECRET secret in the Key Vault (keyvault.bicep).')
+param authSecretUri string
 @description('Empty when no Azure OpenAI account is deployed: the app then runs the offline LLM.')
 param azureOpenAIEndpoint string = ''
 param azureOpenAIDeployment string = ''
@@ -61,7 +61,10 @@ var appSettings = {
   WEBPUBSUB_HUB: webPubSubHubName
   // DefaultAzureCredential reads it: the app's SDK clients sign in as the user-assigned identity.
   AZURE_CLIENT_ID: identityClientId
-  AUTH_SECRET: authSecret
+  // A Key Vault reference: the platform reads the secret as the app's identity
+  // (keyVaultAccessIdentityResourceId below; 'Key Vault Secrets User' in rbac.bicep) and the app
+  // sees the value. The secret itself never appears in the site's configuration.
+  AUTH_SECRET: '@Microsoft.KeyVault(SecretUri=${authSecretUri})'
   // The connection string only locates the App Insights resource (its instrumentation key is an
   // id, not a credential): with local auth disabled, ingestion needs the Entra token below.
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
@@ -97,6 +100,9 @@ module functionApp 'br/public:avm/res/web/site:0.15.1' = {
         identityId
       ]
     }
+    // Key Vault references resolve as this identity (the default, a system-assigned identity,
+    // does not exist here).
+    keyVaultAccessIdentityResourceId: identityId
     functionAppConfig: {
       deployment: {
         storage: {
@@ -130,9 +136,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: name
 }
 
-// The settings are applied here rather than through the module's appSettingsKeyValuePairs: that
-// parameter is not @secure(), so AUTH_SECRET would be readable in the nested deployment's
-// history by anyone with read access to the resource group.
+// The settings are applied here rather than through the module's appSettingsKeyValuePairs, in one
+// resource the tests read. They hold no secret: AUTH_SECRET is a Key Vault reference.
 resource siteAppSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'

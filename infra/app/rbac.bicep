@@ -8,6 +8,7 @@ param storageAccountName string
 param appInsightsName string
 param cosmosAccountName string
 param webPubSubName string
+param keyVaultName string
 @description('Empty when no Azure OpenAI account is deployed.')
 param openAIAccountName string = ''
 param managedIdentityPrincipalId string
@@ -38,6 +39,9 @@ var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 var webPubSubServiceOwner = '12cf5a90-567b-43ae-8102-96cf46c7d9b4'
 // Cognitive Services OpenAI User: call the model deployments (chat completions).
 var cognitiveServicesOpenAIUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
+// Key Vault Secrets User: read secret values (AUTH_SECRET, through the app's Key Vault reference).
+// The app's identity only: a developer's local run makes its own AUTH_SECRET.
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 // Cosmos DB Built-in Data Contributor: a Cosmos data-plane role (sqlRoleDefinitions), not an
 // Azure RBAC role; it reads and writes items but cannot create databases or containers.
 var cosmosDataContributor = '00000000-0000-0000-0000-000000000002'
@@ -56,6 +60,10 @@ resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' existing = {
 
 resource webPubSub 'Microsoft.SignalRService/webPubSub@2023-02-01' existing = {
   name: webPubSubName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
 }
 
 resource openAI 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = if (withOpenAI) {
@@ -105,6 +113,17 @@ resource appWebPubSubOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   scope: webPubSub
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', webPubSubServiceOwner)
+    principalId: managedIdentityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Key Vault Secrets User → app identity
+resource appKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, managedIdentityPrincipalId, keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
     principalId: managedIdentityPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -25,7 +25,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -38,6 +38,9 @@ from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, Co
 
 from swarm_core.adapters.identity import storage_service
 from swarm_core.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +89,13 @@ class _Segment:
     prev_seq: int | None
 
 
-def build_blob_service(settings: Settings, **options: Any) -> BlobServiceClient:
-    """A Blob service client: by connection string locally, by managed identity in Azure."""
+def build_blob_service(
+    settings: Settings, credential: TokenCredential | None = None, **options: Any
+) -> BlobServiceClient:
+    """A Blob service client: by connection string (local key mode), else by URI with
+    `credential` (default: the app's managed identity)."""
     client: BlobServiceClient = storage_service(
-        BlobServiceClient, settings, "storage_blob_uri", **options
+        BlobServiceClient, settings, "storage_blob_uri", credential, **options
     )
     return client
 
@@ -145,6 +151,7 @@ class BlobContentStore:
         self,
         settings: Settings,
         *,
+        credential: TokenCredential | None = None,
         service_client: BlobServiceClient | None = None,
         max_segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
         max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
@@ -156,6 +163,7 @@ class BlobContentStore:
         if max_segment_bytes < 1 or not 1 <= max_block_bytes <= DEFAULT_BLOCK_BYTES:
             raise ValueError("segment and block byte limits must be positive (blocks <= 4 MiB)")
         self._settings = settings
+        self._credential = credential
         self._service_client = service_client
         self._container_client: ContainerClient | None = None
         self._client_lock = threading.Lock()
@@ -172,7 +180,9 @@ class BlobContentStore:
         # Built on first use and shared by all threads (the client holds a connection pool).
         with self._client_lock:
             if self._container_client is None:
-                service = self._service_client or build_blob_service(self._settings)
+                service = self._service_client or build_blob_service(
+                    self._settings, self._credential
+                )
                 self._container_client = service.get_container_client(
                     self._settings.swarm_container
                 )

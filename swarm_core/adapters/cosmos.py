@@ -125,14 +125,17 @@ def _decode_continuation(token: str) -> str:
         raise ValueError("invalid continuation token") from exc
 
 
-def cosmos_credential(settings: Settings) -> str | TokenCredential:
-    """The key when one is set (the local emulator), else the app's managed identity.
+def cosmos_credential(
+    settings: Settings, credential: TokenCredential | None = None
+) -> str | TokenCredential:
+    """The key when one is set (the local emulator in key mode), else `credential` (default: the
+    app's managed identity).
 
     In Azure the account has local auth disabled; `AZURE_CLIENT_ID` pins DefaultAzureCredential to
     the user-assigned identity instead of trying every identity on the host."""
     if settings.cosmos_key:
         return settings.cosmos_key
-    return app_credential(settings)
+    return credential or app_credential(settings)
 
 
 class CosmosClients:
@@ -150,10 +153,12 @@ class CosmosClients:
         self,
         settings: Settings,
         *,
+        credential: TokenCredential | None = None,
         client_factory: Callable[..., CosmosClient] = CosmosClient,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._settings = settings
+        self._credential = credential
         self._client_factory = client_factory
         self._client_options = dict(client_options or {})
         self._local = threading.local()
@@ -191,7 +196,8 @@ class CosmosClients:
             tls = SSLConfiguration()
             tls.SSLCaCerts = self._settings.cosmos_ca_cert
             options.setdefault("ssl_config", tls)
-        return self._client_factory(endpoint, cosmos_credential(self._settings), **options)
+        credential = cosmos_credential(self._settings, self._credential)
+        return self._client_factory(endpoint, credential, **options)
 
     def container(self, name: str) -> ContainerProxy:
         """A container of the database, on this thread's client; a local proxy (no round trip)."""

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import (
@@ -30,6 +30,9 @@ from swarm_core.adapters.identity import storage_service
 from swarm_core.operations import Operation
 from swarm_core.ports import ContentStore
 from swarm_core.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +54,13 @@ def claim_check_name(swarm_id: str, op_id: str) -> str:
     return f"{swarm_id}/claims/{op_id}.json"
 
 
-def build_queue_service(settings: Settings, **options: Any) -> QueueServiceClient:
-    """A Queue service client: by connection string locally, by managed identity in Azure."""
+def build_queue_service(
+    settings: Settings, credential: TokenCredential | None = None, **options: Any
+) -> QueueServiceClient:
+    """A Queue service client: by connection string (local key mode), else by URI with
+    `credential` (default: the app's managed identity)."""
     client: QueueServiceClient = storage_service(
-        QueueServiceClient, settings, "storage_queue_uri", **options
+        QueueServiceClient, settings, "storage_queue_uri", credential, **options
     )
     return client
 
@@ -100,11 +106,13 @@ class StorageOperationQueue:
         settings: Settings,
         content: ContentStore,
         *,
+        credential: TokenCredential | None = None,
         service_client: QueueServiceClient | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._settings = settings
         self._content = content
+        self._credential = credential
         self._service_client = service_client
         self._max_message_bytes = max_message_bytes
         self._service: QueueServiceClient | None = None
@@ -119,7 +127,9 @@ class StorageOperationQueue:
         # Built on first use and shared by all threads (the client holds a connection pool).
         with self._lock:
             if self._service is None:
-                self._service = self._service_client or build_queue_service(self._settings)
+                self._service = self._service_client or build_queue_service(
+                    self._settings, self._credential
+                )
             return self._service
 
     def _client(self) -> QueueClient:

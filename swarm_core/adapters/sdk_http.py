@@ -10,6 +10,10 @@ connection must open within CONNECT, each response start within READ, and a Cosm
 tenth of a step's time on the emulators. Without a proxy in the environment when the client is
 built there is nothing to find, so the clients are built not to look; with one, they look as
 before (it may exclude some hosts, which only a per-request look honours).
+
+TLS is verified against the default CA bundle, or against one CA file when the settings name one
+for a service (`STORAGE_CA_CERT`, `WEBPUBSUB_CA_CERT`: the local emulators' development CA, which
+`python -m devstack` makes; unset in Azure).
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ def transport(transport_class: type[RequestsTransport] = RequestsTransport, **kw
     return transport_class(use_env_settings=uses_env_proxies(), **kwargs)
 
 
-def client_options(**options: Any) -> dict[str, Any]:
-    """Keyword arguments for an SDK client: the timeouts and a transport, unless given."""
+def client_options(*, ca_file: str | None = None, **options: Any) -> dict[str, Any]:
+    """Keyword arguments for an SDK client: the timeouts and a transport, unless given; the
+    transport verifies TLS against `ca_file` when one is given."""
     merged = {**SDK_TIMEOUTS, **options}
     if "transport" not in merged:
-        merged["transport"] = transport()
+        merged["transport"] = (
+            transport(connection_verify=ca_file) if ca_file is not None else transport()
+        )
     return merged

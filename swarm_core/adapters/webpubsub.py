@@ -4,8 +4,10 @@ Every swarm has one Web PubSub group, `swarm.{swarm_id}`; `publish` sends each e
 and `client_access_url` gives a user a client URL whose token joins that group at connect time and
 carries no roles, so the connection can neither join other groups nor send. The service client is
 built on first use (importing this module or building the publisher never touches the network):
-from a connection string locally (the dev emulator) or from an endpoint and a managed-identity
-credential in Azure, where keys are disabled.
+from a connection string locally (the dev emulator in key mode) or from an endpoint and a
+credential (the managed identity in Azure, where keys are disabled). With a credential the SDK
+cannot sign client tokens itself and asks the service for one (`:generateToken`), so negotiating
+costs a round trip; `ca_file` is the CA to verify the endpoint's TLS with (devstack only).
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class WebPubSubEventPublisher:
         connection_string: str | None = None,
         endpoint: str | None = None,
         credential: TokenCredential | None = None,
+        ca_file: str | None = None,
     ) -> None:
+        self._ca_file = ca_file
         self._make_client: Callable[[], WebPubSubServiceClient]
         if connection_string is not None and endpoint is None and credential is None:
             self._make_client = partial(
@@ -66,7 +70,7 @@ class WebPubSubEventPublisher:
         # One client per publisher, shared by the worker's threads (it keeps a connection pool).
         with self._client_lock:
             if self._client is None:
-                self._client = self._make_client(**sdk_http.client_options())
+                self._client = self._make_client(**sdk_http.client_options(ca_file=self._ca_file))
             return self._client
 
     def probe(self) -> None:

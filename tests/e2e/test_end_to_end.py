@@ -1,12 +1,20 @@
 """End to end over real HTTP and WebSocket: the dev host serving `function_app.py` on the local
 emulators (Azurite, the Cosmos DB server, the Web PubSub dev emulator), a client written from
-DESIGN.md §6 only, and the official `azure-messaging-webpubsubclient` receiving the events."""
+DESIGN.md §6 only, and the official `azure-messaging-webpubsubclient` receiving the events.
+
+The whole flow runs twice: in key mode (connection strings, as a developer runs it) and in
+identity mode, the deployed configuration: the settings of infra/app/api.bicep (no key), the app
+in production mode, the dev host's queue trigger and every SDK client signing in with the managed
+identity that devstack serves, against emulators that have local auth off. The identity run then
+reads what every emulator received and requires that each request carried a bearer token from
+the development identity, never an account key or a signature made with one."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -19,10 +27,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
+import jwt
 import pytest
 from azure.messaging.webpubsubclient import WebPubSubClient, WebPubSubClientCredential
 from azure.messaging.webpubsubclient.models import OnGroupDataMessageArgs
+
+from devstack.identity import DEV_CLIENT_ID, DevCredential
+from devstack.stack import StackInfo
+from swarm_core.adapters.blob import BlobContentStore
+from swarm_core.adapters.cosmos import CosmosClients
+from swarm_core.settings import Settings
 
 pytestmark = pytest.mark.emulators
 
@@ -92,31 +108,70 @@ class DevHost:
                 self.kill()
 
 
-@pytest.fixture(scope="module")
-def host(emulator_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
-    tmp = tmp_path_factory.mktemp("e2e")
+def fast_host_json(tmp: Path) -> Path:
     host_json = tmp / "host.json"
     config = json.loads((ROOT / "host.json").read_text())
     config["extensions"]["queues"].update(
         {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01", "batchSize": 4}
     )
     host_json.write_text(json.dumps(config))
+    return host_json
+
+
+def own_names() -> dict[str, str]:
+    """Queue, container and database of one host (other tests may share the emulators)."""
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        **emulator_stack.settings,
-        "SWARM_ENV": "development",
+    return {
         "SWARM_QUEUE": f"ops-{suffix}",
         "SWARM_POISON_QUEUE": f"ops-{suffix}-poison",
         "SWARM_CONTAINER": f"swarms-{suffix}",
         "COSMOS_DATABASE": f"e2e-{suffix}",
-        "AUTH_SECRET": "e2e-" + uuid.uuid4().hex * 2,
-        "BCRYPT_ROUNDS": "4",
         "SIGNUPS_PER_ADDRESS_PER_HOUR": "1000",
         "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
         "LLM_PROVIDER": "offline",
     }
-    dev = DevHost(env, host_json)
+
+
+@pytest.fixture(scope="module")
+def host(emulator_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    env = {
+        **os.environ,
+        **emulator_stack.settings,
+        **own_names(),
+        "SWARM_ENV": "development",
+        "AUTH_SECRET": "e2e-" + uuid.uuid4().hex * 2,
+        "BCRYPT_ROUNDS": "4",
+    }
+    dev = DevHost(env, fast_host_json(tmp))
+    dev.start()
+    yield dev
+    dev.stop()
+
+
+# What a key-based setting is called; none of them may reach the app in identity mode.
+KEY_SETTINGS = ("AzureWebJobsStorage", "COSMOS_KEY", "WEBPUBSUB_CONNECTION_STRING")
+
+
+@pytest.fixture(scope="module")
+def keyless_host(
+    identity_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevHost]:
+    """The dev host with the deployment's settings: production, identity-based, no key."""
+    settings = {**identity_stack.settings, **own_names(), "SWARM_ENV": "production"}
+    settings["AUTH_SECRET"] = "e2e-" + uuid.uuid4().hex * 2
+    assert not set(KEY_SETTINGS) & set(settings)
+    # In Azure the deployment creates the database, containers and queues (the app's identity has
+    # data rights only); here the test does, signed in as the same identity.
+    deployed = Settings(**{k: v for k, v in settings.items() if not k.startswith("IDENTITY_")})
+    credential = DevCredential(identity_stack.issuer)
+    CosmosClients(deployed, credential=credential).ensure_containers()
+    BlobContentStore(deployed, credential=credential).ensure_container()
+    env = {k: v for k, v in os.environ.items() if k not in KEY_SETTINGS}
+    env.update(settings)
+    # The host trusts the emulators' CA as a machine trusts an installed one.
+    env["SSL_CERT_FILE"] = settings["STORAGE_CA_CERT"]
+    dev = DevHost(env, fast_host_json(tmp_path_factory.mktemp("e2e-identity")))
     dev.start()
     yield dev
     dev.stop()
@@ -233,6 +288,80 @@ def assert_no_duplicates_or_gaps(host: DevHost, token: str, swarm_id: str) -> No
 
 
 def test_a_whole_swarm_with_live_events(host: DevHost) -> None:
+    a_whole_swarm_with_live_events(host)
+
+
+def test_a_whole_swarm_keyless_with_the_managed_identity_only(
+    keyless_host: DevHost, identity_stack: StackInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The browser's side: the negotiated URL is wss:// on the emulator's certificate.
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", identity_stack.settings["WEBPUBSUB_CA_CERT"])
+    a_whole_swarm_with_live_events(keyless_host)
+
+    # Every request any emulator got carried a token of the app's managed identity.
+    seen = emulator_authorizations(identity_stack.state_dir)
+    issuer = identity_stack.issuer
+    audiences: dict[str, set[str]] = {}
+    for service, requests in seen.items():
+        assert requests, f"{service} saw no request"
+        for method, path, authorization in requests:
+            assert "SharedKey" not in authorization and "type=master" not in authorization
+            if not authorization and method == "GET" and path.rstrip("/") in STACK_PROBES:
+                continue  # devstack's readiness probe: anonymous, it carries nothing
+            bearer = bearer_token(service, authorization)
+            assert bearer, (service, method, path, authorization[:40])
+            assert jwt.get_unverified_header(bearer)["kid"] == "devstack"
+            try:
+                claims = issuer.verify(bearer)  # signed by the development issuer ...
+            except jwt.PyJWTError as exc:
+                raise AssertionError((service, method, path, str(exc))) from exc
+            assert claims["appid"] == DEV_CLIENT_ID  # ... for the app's identity
+            audiences.setdefault(service, set()).add(claims["aud"])
+    assert audiences["storage"] == {"https://storage.azure.com"}
+    assert audiences["webpubsub"] == {"https://webpubsub.azure.com"}
+    assert audiences["cosmos"] == {"https://127.0.0.1"}  # the account's own scope
+    # Negotiation asked the service for the client token: the app holds no key to sign one.
+    assert any(path.endswith("/:generateToken") for _, path, _ in seen["webpubsub"])
+    # Blob and queue requests both went by bearer (the trigger's polling among them).
+    paths = {path for _, path, _ in seen["storage"]}
+    assert any("/messages" in path for path in paths)
+
+
+# devstack asks each emulator `GET /` (anonymously) to know it is up.
+STACK_PROBES = ("", "https://127.0.0.1")
+
+
+def emulator_authorizations(state_dir: Path) -> dict[str, list[tuple[str, str, str]]]:
+    """(method, path, Authorization) of each request the emulators logged (`record_auth`)."""
+    seen: dict[str, list[tuple[str, str, str]]] = {"storage": [], "cosmos": [], "webpubsub": []}
+    for service, name in (("cosmos", "cosmos-auth.log"), ("webpubsub", "webpubsub-auth.log")):
+        for line in (state_dir / name).read_text().splitlines():
+            entry = json.loads(line)
+            seen[service].append((entry["method"], entry["path"], entry["authorization"]))
+    # Azurite's debug log: "... RequestMethod=GET RequestURL=... RequestHeaders:{...} ClientIP=".
+    pattern = re.compile(r"RequestMethod=(\S+) RequestURL=(\S+) RequestHeaders:(\{.*\}) ClientIP=")
+    for line in (state_dir / "azurite-debug.log").read_text(errors="replace").splitlines():
+        match = pattern.search(line)
+        if match:
+            headers = json.loads(match.group(3))
+            seen["storage"].append(
+                (match.group(1), match.group(2), headers.get("authorization", ""))
+            )
+    return seen
+
+
+def bearer_token(service: str, authorization: str) -> str:
+    """The JWT of an Entra ID authorization as each service's protocol carries it, else ""."""
+    if service == "cosmos":
+        fields = parse_qs(unquote(authorization))
+        if fields.get("type") == ["aad"] and fields.get("ver") == ["1.0"]:
+            return fields.get("sig", [""])[0]
+        return ""
+    scheme, _, token = authorization.partition(" ")
+    return token if scheme == "Bearer" else ""
+
+
+def a_whole_swarm_with_live_events(host: DevHost) -> None:
     token = user(host)
     status, me = http(host, "GET", "/me", token=token)
     assert status == 200 and me["user_id"]

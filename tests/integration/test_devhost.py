@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost import HostHandle, start_host_in_thread
@@ -204,8 +205,20 @@ def test_queue_connection_string_or_identity() -> None:
         },
     )
     assert by_identity.service.url.startswith("https://acct.queue.core.windows.net")
-    assert by_identity.credential is not None
+    assert isinstance(by_identity.credential, DefaultAzureCredential)
     asyncio.run(by_identity.close())
+    # __credential=managedidentity: the managed identity only, as the Functions host reads it.
+    by_managed_identity = connect(
+        None,
+        {
+            "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001",
+        },
+    )
+    assert isinstance(by_managed_identity.credential, ManagedIdentityCredential)
+    assert "managed identity" in by_managed_identity.description
+    asyncio.run(by_managed_identity.close())
     by_string = connect("Jobs", {"AzureWebJobsJobs": "UseDevelopmentStorage=true"})
     assert by_string.service.account_name == "devstoreaccount1"
     assert by_string.credential is None

@@ -14,6 +14,7 @@ import os
 import queue
 import secrets
 import select
+import ssl
 import subprocess
 import sys
 import time
@@ -43,7 +44,9 @@ from azure.messaging.webpubsubclient.models import (
 from azure.messaging.webpubsubservice import WebPubSubServiceClient
 from websockets.sync.client import connect as websocket_connect
 
-from devstack.webpubsub_emulator import EmulatorHandle, start_in_thread
+from devstack.certs import DevCertificate, ensure_certificate
+from devstack.identity import DevCredential, DevTokenIssuer
+from devstack.webpubsub_emulator import EmulatorHandle, start_in_thread, tls_context
 from swarm_core.adapters.webpubsub import WebPubSubEventPublisher, group_for_swarm
 
 pytestmark = pytest.mark.emulators
@@ -130,12 +133,14 @@ def refuses_connection(url: str) -> bool:
     return False
 
 
-def rest_status(url: str, token: str | None, method: str = "HEAD") -> int:
+def rest_status(
+    url: str, token: str | None, method: str = "HEAD", context: ssl.SSLContext | None = None
+) -> int:
     request = urllib.request.Request(url, method=method)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=WAIT) as response:
+        with urllib.request.urlopen(request, timeout=WAIT, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -414,3 +419,87 @@ def test_command_line_serves_health_until_terminated() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+# --- identity mode: local auth disabled, Entra ID tokens, `:generateToken` ----------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
+    return ensure_certificate(tmp_path_factory.mktemp("wps-tls"))
+
+
+@pytest.fixture(scope="module")
+def keyless_emulator(tls_files: DevCertificate) -> Iterator[EmulatorHandle]:
+    handle = start_in_thread(
+        "127.0.0.1",
+        0,
+        access_key=fresh_key(),
+        identity=True,
+        tls=tls_context(tls_files.cert, tls_files.key),
+    )
+    yield handle
+    handle.stop()
+
+
+def test_with_a_credential_the_sdk_negotiates_through_generate_token(
+    keyless_emulator: EmulatorHandle, tls_files: DevCertificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issuer = DevTokenIssuer()
+    publisher = WebPubSubEventPublisher(
+        hub=HUB,
+        endpoint=keyless_emulator.endpoint,
+        credential=DevCredential(issuer),
+        ca_file=str(tls_files.ca),
+    )
+    swarm_id = unique("swarm")
+    url, _ = publisher.client_access_url("user-7", swarm_id, minutes=5)
+    assert url.startswith(
+        f"wss://127.0.0.1:{keyless_emulator.port}/client/hubs/{HUB}?access_token="
+    )
+    claims = jwt.decode(url.split("access_token=")[1], options={"verify_signature": False})
+    assert claims["sub"] == "user-7"
+    assert claims["webpubsub.group"] == [group_for_swarm(swarm_id)]
+    assert "role" not in claims  # receive-only
+    assert 0 < claims["exp"] - time.time() <= 5 * 60
+
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(tls_files.ca))  # the client SDK's wss
+    event = {"type": "swarm.status", "swarm_id": swarm_id, "seq": 1, "at": "t", "data": {}}
+    with listening(url) as listener:
+        publisher.publish(swarm_id, [event])
+        assert listener.next_group_message().data == event
+
+    calls = keyless_emulator.emulator.rest_authorizations
+    assert [path for _, path, _ in calls] == [
+        f"/api/hubs/{HUB}/:generateToken",
+        f"/api/hubs/{HUB}/groups/{group_for_swarm(swarm_id)}/:send",
+    ]
+    for _, _, authorization in calls:
+        scheme, _, token = authorization.partition(" ")
+        assert scheme == "Bearer"
+        assert issuer.verify(token)["aud"] == "https://webpubsub.azure.com"
+
+
+def test_with_local_auth_disabled_key_signed_and_foreign_tokens_are_refused(
+    keyless_emulator: EmulatorHandle, tls_files: DevCertificate
+) -> None:
+    # The emulator's own access key, as a connection string would carry it: refused.
+    with_key = WebPubSubServiceClient.from_connection_string(
+        f"Endpoint={keyless_emulator.endpoint};AccessKey={keyless_emulator.emulator.access_key};"
+        "Version=1.0;",
+        hub=HUB,
+        connection_verify=str(tls_files.ca),
+    )
+    with pytest.raises(ClientAuthenticationError):
+        with_key.send_to_group("swarm.x", {"a": 1})
+
+    issuer = DevTokenIssuer()
+    url = f"{keyless_emulator.endpoint}/api/hubs/{HUB}/groups/swarm.x?api-version=2024-12-01"
+    storage_token, _ = issuer.mint("https://storage.azure.com", "client")
+    expired, _ = issuer.mint("https://webpubsub.azure.com", "client", lifetime=-120)
+    valid, _ = issuer.mint("https://webpubsub.azure.com", "client")
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    assert rest_status(url, storage_token, context=context) == 401
+    assert rest_status(url, expired, context=context) == 401
+    assert rest_status(url, None, context=context) == 401
+    assert rest_status(url, valid, context=context) == 404  # accepted; no connection in it

@@ -1,11 +1,12 @@
 """The deployment (infra/*.bicep, azure.yaml, the local-settings hook) checked without a network.
 
-No Bicep compiler or Azure CLI can be installed on the project's machines, so the templates are
-read as text: (a) every service the app uses is declared, keyless, and every data-plane role it
-needs is assigned in infra/app/rbac.bicep; (b) the app settings the Bicep gives the Function App
-are parsed and fed to the real `Settings`, and every Azure client the app builds from them is
-constructed (never called) in managed-identity form. A renamed setting, a missing role or a key
-that creeps in fails here rather than in Azure.
+No Bicep compiler or Azure CLI can be installed on the project's machines (README, "How the
+templates are checked"), so every template is parsed with a Bicep grammar (pycep-parser: syntax
+only, no types or symbols) and read as text: (a) every service the app uses is declared,
+keyless, and every data-plane role it needs is assigned in infra/app/rbac.bicep; (b) the app
+settings the Bicep gives the Function App are parsed and fed to the real `Settings`, and every
+Azure client the app builds from them is constructed (never called) in managed-identity form.
+A renamed setting, a missing role or a key that creeps in fails here rather than in Azure.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ RBAC = INFRA / "app" / "rbac.bicep"
 DB = INFRA / "app" / "db.bicep"
 WEBPUBSUB = INFRA / "app" / "webpubsub.bicep"
 OPENAI = INFRA / "app" / "openai.bicep"
+KEYVAULT = INFRA / "app" / "keyvault.bicep"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
 # Built-in role definition ids, checked against Azure's built-in roles list. (The issue gave
@@ -65,6 +67,8 @@ ROLE_SCOPES = {
     "Cognitive Services OpenAI User": "openAI",
 }
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+# The app's identity only (the developer's local run makes its own AUTH_SECRET).
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 APP_PRINCIPAL = "managedIdentityPrincipalId"
 USER_PRINCIPAL = "userPrincipalId"
 
@@ -77,6 +81,7 @@ PLACEHOLDERS = {
     "AZURE_CLIENT_ID": CLIENT_ID,
     "COSMOS_ENDPOINT": "https://cosmos-example.documents.azure.com:443/",
     "WEBPUBSUB_ENDPOINT": "https://wps-example.webpubsub.azure.com",
+    # What the app sees once App Service has resolved the Key Vault reference.
     "AUTH_SECRET": secrets.token_urlsafe(48),
     "APPLICATIONINSIGHTS_CONNECTION_STRING": (
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
@@ -313,6 +318,14 @@ def app_environment(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]
 # --- (a) what the templates declare ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_template_parses_as_bicep(path: Path) -> None:
+    from pycep import BicepParser
+
+    parsed = BicepParser().parse(file_path=path)
+    assert parsed, path.name
+
+
 def test_main_is_subscription_scope_with_token_naming():
     main = code(MAIN)
     assert re.search(r"^targetScope = 'subscription'$", main, re.MULTILINE)
@@ -515,12 +528,54 @@ def test_local_auth_is_disabled_wherever_supported():
         assert "allowSharedKeyAccess: true" not in text, path.name
 
 
-def test_auth_secret_is_a_secure_parameter():
-    for path, decorators in ((MAIN, {"@secure()", "@minLength(32)"}), (API, {"@secure()"})):
+def test_auth_secret_is_a_secure_parameter_that_only_the_key_vault_gets():
+    for path, decorators in ((MAIN, {"@secure()", "@minLength(32)"}), (KEYVAULT, {"@secure()"})):
         match = re.search(r"((?:^@.*\n)+)param authSecret string$", code(path), re.MULTILINE)
         assert match, path.name
         assert decorators <= set(match.group(1).splitlines()), path.name
-    assert not re.search(r"^output .*authSecret", code(MAIN), re.MULTILINE)
+    for path in BICEP_FILES:
+        assert not re.search(r"^output .*authSecret\b", code(path), re.MULTILINE), path.name
+    main = code(MAIN)
+    receivers = [
+        name
+        for name, match in declarations(main, "module").items()
+        if re.search(r"^\s+\w+: authSecret$", block_of(main, match), re.MULTILINE)
+    ]
+    assert receivers == ["keyVault"]
+    assert not re.search(r"\bauthSecret\b", code(API))
+
+
+def test_auth_secret_lives_in_a_key_vault_with_rbac_and_purge_protection():
+    kv = code(KEYVAULT)
+    resources = declarations(kv, "resource")
+    assert resources["vault"].group(2).startswith("Microsoft.KeyVault/vaults@")
+    vault = block_of(kv, resources["vault"])
+    for line in (
+        "enableRbacAuthorization: true",
+        "enablePurgeProtection: true",
+        "enableSoftDelete: true",
+        "tenantId: subscription().tenantId",
+    ):
+        assert line in vault, line
+    assert "accessPolicies" not in kv  # RBAC only
+    assert resources["secret"].group(2).startswith("Microsoft.KeyVault/vaults/secrets@")
+    secret = block_of(kv, resources["secret"])
+    assert "parent: vault" in secret and "value: authSecret" in secret
+    assert re.search(r"^output authSecretUri string = secret\.properties\.secretUri$", kv, re.M)
+
+    main = code(MAIN)
+    module = declarations(main, "module")["keyVault"]
+    assert module.group(2) == "app/keyvault.bicep" and not module.group(4)
+    assert "name: '${abbrs.keyVaultVaults}${resourceToken}'" in block_of(main, module)
+    api_module = block_of(main, declarations(main, "module")["api"])
+    assert "authSecretUri: keyVault.outputs.authSecretUri" in api_module
+    assert re.search(r"dependsOn: \[\s+rbac\s+\]", api_module), "the role before the reference"
+
+    # The app setting is a Key Vault reference, resolved as the user-assigned identity.
+    expressions = settings_expressions()["appSettings"]
+    assert expressions["AUTH_SECRET"] == "'@Microsoft.KeyVault(SecretUri=${authSecretUri})'"
+    site = block_of(code(API), declarations(code(API), "module")["functionApp"])
+    assert "keyVaultAccessIdentityResourceId: identityId" in site
 
 
 # --- (a) role assignments ----------------------------------------------------------------------
@@ -599,8 +654,10 @@ def test_role_assignments_are_named_by_scope_principal_and_role():
     variables = role_variables()
     role_names = {role_id: name for name, role_id in ROLE_IDS.items()}
     role_names[COSMOS_DATA_CONTRIBUTOR] = "Cosmos DB Built-in Data Contributor"
+    role_names[KEY_VAULT_SECRETS_USER] = "Key Vault Secrets User"
     assignments = role_assignments()
-    assert len(assignments) == 12  # 6 roles (5 Azure RBAC + Cosmos) x (app identity, developer)
+    # 6 roles (5 Azure RBAC + Cosmos) x (app identity, developer), and the app's secret reader.
+    assert len(assignments) == 13
     for a in assignments:
         assert a.role_var in variables, a
         assert a.name == f"guid({a.scope}.id, {a.principal}, {a.role_var})", a
@@ -627,6 +684,9 @@ def test_the_app_identity_and_the_developer_get_every_role_the_app_needs():
         assert (role_id, scope, USER_PRINCIPAL, user_condition) in granted, role
     assert (COSMOS_DATA_CONTRIBUTOR, "cosmos", APP_PRINCIPAL, "") in granted
     assert (COSMOS_DATA_CONTRIBUTOR, "cosmos", USER_PRINCIPAL, "grantUser") in granted
+    # AUTH_SECRET: the app's identity reads it from the vault; nobody else is granted it.
+    readers = {(scope, who) for role, scope, who, _ in granted if role == KEY_VAULT_SECRETS_USER}
+    assert readers == {("keyVault", APP_PRINCIPAL)}
 
 
 def test_cosmos_role_assignments_use_the_full_sql_role_definition_id():

@@ -47,6 +47,14 @@ def test_production_refuses_a_missing_or_placeholder_secret(secret):
         load_settings(SWARM_ENV="production", AUTH_SECRET=secret)
 
 
+@pytest.mark.parametrize("environment", ["production", "development"])
+def test_an_unresolved_key_vault_reference_is_never_a_secret(environment):
+    # App Service leaves a reference it cannot resolve as its literal (public) text.
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/auth-secret)"
+    with pytest.raises(SettingsError, match="unresolved Key Vault reference"):
+        load_settings(SWARM_ENV=environment, AUTH_SECRET=reference)
+
+
 def test_production_refuses_cheap_bcrypt():
     with pytest.raises(SettingsError, match="BCRYPT_ROUNDS"):
         load_settings(SWARM_ENV="production", AUTH_SECRET=GOOD_SECRET, BCRYPT_ROUNDS=10)
