@@ -222,9 +222,7 @@ def test_a_whole_swarm_from_the_browser(browser: Any, host: DevHost, emulator_st
     console.close()
 
 
-def test_the_page_has_a_strict_csp_and_another_user_sees_nothing(
-    browser: Any, host: DevHost
-) -> None:
+def test_strict_csp_isolation_and_delete(browser: Any, host: DevHost) -> None:
     owner = Console(browser, host)
     owner.sign_up()
     owner.page.fill("textarea[name=goal]", "Owner's private goal")
@@ -243,5 +241,12 @@ def test_the_page_has_a_strict_csp_and_another_user_sees_nothing(
     other.page.locator("[role=alert]").wait_for()
     assert "not found" in other.page.locator("[role=alert]").inner_text().lower()
     assert other.page.locator("text=Owner's private goal").count() == 0
+
+    # The owner deletes it, after a confirmation.
+    row = owner.page.locator(f"tr[data-swarm-id='{swarm_id}']")
+    row.locator("button:text('Delete')").click()
+    row.locator("button:text('Yes, delete')").click()
+    row.wait_for(state="detached")
+    assert http(host, "GET", f"/swarms/{swarm_id}", token=owner.token)[0] == 404
     owner.close()
     other.close()
