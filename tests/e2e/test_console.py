@@ -83,7 +83,7 @@ class Console:
         self.context.close()
 
 
-def answer_questions_until_done(console: Console, host: DevHost, drop: Any) -> int:
+def answer_questions_until_done(console: Console, drop: Any) -> int:
     """Answer every open question through the page until the final report shows; call `drop`
     once, right after the first answer. Returns the number of answers sent."""
     page = console.page
@@ -158,7 +158,7 @@ def test_a_whole_swarm_from_the_browser(browser: Any, host: DevHost, emulator_st
         service.close_user_connections(me["user_id"], reason="dropped by the test")
         dropped.append(True)
 
-    answers = answer_questions_until_done(console, host, drop)
+    answers = answer_questions_until_done(console, drop)
     assert answers >= 1 and dropped
     page.locator("[data-testid=connection]:text('live')").wait_for()
 
