@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the product locally on a fresh machine: installs what it needs, starts the emulators
 # (Azurite, the Cosmos DB server, the Web PubSub dev emulator) and the Functions dev host with
-# the offline LLM, and prints the API base URL. Ctrl-C stops the host; `python -m devstack down`
-# stops the emulators. Set PORT to move the API (default 7071).
+# the offline LLM, and prints the console and API URLs. Ctrl-C stops the host;
+# `python -m devstack down` stops the emulators. Set PORT to move the API (default 7071).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -15,5 +15,6 @@ export MAINTENANCE_SCHEDULE="${MAINTENANCE_SCHEDULE:-0 */5 * * * *}"
 # As infra/app/api.bicep sets it: threads for the API while steps run.
 export PYTHON_THREADPOOL_THREAD_COUNT="${PYTHON_THREADPOOL_THREAD_COUNT:-24}"
 port="${PORT:-7071}"
-echo "API: http://localhost:${port}/api  (try: curl http://localhost:${port}/api/health)"
+echo "Console: http://localhost:${port}/"
+echo "API:     http://localhost:${port}/api  (try: curl http://localhost:${port}/api/health)"
 exec .venv/bin/python -m devhost --port "$port"

@@ -84,14 +84,14 @@ def _status(swarm: Swarm) -> StatusResponse:
 # --- health, auth ---------------------------------------------------------------------------
 
 
-@bp.route(route="health", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/health", methods=["GET"], auth_level=ANON)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     # Async: it runs on the worker's event loop, never queued behind the thread pool that
     # bcrypt and storage calls can fill. It builds nothing and asks no dependency.
     return json_response(HealthResponse(status="ok", version=__version__))
 
 
-@bp.route(route="health/ready", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/health/ready", methods=["GET"], auth_level=ANON)
 async def ready(req: func.HttpRequest) -> func.HttpResponse:
     """200 when every dependency answers; 503 with `Retry-After` naming those that do not."""
     try:
@@ -116,7 +116,7 @@ async def ready(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(ReadyResponse(status="ready", version=__version__, checks=checks))
 
 
-@bp.route(route="auth/signup", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/auth/signup", methods=["POST"], auth_level=ANON)
 @endpoint
 def signup(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     body = parse_body(req, Credentials)
@@ -124,7 +124,7 @@ def signup(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(_token(app.auth.signup(body.username, body.password, address)), 201)
 
 
-@bp.route(route="auth/login", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/auth/login", methods=["POST"], auth_level=ANON)
 @endpoint
 def login(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     body = parse_body(req, Credentials)
@@ -132,21 +132,21 @@ def login(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(_token(app.auth.login(body.username, body.password, address)))
 
 
-@bp.route(route="me", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/me", methods=["GET"], auth_level=ANON)
 @endpoint
 def me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user = authenticate_user(req, app)
     return json_response(MeResponse.model_validate(user.model_dump()))
 
 
-@bp.route(route="auth/logout", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/auth/logout", methods=["POST"], auth_level=ANON)
 @endpoint
 def logout(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     app.auth.logout(authenticate_user(req, app))
     return no_content()
 
 
-@bp.route(route="me", methods=["PATCH"], auth_level=ANON)
+@bp.route(route="api/me", methods=["PATCH"], auth_level=ANON)
 @endpoint
 def update_me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user = authenticate_user(req, app)
@@ -158,7 +158,7 @@ def update_me(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 # --- swarms ---------------------------------------------------------------------------------
 
 
-@bp.route(route="swarms", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/swarms", methods=["POST"], auth_level=ANON)
 @endpoint
 def create_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user = authenticate_user(req, app)
@@ -167,7 +167,7 @@ def create_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(_summary(swarm), 201)
 
 
-@bp.route(route="swarms", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms", methods=["GET"], auth_level=ANON)
 @endpoint
 def list_swarms(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -178,14 +178,14 @@ def list_swarms(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(SwarmListResponse(items=page, continuation_token=next_token))
 
 
-@bp.route(route="swarms/{swarm_id}", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}", methods=["GET"], auth_level=ANON)
 @endpoint
 def get_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
     return json_response(_detail(app.services.get_swarm(user_id, route_param(req, "swarm_id"))))
 
 
-@bp.route(route="swarms/{swarm_id}", methods=["DELETE"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}", methods=["DELETE"], auth_level=ANON)
 @endpoint
 def delete_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -193,7 +193,7 @@ def delete_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return no_content()
 
 
-@bp.route(route="swarms/{swarm_id}/spawn", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/spawn", methods=["POST"], auth_level=ANON)
 @endpoint
 def spawn_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -201,14 +201,14 @@ def spawn_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(_status(swarm), 202)
 
 
-@bp.route(route="swarms/{swarm_id}/pause", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/pause", methods=["POST"], auth_level=ANON)
 @endpoint
 def pause_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
     return json_response(_status(app.services.pause(user_id, route_param(req, "swarm_id"))), 202)
 
 
-@bp.route(route="swarms/{swarm_id}/resume", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/resume", methods=["POST"], auth_level=ANON)
 @endpoint
 def resume_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -219,7 +219,7 @@ def resume_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(_status(swarm), 202)
 
 
-@bp.route(route="swarms/{swarm_id}/state", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/state", methods=["GET"], auth_level=ANON)
 @endpoint
 def swarm_state(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -228,7 +228,7 @@ def swarm_state(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(StateResponse.model_validate(state))
 
 
-@bp.route(route="swarms/{swarm_id}/history", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/history", methods=["GET"], auth_level=ANON)
 @endpoint
 def swarm_history(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -238,7 +238,7 @@ def swarm_history(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(HistoryResponse.model_validate(page))
 
 
-@bp.route(route="swarms/{swarm_id}/chats", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/chats", methods=["GET"], auth_level=ANON)
 @endpoint
 def list_chats(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -246,7 +246,7 @@ def list_chats(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(ChatListResponse(chats=[ChatEntry.model_validate(c) for c in chats]))
 
 
-@bp.route(route="swarms/{swarm_id}/chats/{node_id}", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/chats/{node_id}", methods=["GET"], auth_level=ANON)
 @endpoint
 def chat_messages(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -257,7 +257,7 @@ def chat_messages(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(ChatMessagesResponse(messages=messages))
 
 
-@bp.route(route="swarms/{swarm_id}/chats/{node_id}/messages", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/chats/{node_id}/messages", methods=["POST"], auth_level=ANON)
 @endpoint
 def post_message(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -272,7 +272,7 @@ def post_message(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(MessageAccepted(message_id=accepted.message_id, seq=accepted.seq), 202)
 
 
-@bp.route(route="swarms/{swarm_id}/interrupts", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/interrupts", methods=["GET"], auth_level=ANON)
 @endpoint
 def list_interrupts(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -282,7 +282,7 @@ def list_interrupts(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(InterruptListResponse(items=items))
 
 
-@bp.route(route="swarms/{swarm_id}/nodes/{node_id}", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/nodes/{node_id}", methods=["GET"], auth_level=ANON)
 @endpoint
 def get_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -292,7 +292,7 @@ def get_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(detail)
 
 
-@bp.route(route="swarms/{swarm_id}/nodes/{node_id}/retry", methods=["POST"], auth_level=ANON)
+@bp.route(route="api/swarms/{swarm_id}/nodes/{node_id}/retry", methods=["POST"], auth_level=ANON)
 @endpoint
 def retry_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -302,7 +302,7 @@ def retry_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(_status(swarm), 202)
 
 
-@bp.route(route="negotiate", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/negotiate", methods=["GET"], auth_level=ANON)
 @endpoint
 def negotiate(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
@@ -313,7 +313,7 @@ def negotiate(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     return json_response(NegotiateResponse(url=url, expires_at=expires_at))
 
 
-@bp.route(route="openapi.json", methods=["GET"], auth_level=ANON)
+@bp.route(route="api/openapi.json", methods=["GET"], auth_level=ANON)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     # The settings only (no app is built, nothing connects): the models this deployment offers.
     try:

@@ -238,7 +238,10 @@ def test_functions_are_indexed_once_per_app() -> None:
 
 def _test_host_json(directory: Path) -> Path:
     document = json.loads((ROOT / "host.json").read_text())
-    document.setdefault("extensions", {})["queues"] = {
+    # The sample app's routes sit under the host's default prefix (the project's own app uses
+    # none, to serve its console at `/`).
+    document.setdefault("extensions", {})["http"] = {"routePrefix": "api"}
+    document["extensions"]["queues"] = {
         "batchSize": 4,
         "newBatchThreshold": 2,
         "maxPollingInterval": "00:00:00.500",

@@ -17,10 +17,10 @@ def registered_routes() -> set[tuple[str, str]]:
     for f in function_app.app.get_functions():
         trigger = f.get_trigger()
         route = getattr(trigger, "route", None)
-        if route is None:
-            continue
+        if route is None or not route.startswith("api/"):
+            continue  # not HTTP, or the web console's static files
         for method in trigger.methods or []:
-            routes.add((str(method).split(".")[-1].lower(), f"/{route}"))
+            routes.add((str(method).split(".")[-1].lower(), f"/{route.removeprefix('api/')}"))
     return routes
 
 
