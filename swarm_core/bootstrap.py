@@ -109,6 +109,7 @@ def build_app(
         adapters.queue,
         adapters.publisher,
         parallel_effects=parallel_effects,
+        snapshot_every=settings.snapshot_every,
     )
     models = ModelPolicy(settings.llm.allowed_models(), settings.llm.llm_max_tokens_limit)
     services = SwarmServices(

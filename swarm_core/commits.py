@@ -125,12 +125,14 @@ class SwarmCommitter:
         publisher: EventPublisher,
         max_attempts: int = 50,
         parallel_effects: int = 0,
+        snapshot_every: int = 50,
     ) -> None:
         self.store = store
         self.content = content
         self.queue = queue
         self.publisher = publisher
         self.max_attempts = max_attempts
+        self.snapshot_every = snapshot_every
         # With storage over the network, a commit's writes (nodes, chat, logs, history, listing)
         # go out at once on this many threads: they touch different documents and blobs, and a
         # crash part-way is rolled forward like any other. 0: one after another (in memory, and
@@ -172,8 +174,11 @@ class SwarmCommitter:
             new = decision.swarm
             if decision.outcome == Outcome.COMMITTED:
                 new.seq = swarm.seq + 1
+                for node in decision.nodes:
+                    node.seq = new.seq
                 if decision.refresh_listing:
                     decision.effects.summary = new.summary()
+                decision.effects.snapshot = new.seq % self.snapshot_every == 0
                 new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=decision.effects)
             try:
                 self.store.replace_swarm(new, got.etag, decision.nodes)
@@ -254,9 +259,24 @@ class SwarmCommitter:
             calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
         if events:
             calls.append(partial(self._publish, swarm_id, seq, events))
+        if effects.snapshot:
+            calls.append(partial(self._snapshot, swarm_id, seq))
         self._run_all(calls)
         if events:
             self.content.append(history_stream(swarm_id), seq, events)
+
+    def _snapshot(self, swarm_id: str, seq: int) -> None:
+        """Store the tree as it is right after commit `seq`, with where the history after it
+        starts (`state?at=` reads from there). Marked first, then read: if the nodes show a
+        later commit, this applier came late, and the snapshot is left out (`state?at=` then
+        starts from the one before) rather than stored with a later tree."""
+        mark = self.content.mark(history_stream(swarm_id))
+        nodes = self.store.list_nodes(swarm_id)
+        if any(node.seq > seq for node in nodes):
+            log.info("snapshot skipped swarm_id=%s seq=%s: the tree moved on", swarm_id, seq)
+            return
+        views = sorted((n.public_view() for n in nodes), key=tree_order)
+        self.content.put_snapshot(swarm_id, seq, {"seq": seq, "nodes": views, "history": mark})
 
     def _publish(self, swarm_id: str, seq: int, events: list[dict[str, Any]]) -> None:
         try:
@@ -283,6 +303,11 @@ def _by_node(records: Iterable[dict[str, Any]]) -> list[tuple[str, list[dict[str
     for record in records:
         grouped[record["node_id"]].append(record)
     return list(grouped.items())
+
+
+def tree_order(node: dict[str, Any]) -> tuple[Any, ...]:
+    """How a tree's nodes are listed: by depth, then creation."""
+    return (node["depth"], node["created_at"], node["node_id"])
 
 
 def count_transition(

@@ -234,6 +234,9 @@ class Node(Document):
     kind: Literal["node"] = "node"
     node_id: str
     swarm_id: str
+    # The seq of the commit that last wrote the node (a snapshot knows by it whether the tree
+    # it read is the tree right after its own seq).
+    seq: int = 0
     parent_id: str | None = None
     children_ids: list[str] = Field(default_factory=list)
     depth: int = 0

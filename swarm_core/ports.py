@@ -138,9 +138,28 @@ class ContentStore(Protocol):
         """Records with seq > after_seq in order; at most `limit` records (whole batches)."""
         ...
 
+    def mark(self, stream: str) -> dict[str, Any]:
+        """A position (JSON) at or before the stream's end: `read_from` it returns every batch
+        appended after this call, and maybe a few before it (readers filter by seq).
+        `STREAM_START` marks the start of any stream."""
+        ...
+
+    def read_from(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[dict[str, Any]]:
+        """Records with after_seq < seq <= until_seq, in order, reading from `mark` on: only
+        what lies between the mark and `until_seq`, however long the stream is."""
+        ...
+
     def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None: ...
 
-    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None: ...
+    def get_snapshot(self, swarm_id: str, seq: int) -> dict[str, Any] | None:
+        """The snapshot taken at exactly `seq`, if there is one (one read)."""
+        ...
+
+    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
+        """The latest snapshot at or before a seq (lists the swarm's snapshots)."""
+        ...
 
     def put_claim(self, name: str, data: bytes) -> None:
         """Store a claim-check payload (a queue message too big for the queue)."""
@@ -151,6 +170,9 @@ class ContentStore(Protocol):
     def delete_swarm(self, swarm_id: str) -> None:
         """Delete every stream, snapshot and claim check of the swarm."""
         ...
+
+
+STREAM_START: Mapping[str, Any] = {}
 
 
 class OperationQueue(Protocol):

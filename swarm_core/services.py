@@ -6,9 +6,9 @@ client access to Web PubSub) and raises domain errors (`NotFound`, `InvalidState
 belongs to the caller. Control changes (spawn, pause, resume, retry, idle, the tombstone of a
 delete) commit through the same
 committer as node steps, so they are serialised with the steps and their effects (events,
-enqueued operations) are applied exactly once even after a crash. Reads change nothing, with one
-exception: `state(at=…)` stores the tree it replayed as a snapshot when the replay was long, so the
-next look at that time is cheap.
+enqueued operations) are applied exactly once even after a crash. Reads change nothing:
+`state(at=…)` starts from the snapshot the commits store every `snapshot_every` steps and replays
+only the history between it and `at`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from swarm_core import conversation
-from swarm_core.commits import ControlCommit, Decision, Outcome, SwarmCommitter, SwarmNotFound
+from swarm_core.commits import (
+    ControlCommit,
+    Decision,
+    Outcome,
+    SwarmCommitter,
+    SwarmNotFound,
+    tree_order,
+)
 from swarm_core.models import (
     FINISHED_STATUSES,
     ActionType,
@@ -47,6 +54,7 @@ from swarm_core.operations import (
     root_spawn_operation,
 )
 from swarm_core.ports import (
+    STREAM_START,
     ClientAccess,
     ConflictError,
     ContentStore,
@@ -60,8 +68,6 @@ from swarm_core.ports import (
 from swarm_core.quotas import ModelPolicy, QuotaExceeded
 from swarm_core.step_context import answered_event_data
 from swarm_core.swarm import Swarm, SwarmSummary, budget_spent
-
-SNAPSHOT_EVERY = 200
 
 log = logging.getLogger(__name__)
 
@@ -486,32 +492,45 @@ class SwarmServices:
     # --- reads -------------------------------------------------------------------------------
 
     def state(self, user_id: str, swarm_id: str, at: int | None = None) -> dict[str, Any]:
-        """The tree now, or as it was right after step `at` (replayed from history)."""
+        """The tree now, or as it was right after step `at`: the snapshot at or before `at`
+        (stored by the commits every `snapshot_every` steps), then the history between them.
+        `latest_seq` is the swarm's latest step (the end of a time slider)."""
         swarm = self.get_swarm(user_id, swarm_id)
-        if at is None or at >= swarm.seq:
-            nodes = [n.public_view() for n in self.store.list_nodes(swarm_id)]
-            nodes.sort(key=lambda n: (n["depth"], n["created_at"], n["node_id"]))
-            return {"seq": swarm.seq, "nodes": nodes}
-        if at < 0:
+        if at is not None and at < 0:
             raise InvalidRequest("`at` must be >= 0")
-        snapshot = self.content.latest_snapshot(swarm_id, at)
-        base_seq = int(snapshot["seq"]) if snapshot else 0
-        tree: dict[str, dict[str, Any]] = (
-            {n["node_id"]: n for n in snapshot["nodes"]} if snapshot else {}
-        )
-        replayed = 0
-        for event in self.content.read(history_stream(swarm_id), after_seq=base_seq):
-            if event["seq"] > at:
-                break
-            replayed += 1
+        if at is None or at >= swarm.seq:
+            nodes = sorted(
+                (n.public_view() for n in self.store.list_nodes(swarm_id)), key=tree_order
+            )
+            return {"seq": swarm.seq, "latest_seq": swarm.seq, "nodes": nodes}
+        snapshot = self._snapshot_before(swarm_id, at)
+        tree: dict[str, dict[str, Any]] = {}
+        stream = history_stream(swarm_id)
+        if snapshot is None:
+            events = self.content.read_from(stream, STREAM_START, 0, at)
+        else:
+            tree = {n["node_id"]: n for n in snapshot["nodes"]}
+            events = self.content.read_from(stream, snapshot["history"], int(snapshot["seq"]), at)
+        for event in events:
             if event["type"] in (EventType.NODE_SPAWNED.value, EventType.NODE_UPDATED.value):
                 node = event["data"]["node"]
                 tree[node["node_id"]] = node
-        nodes = sorted(tree.values(), key=lambda n: (n["depth"], n["created_at"], n["node_id"]))
-        if replayed >= SNAPSHOT_EVERY:
-            # Cache the replay: the next look at this time needs no long read.
-            self.content.put_snapshot(swarm_id, at, {"seq": at, "nodes": nodes})
-        return {"seq": at, "nodes": nodes}
+        nodes = sorted(tree.values(), key=tree_order)
+        return {"seq": at, "latest_seq": swarm.seq, "nodes": nodes}
+
+    def _snapshot_before(self, swarm_id: str, at: int) -> dict[str, Any] | None:
+        """The latest snapshot at or before `at`: where the commits put it (one read), else,
+        when that one is missing (its commit's applier came late, or `snapshot_every` changed),
+        the latest listed."""
+        every = self.committer.snapshot_every
+        expected = at - at % every
+        if expected == 0:
+            return None
+        found = self.content.get_snapshot(swarm_id, expected)
+        if found is not None and "history" in found:
+            return found
+        listed = self.content.latest_snapshot(swarm_id, at)
+        return listed if listed is not None and "history" in listed else None
 
     def history(
         self, user_id: str, swarm_id: str, after: int = 0, limit: int = 500

@@ -227,6 +227,9 @@ class Settings(BaseSettings):
     maintenance_schedule: str = Field(default="0 */5 * * * *", alias="MAINTENANCE_SCHEDULE")
     stuck_after_minutes: int = Field(default=5, ge=1, alias="STUCK_AFTER_MINUTES")
     idle_after_minutes: int = Field(default=10, ge=1, alias="IDLE_AFTER_MINUTES")
+    # A snapshot of the tree every this many committed steps (`state?at=` replays at most this
+    # many steps of history from the one before it).
+    snapshot_every: int = Field(default=50, ge=1, le=10_000, alias="SNAPSHOT_EVERY")
 
     # Auth (the HTTP layer).
     auth_secret: str = Field(default="", alias="AUTH_SECRET")

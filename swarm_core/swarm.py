@@ -34,6 +34,8 @@ class Effects(BaseModel):
     logs: list[LogEntry] = Field(default_factory=list)
     operations: list[Operation] = Field(default_factory=list)
     summary: SwarmSummary | None = None
+    # Store a snapshot of the tree as it is after this commit (every `snapshot_every` seqs).
+    snapshot: bool = False
 
 
 class PendingCommit(BaseModel):

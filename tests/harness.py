@@ -128,7 +128,8 @@ class Rig:
         self.llm = RecordingLLM(raw.store)
         raw.llm = self.llm
         ids = itertools.count(1)
-        settings = Settings(BCRYPT_ROUNDS=4, AUTH_SECRET="harness-" + "k" * 32)
+        # Snapshots often, so that crashes land in their effects too.
+        settings = Settings(BCRYPT_ROUNDS=4, AUTH_SECRET="harness-" + "k" * 32, SNAPSHOT_EVERY=4)
         self.http_app = build_in_memory(
             adapters=raw,
             settings=settings,
@@ -250,10 +251,11 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
     got = rig.store.get_swarm(swarm_id)
     assert got is not None
     swarm = got.value
-    # A node's recent op ids depend on the order of deliveries (which child's report came last
-    # names the operation that runs the parent next): bookkeeping, not something a user sees.
+    # A node's recent op ids and the seq of its last write depend on the order of deliveries
+    # (which child's report came last names the operation that runs the parent next):
+    # bookkeeping, not something a user sees.
     nodes = {
-        n.node_id: n.model_dump(mode="json", exclude={"recent_op_ids"})
+        n.node_id: n.model_dump(mode="json", exclude={"recent_op_ids", "seq"})
         for n in rig.store.list_nodes(swarm_id)
     }
     chats = {
@@ -280,6 +282,29 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
         "logs": logs,
         "events": events,
     }
+
+
+def replayed_states(run: ScenarioRun) -> dict[int, list[dict[str, Any]]]:
+    """The tree after each seq, replayed from the whole history (the reference `state?at=`
+    must give, whatever snapshot it starts from)."""
+    tree: dict[str, dict[str, Any]] = {}
+    states: dict[int, list[dict[str, Any]]] = {}
+    for event in run.rig.content.read(history_stream(run.swarm_id)):
+        if event["type"] in ("node.spawned", "node.updated"):
+            tree[event["data"]["node"]["node_id"]] = event["data"]["node"]
+        states[event["seq"]] = sorted(
+            tree.values(), key=lambda n: (n["depth"], n["created_at"], n["node_id"])
+        )
+    return states
+
+
+def states_differing_from_replay(run: ScenarioRun) -> list[int]:
+    """The seqs at which `state?at=` differs from the replay of the whole history."""
+    return [
+        seq
+        for seq, nodes in replayed_states(run).items()
+        if run.rig.services.state(USER, run.swarm_id, seq)["nodes"] != nodes
+    ]
 
 
 def history_seqs(run: ScenarioRun) -> list[int]:

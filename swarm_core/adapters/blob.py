@@ -60,6 +60,8 @@ _REFRESH_WINDOW_BYTES = 16 * 1024
 # Appenders of one stream are at most the few racers re-driving the same commit: a handful of
 # refreshes settles any race; more means something else is writing to the stream.
 _MAX_APPEND_ATTEMPTS = 16
+# What `read_from` downloads per request: a snapshot interval of history in one or two.
+_READ_CHUNK_BYTES = 256 * 1024
 _MAX_PROBES = 8
 
 _SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
@@ -456,9 +458,81 @@ class BlobContentStore:
         data = self._blob(name).download_blob().readall()
         return [json.loads(line)["r"] for line in data.split(b"\n") if line]
 
+    def mark(self, stream: str) -> dict[str, Any]:
+        """The end of the stream as this process last saw it (a hint that may lag, never lead),
+        else as found now."""
+        tail = self._cached_tail(stream)
+        if tail is None:
+            tail = self._discover(stream)
+        if tail is None:
+            return {"segment": 0, "offset": 0}
+        return {"segment": tail.segment, "offset": tail.length}
+
+    def read_from(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[dict[str, Any]]:
+        """Ranged reads from the mark, a chunk at a time, until a line past `until_seq` (or the
+        stream's end): a batch's lines are contiguous and streams are in seq order."""
+        segment, offset = int(mark.get("segment", 0)), int(mark.get("offset", 0))
+        out: list[dict[str, Any]] = []
+        partial_line = b""  # a line cut by the chunk's end, completed by the next chunk
+        last_seq = after_seq
+        while True:
+            data = self._read_chunk(self._segment_name(stream, segment), offset)
+            if data is None:
+                return out  # no such segment: the stream ends before it
+            offset += len(data)
+            lines = (partial_line + data).split(b"\n")
+            partial_line = lines.pop()
+            for raw in lines:
+                if not raw:
+                    continue
+                line = json.loads(raw)
+                seq = last_seq = int(line["seq"])
+                if seq > until_seq:
+                    return out
+                if seq <= after_seq:
+                    continue
+                if "r" in line:
+                    out.append(line["r"])
+                elif "batch" in line:
+                    out.extend(self._read_batch_blob(str(line["batch"])))
+            if len(data) < _READ_CHUNK_BYTES:
+                if last_seq >= until_seq:
+                    return out  # a segment ends with a whole batch: nothing more to take
+                # The segment's end: a later one exists only if this one is sealed (full).
+                segment, offset, partial_line = segment + 1, 0, b""
+
+    def _read_chunk(self, name: str, offset: int) -> bytes | None:
+        """Up to `_READ_CHUNK_BYTES` of a blob from `offset` (b"" past its end; None: no blob)."""
+        try:
+            return self._blob(name).download_blob(offset=offset, length=_READ_CHUNK_BYTES).readall()
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as error:
+            if error.status_code != 416:  # 416: at or past the end
+                raise
+            try:
+                self._blob(name).get_blob_properties()
+            except ResourceNotFoundError:
+                return None
+            return b""
+
+    @staticmethod
+    def _snapshot_name(swarm_id: str, seq: int) -> str:
+        return f"{swarm_id}/snapshots/{seq:012d}.json"
+
     def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None:
         body = json.dumps(dict(document), separators=(",", ":"), default=str).encode()
-        self._blob(f"{swarm_id}/snapshots/{seq:012d}.json").upload_blob(body, overwrite=True)
+        self._blob(self._snapshot_name(swarm_id, seq)).upload_blob(body, overwrite=True)
+
+    def get_snapshot(self, swarm_id: str, seq: int) -> dict[str, Any] | None:
+        try:
+            data = self._blob(self._snapshot_name(swarm_id, seq)).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+        document: dict[str, Any] = json.loads(data)
+        return document
 
     def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
         prefix = f"{swarm_id}/snapshots/"

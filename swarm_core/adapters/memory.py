@@ -204,9 +204,30 @@ class MemoryContentStore:
             out.extend(json.loads(line) for line in lines)
         return out
 
+    def mark(self, stream: str) -> dict[str, Any]:
+        with self._lock:
+            return {"batch": len(self._streams.get(stream, []))}
+
+    def read_from(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            batches = self._streams.get(stream, [])[int(mark.get("batch", 0)) :]
+        return [
+            json.loads(line)
+            for seq, lines in batches
+            if after_seq < seq <= until_seq
+            for line in lines
+        ]
+
     def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None:
         with self._lock:
             self._snapshots[swarm_id][seq] = json.dumps(dict(document), default=str)
+
+    def get_snapshot(self, swarm_id: str, seq: int) -> dict[str, Any] | None:
+        with self._lock:
+            got = self._snapshots.get(swarm_id, {}).get(seq)
+        return None if got is None else dict(json.loads(got))
 
     def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -236,6 +237,25 @@ def test_unicode_and_large_records_round_trip(content_store):
     assert content_store.read(stream) == [record]
 
 
+def test_read_from_a_mark_takes_what_follows_it_up_to_a_seq(content_store):
+    from swarm_core.ports import STREAM_START
+
+    stream = f"{unique('s')}/history"
+    assert content_store.read_from(stream, STREAM_START, 0, 10) == []
+    for seq in range(1, 6):
+        content_store.append(stream, seq, [{"seq": seq, "i": 0}, {"seq": seq, "i": 1}])
+    mark = content_store.mark(stream)
+    assert json.loads(json.dumps(mark)) == mark, "a mark is stored in snapshots: plain JSON"
+    for seq in range(6, 11):
+        content_store.append(stream, seq, [{"seq": seq, "i": 0}, {"seq": seq, "i": 1}])
+    taken = content_store.read_from(stream, mark, 5, 8)
+    assert [(r["seq"], r["i"]) for r in taken] == [(s, i) for s in (6, 7, 8) for i in (0, 1)]
+    assert [r["seq"] for r in content_store.read_from(stream, mark, 7, 100)] == [8, 8, 9, 9, 10, 10]
+    from_start = content_store.read_from(stream, STREAM_START, 2, 3)
+    assert [r["seq"] for r in from_start] == [3, 3]
+    assert content_store.read_from(stream, mark, 10, 20) == []
+
+
 def test_snapshots_and_claim_checks(content_store):
     swarm_id = unique("s")
     assert content_store.latest_snapshot(swarm_id, 100) is None
@@ -243,6 +263,8 @@ def test_snapshots_and_claim_checks(content_store):
         content_store.put_snapshot(swarm_id, seq, {"seq": seq, "nodes": []})
     assert content_store.latest_snapshot(swarm_id, 25)["seq"] == 20
     assert content_store.latest_snapshot(swarm_id, 5) is None
+    assert content_store.get_snapshot(swarm_id, 20) == {"seq": 20, "nodes": []}
+    assert content_store.get_snapshot(swarm_id, 25) is None
     content_store.put_claim(f"{swarm_id}/claims/op1.json", b"x" * 100_000)
     assert content_store.get_claim(f"{swarm_id}/claims/op1.json") == b"x" * 100_000
     with pytest.raises(KeyError):

@@ -13,6 +13,7 @@ from tests.harness import (
     final_state,
     history_seqs,
     run_scenario,
+    states_differing_from_replay,
 )
 
 
@@ -30,6 +31,11 @@ def test_scenario_is_big_enough(clean):
     assert len(asking) >= 2, "at least two user conversations"
     follow_ups = [n for n in asking if n["execution_memory"].get("follow_ups")]
     assert follow_ups, "a too-short answer got a follow-up"
+
+
+def test_state_at_every_seq_is_the_replay_of_the_history(clean):
+    assert clean.rig.content.get_snapshot(clean.swarm_id, 4) is not None, "snapshots are taken"
+    assert not states_differing_from_replay(clean)
 
 
 def test_history_is_gap_free(clean):
@@ -60,6 +66,8 @@ def test_crash_at_every_position_gives_the_crash_free_result(clean):
             problems.append("final state differs")
         if history_seqs(run) != expected_seqs:
             problems.append("history seqs differ")
+        if differing := states_differing_from_replay(run):
+            problems.append(f"state?at= differs from the history at seqs {differing[:5]}")
         if run.rig.llm.calls_after_commit:
             problems.append(f"LLM re-called after commit: {run.rig.llm.calls_after_commit}")
         if len(run.rig.queue):

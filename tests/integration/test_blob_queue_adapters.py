@@ -154,6 +154,27 @@ def test_segments_roll_over_at_the_block_limit_and_reads_start_at_the_right_one(
     assert store.read(stream, after_seq=10) == []
 
 
+def test_read_from_a_mark_downloads_only_what_it_returns_across_chunks_and_segments(
+    make_store, monkeypatch
+):
+    from swarm_core.adapters import blob
+
+    store, log = make_store(max_segment_blocks=4)
+    monkeypatch.setattr(blob, "_READ_CHUNK_BYTES", 50)  # lines cut across chunks
+    stream = f"s{uuid.uuid4().hex[:8]}/history"
+    for seq in range(1, 6):
+        store.append(stream, seq, batch(seq))
+    mark = store.mark(stream)  # in segment 1, after seq 5
+    for seq in range(6, 14):
+        store.append(stream, seq, batch(seq))
+    log.take()
+    taken = store.read_from(stream, mark, 5, 10)
+    assert [(r["seq"], r["i"]) for r in taken] == [(s, i) for s in range(6, 11) for i in (0, 1)]
+    # Seqs 6-8 end segment 1, 9-12 fill segment 2; seq 13 (segment 3) is never read.
+    assert set(downloads(log.take())) == {"000001.jsonl", "000002.jsonl"}
+    assert [r["seq"] for r in store.read_from(stream, mark, 12, 99)] == [13, 13]
+
+
 def test_segments_roll_over_at_the_byte_limit(make_store, emulator_stack, container):
     store, _ = make_store(max_segment_bytes=300)
     stream = f"s{uuid.uuid4().hex[:8]}/chats/n1"

@@ -224,6 +224,40 @@ def test_state_at_an_earlier_seq_replays_the_history(app, spawned):
     assert app.services.state(USER, spawned, at=now["seq"])["nodes"] == now["nodes"]
 
 
+def test_state_at_a_seq_starts_from_the_snapshot_before_it_and_writes_nothing():
+    import secrets
+
+    from swarm_core.settings import Settings
+
+    app = build_in_memory(
+        settings=Settings(BCRYPT_ROUNDS=4, AUTH_SECRET=secrets.token_urlsafe(32), SNAPSHOT_EVERY=5)
+    )
+    swarm_id = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon").swarm_id
+    app.services.spawn(USER, swarm_id)
+    run_to_end(app, swarm_id)
+    latest = app.services.get_swarm(USER, swarm_id).seq
+    content = app.adapters.content
+    snapshots = [s for s in range(1, latest + 1) if content.get_snapshot(swarm_id, s)]
+    assert snapshots == list(range(5, latest + 1, 5)), "a snapshot every 5 commits"
+
+    reads: list[tuple[int, int]] = []
+    read_from = content.read_from
+
+    def counted(stream, mark, after_seq, until_seq):  # type: ignore[no-untyped-def]
+        reads.append((after_seq, until_seq))
+        return read_from(stream, mark, after_seq, until_seq)
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a read wrote")
+
+    content.read_from = counted  # type: ignore[method-assign]
+    content.put_snapshot = refused  # type: ignore[method-assign]
+    content.append = refused  # type: ignore[method-assign]
+    state = app.services.state(USER, swarm_id, at=13)
+    assert state["seq"] == 13 and state["latest_seq"] == latest
+    assert reads == [(10, 13)], "only the steps after the snapshot at 10"
+
+
 def test_history_after_pages_without_gaps(app, spawned):
     run_to_end(app, spawned)
     seen: list[int] = []

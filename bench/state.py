@@ -1,0 +1,158 @@
+"""Benchmark: the tree at any step (`GET …/state?at=N`) of an old swarm, on the emulators.
+
+Builds one swarm of `--steps` committed steps on the emulators, with the checkout being measured:
+the `ask_user` conversation of bench/turns.py (every answer judged insufficient) for up to 2,800
+steps (a conversation has at most 1,000 follow-ups), then pause and resume commands until the
+swarm has its steps (each commits a step with its event, as a user's click does). Then it times
+`state(at=N)` through the services (what the HTTP route calls) at N = 10, 1,000, 5,000 and
+10,000 (below the swarm's latest step): the first read at N, then the median and max over
+`--repeat` reads (a version that stores what it replayed is fast again only from the second), and
+the storage requests of the first read.
+
+    .venv/bin/python bench/state.py [--steps 10000] [--repeat 20] [--before REV]
+
+`--before REV` measures the git revision REV (a temporary worktree) the same way first and prints
+both side by side. Starts the emulators itself and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from turns import ANSWER, Api, PaddedLLM, emulator_app, worktree
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKS = (10, 1_000, 5_000, 10_000)
+CONVERSATION_STEPS = 2_800
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--before", help="a git revision to measure first, side by side")
+    parser.add_argument("--code", help=argparse.SUPPRESS)  # the checkout to measure (internal)
+    args = parser.parse_args()
+    if args.code:
+        print(json.dumps(measure(Path(args.code), args.steps, args.repeat)))
+        return
+    sys.path.insert(0, str(ROOT))
+    from devstack.stack import start_stack
+
+    stack = start_stack()
+    try:
+        results: dict[str, dict[str, Any]] = {}
+        with contextlib.ExitStack() as cleanup:
+            if args.before:
+                before = cleanup.enter_context(worktree(args.before))
+                results[f"before ({args.before})"] = run_child(before, args, stack.settings)
+            results["now"] = run_child(ROOT, args, stack.settings)
+        print_table(results)
+    finally:
+        stack.stop()
+
+
+def run_child(code: Path, args: argparse.Namespace, stack_settings: dict[str, str]) -> Any:
+    env = {**os.environ, **stack_settings, "PYTHONPATH": str(code)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--code", str(code)]
+    command += ["--steps", str(args.steps), "--repeat", str(args.repeat)]
+    out = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"measuring {code} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(code: Path, steps: int, repeat: int) -> dict[str, Any]:
+    sys.path.insert(0, str(code))
+    from swarm_core.models import SwarmConfig
+
+    api = Api()
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    app, store, receive, _ = emulator_app(api, PaddedLLM(api.offline_llm()), totals)
+    config = SwarmConfig(
+        offline_breadth=2,
+        offline_depth=1,
+        limits={"max_follow_ups": 1000, "max_steps": 100_000},
+    )
+    swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)
+    app.services.spawn("bench", swarm.swarm_id)
+
+    def drain() -> None:
+        while batch := receive():
+            for body, done in batch:
+                app.worker.process(body)
+                done()
+
+    started = time.perf_counter()
+    drain()
+    conversation = min(steps, CONVERSATION_STEPS)
+    while (seq := app.services.get_swarm("bench", swarm.swarm_id).seq) < conversation:
+        waiting = api.waiting(store, swarm.swarm_id)
+        if not waiting:
+            raise SystemExit(f"the conversation ended at seq {seq}")
+        api.answer(app, swarm.swarm_id, waiting[0].node_id, ANSWER)
+        drain()
+    while seq < steps + 1:
+        app.services.pause("bench", swarm.swarm_id)
+        seq = app.services.resume("bench", swarm.swarm_id).seq
+    built = time.perf_counter() - started
+    rows: dict[str, Any] = {"steps": seq, "build_s": built}
+    for mark in MARKS:
+        at = min(mark, seq - 1)
+        times = []
+        requests = 0
+        for i in range(repeat + 1):
+            before = sum(v[0] for v in totals.values())
+            t0 = time.perf_counter()
+            state = app.services.state("bench", swarm.swarm_id, at=at)
+            times.append((time.perf_counter() - t0) * 1000)
+            if i == 0:
+                requests = sum(v[0] for v in totals.values()) - before
+        assert state["seq"] == at and state["nodes"], "a tree at every step"
+        rows[str(mark)] = {
+            "at": at,
+            "first_ms": times[0],
+            "median_ms": statistics.median(times[1:]),
+            "max_ms": max(times[1:]),
+            "requests": requests,
+        }
+    return rows
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    names = list(results)
+    width = 34
+    print("\nstate?at=N on the emulators (one swarm; ms per read through the services)")
+    print(f"{'':32}" + "".join(f"{n:>{width}}" for n in names))
+    first = results[names[0]]
+    print(f"{'steps in the swarm':32}" + "".join(f"{results[n]['steps']:>{width}}" for n in names))
+    for mark in MARKS:
+        key = str(mark)
+        if key not in first:
+            continue
+        for label, field, fmt in (
+            ("first read ms", "first_ms", "{:.1f}"),
+            ("median ms", "median_ms", "{:.1f}"),
+            ("max ms", "max_ms", "{:.1f}"),
+            ("requests (first read)", "requests", "{}"),
+        ):
+            cells = "".join(
+                f"{fmt.format(results[n][key][field]):>{width}}" for n in names if key in results[n]
+            )
+            print(f"{'at=' + str(first[key]['at']) + ': ' + label:32}{cells}")
+
+
+if __name__ == "__main__":
+    main()
