@@ -36,7 +36,6 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
 import time
 import uuid
 from collections.abc import Iterable
@@ -45,6 +44,8 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+
+from devstack.serving import serve_until_signalled
 
 logger = logging.getLogger(__name__)
 
@@ -225,14 +226,7 @@ async def _serve_until_signalled(
 ) -> None:
     runner, bound_port = await serve_managed_identity(issuer, header, client_id, host, port)
     print(f"managed identity endpoint on http://{host}:{bound_port}{MSI_PATH}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_signalled(runner)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import ssl
 import threading
 import time
@@ -59,6 +58,7 @@ import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from devstack.identity import entra_claims
+from devstack.serving import serve_until_signalled
 
 logger = logging.getLogger(__name__)
 
@@ -773,14 +773,7 @@ async def _serve_until_signalled(
     runner, bound_port = await serve(emulator, host, port, tls)
     scheme = "https" if tls is not None else "http"
     print(f"webpubsub emulator listening on {scheme}://{host}:{bound_port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_signalled(runner)
 
 
 def main(argv: list[str] | None = None) -> None:
