@@ -17,7 +17,6 @@ both side by side. Starts the emulators itself and stops what it started.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from turns import (
     call,
     dev_host,
-    worktree,
+    side_by_side,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,20 +47,8 @@ def main() -> None:
     parser.add_argument("--before", help="a git revision to measure first, side by side")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
-    sys.path.insert(0, str(ROOT))
-    from devstack.stack import start_stack
-
-    stack = start_stack()
-    try:
-        results: dict[str, dict[int, dict[str, Any]]] = {}
-        with contextlib.ExitStack() as cleanup:
-            if args.before:
-                before = cleanup.enter_context(worktree(args.before))
-                results[f"before ({args.before})"] = measure(before, levels, stack.settings)
-            results["now"] = measure(ROOT, levels, stack.settings)
-        print_table(results, levels)
-    finally:
-        stack.stop()
+    results = side_by_side(args.before, lambda code, env: measure(code, levels, env))
+    print_table(results, levels)
 
 
 def measure(code: Path, levels: list[int], stack_settings: dict[str, str]) -> dict[int, Any]:

@@ -18,7 +18,6 @@ both side by side. Starts the emulators itself and stops what it started.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -31,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from turns import ANSWER, Api, PaddedLLM, emulator_app, worktree
+from turns import ANSWER, Api, PaddedLLM, emulator_app, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (10, 1_000, 5_000, 10_000)
@@ -48,20 +47,7 @@ def main() -> None:
     if args.code:
         print(json.dumps(measure(Path(args.code), args.steps, args.repeat)))
         return
-    sys.path.insert(0, str(ROOT))
-    from devstack.stack import start_stack
-
-    stack = start_stack()
-    try:
-        results: dict[str, dict[str, Any]] = {}
-        with contextlib.ExitStack() as cleanup:
-            if args.before:
-                before = cleanup.enter_context(worktree(args.before))
-                results[f"before ({args.before})"] = run_child(before, args, stack.settings)
-            results["now"] = run_child(ROOT, args, stack.settings)
-        print_table(results)
-    finally:
-        stack.stop()
+    print_table(side_by_side(args.before, lambda code, env: run_child(code, args, env)))
 
 
 def run_child(code: Path, args: argparse.Namespace, stack_settings: dict[str, str]) -> Any:

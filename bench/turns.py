@@ -51,18 +51,26 @@ def main() -> None:
     if args.code or args.json:
         print(json.dumps(measure(Path(args.code or ROOT), args.turns, args.http)))
         return
+    print_table(side_by_side(args.before, lambda code, env: run_child(code, args, env)))
+
+
+def side_by_side(
+    before: str | None, run_child: Callable[[Path, dict[str, str]], Any]
+) -> dict[str, Any]:
+    """On the emulators (started here, stopped after): `run_child(checkout, settings)` on the
+    revision `before` (a temporary worktree) when given, then on this checkout."""
     sys.path.insert(0, str(ROOT))
     from devstack.stack import start_stack
 
     stack = start_stack()
     try:
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, Any] = {}
         with contextlib.ExitStack() as cleanup:
-            if args.before:
-                before = cleanup.enter_context(worktree(args.before))
-                results[f"before ({args.before})"] = run_child(before, args, stack.settings)
-            results["now"] = run_child(ROOT, args, stack.settings)
-        print_table(results)
+            if before:
+                tree = cleanup.enter_context(worktree(before))
+                results[f"before ({before})"] = run_child(tree, stack.settings)
+            results["now"] = run_child(ROOT, stack.settings)
+        return results
     finally:
         stack.stop()
 
