@@ -110,19 +110,15 @@ batchDocuments.default = async (account, req, res, { dbId, collId }) => {
     res.statusCode = 400;
     return { message: "Invalid request body" };
   }
+  // Check every operation before running any: a refused batch changes nothing.
   const header = partitionHeader.default(req);
-  const undo = [];
-  const results = [];
-  let failed = false;
+  let batchPartition;
+  const planned = [];
   for (const input of body) {
     const run = input && BATCH_OPERATIONS[input.operationType];
     if (!run) {
       res.statusCode = 400;
-      return { message: `Operation type '${input && input.operationType}' is not supported in Batch.` };
-    }
-    if (failed) {
-      results.push({ statusCode: 424, requestCharge: 0 });
-      continue;
+      return { code: "BadRequest", message: `Operation type '${input && input.operationType}' is not supported in Batch.` };
     }
     const op = input.partitionKey === undefined && header ? { ...input, partitionKey: header } : input;
     const id = operationId(op);
@@ -133,22 +129,42 @@ batchDocuments.default = async (account, req, res, { dbId, collId }) => {
       res.statusCode = 400;
       return { code: "BadRequest", message: err.message };
     }
-    const before = id === undefined ? undefined : collection.document(id, partition).read();
-    const result = run(collection, op);
-    if (result.statusCode >= 400) {
-      failed = true;
-      results.push({ statusCode: result.statusCode, requestCharge: 0 });
-      continue;
+    if (batchPartition !== undefined && partition !== batchPartition) {
+      res.statusCode = 400;
+      return { code: "BadRequest", message: "A transactional batch spans one partition key." };
     }
-    if (input.operationType !== "Read") {
-      undo.push(() => restoreDocument(collection, id, partition, before));
+    batchPartition = partition;
+    planned.push({ input, op, id, partition, run });
+  }
+  const undo = [];
+  const results = [];
+  let failed = false;
+  try {
+    for (const { input, op, id, partition, run } of planned) {
+      if (failed) {
+        results.push({ statusCode: 424, requestCharge: 0 });
+        continue;
+      }
+      const before = id === undefined ? undefined : collection.document(id, partition).read();
+      const result = run(collection, op);
+      if (result.statusCode >= 400) {
+        failed = true;
+        results.push({ statusCode: result.statusCode, requestCharge: 0 });
+        continue;
+      }
+      if (input.operationType !== "Read") {
+        undo.push(() => restoreDocument(collection, id, partition, before));
+      }
+      results.push({
+        statusCode: result.statusCode,
+        requestCharge: 1,
+        eTag: result.body ? result.body._etag : undefined,
+        resourceBody: result.body,
+      });
     }
-    results.push({
-      statusCode: result.statusCode,
-      requestCharge: 1,
-      eTag: result.body ? result.body._etag : undefined,
-      resourceBody: result.body,
-    });
+  } catch (err) {
+    undo.reverse().forEach((step) => step());
+    throw err; // the package answers 500; nothing of the batch stays applied
   }
   if (failed) {
     undo.reverse().forEach((step) => step());

@@ -133,10 +133,11 @@ class SwarmCommitter:
         self.publisher = publisher
         self.max_attempts = max_attempts
         self.snapshot_every = snapshot_every
-        # With storage over the network, a commit's writes (nodes, chat, logs, history, listing)
-        # go out at once on this many threads: they touch different documents and blobs, and a
-        # crash part-way is rolled forward like any other. 0: one after another (in memory, and
-        # where a test counts port calls in order).
+        # With storage over the network, a commit's effects (chat and log appends, the listing
+        # entry, enqueues, publishes, a snapshot) go out at once on this many threads, then the
+        # history batch: they touch different documents and blobs, and a crash part-way is
+        # rolled forward like any other. 0: one after another (in memory, and where a test
+        # counts port calls in order).
         self._effects_pool = (
             ThreadPoolExecutor(parallel_effects, thread_name_prefix="effects")
             if parallel_effects > 1

@@ -1,9 +1,12 @@
 """The web console: the static files of `web/` (built into `web/dist` by `scripts/bootstrap.sh`),
 served by the function app at `/`, beside the API under `/api`.
 
-One catch-all HTTP function answers every path that does not start with `api` (a route
-constraint keeps it off the API's paths, so the API answers them exactly as before, unknown paths
-and wrong methods included). It serves files from the build only, never outside it, with a strict
+One catch-all HTTP function (`{*path}`: the API's literal routes come before a catch-all, on the
+Functions host as on the dev host) answers the paths the API does not; an `api` path that reaches
+it names no route of the API and gets the host's plain 404, as before the console existed. (A
+regex constraint on the catch-all would keep it off `api` paths, but the host's regex constraint
+does not match the empty path, so it would leave `/` to the host's own page.) It serves files
+from the build only, never outside it, with a strict
 Content-Security-Policy on the page: scripts, styles and fetches from this origin only, plus the
 Web PubSub endpoint's WebSocket origin (from the settings) for live events.
 """
@@ -95,18 +98,24 @@ def _page_csp() -> str:
         return content_security_policy(None)
 
 
-@bp.route(
-    route="{*path:regex(^(?!api(/|$)))}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS
-)
+def is_api_path(path: str) -> bool:
+    first = path.strip("/").split("/", 1)[0]
+    return first.lower() == "api"
+
+
+@bp.route(route="{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def console(req: func.HttpRequest) -> func.HttpResponse:
     # Async: a static file never waits behind the thread pool that steps and bcrypt fill.
+    path = req.route_params.get("path") or ""
+    if is_api_path(path):
+        return func.HttpResponse(status_code=404)  # no route of the API: the host's answer
     if not (CONSOLE_DIR / "index.html").is_file():
         return func.HttpResponse(
             "The console is not built: run `bash scripts/bootstrap.sh`.\n",
             status_code=503,
             mimetype="text/plain",
         )
-    found = console_file(CONSOLE_DIR, req.route_params.get("path") or "")
+    found = console_file(CONSOLE_DIR, path)
     if found is None:
         return func.HttpResponse("Not found\n", status_code=404, mimetype="text/plain")
     headers = dict(SECURITY_HEADERS)

@@ -7,7 +7,9 @@ docs/screenshots/ are taken here."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -250,3 +252,61 @@ def test_strict_csp_isolation_and_delete(browser: Any, host: DevHost) -> None:
     assert http(host, "GET", f"/swarms/{swarm_id}", token=owner.token)[0] == 404
     owner.close()
     other.close()
+
+
+def test_a_step_lost_on_the_way_is_read_from_the_history(browser: Any, host: DevHost) -> None:
+    """Live delivery is best effort: the page notices a step it missed (the next event does not
+    follow the last one it has, by `seq` and `index`) and reads it from the history. Here the
+    WebSocket loses every event of the step in which the agent asks its first question; the
+    user answers (from another tab: the API); the page gets that step's events, and the question
+    must show. The page's own chat reads answer nothing, so only the history can bring it."""
+    console = Console(browser, host)
+    page = console.page
+    lost: dict[str, Any] = {}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            event = frame.get("data") if isinstance(frame.get("data"), dict) else {}
+            data = event.get("data") or {}
+            if (
+                "seq" not in lost
+                and event.get("type") == "chat.message"
+                and data.get("role") == "agent"
+            ):
+                lost.update(
+                    seq=event["seq"], message_id=data["message_id"], node_id=data["node_id"]
+                )
+            if event.get("seq") is not None and event.get("seq") == lost.get("seq"):
+                return  # lost on the way: never reaches the page
+            ws.send(message)
+
+        server.on_message(from_server)
+        ws.on_message(lambda message: server.send(message))
+
+    page.route_web_socket(re.compile(r".*/client/hubs/.*"), route)
+    page.route(
+        re.compile(r".*/api/swarms/[^/]+/chats/[^/?]+(\?.*)?$"),
+        lambda r: r.fulfill(json={"messages": []}) if r.request.method == "GET" else r.continue_(),
+    )
+    console.sign_up()
+    page.fill("textarea[name=goal]", "Plan a 3-day trip to Lisbon")
+    page.click("text=Create swarm")
+    row = page.locator("tr[data-swarm-id]").first
+    swarm_id = str(row.get_attribute("data-swarm-id"))
+    row.locator("td.goal a").click()
+    page.locator("[data-testid=connection]:text('live')").wait_for()
+    page.click("button:text('Spawn')")
+
+    deadline = time.monotonic() + 60
+    while "seq" not in lost and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert "seq" in lost, "the agent asked nothing"
+    path = f"/swarms/{swarm_id}/chats/{lost['node_id']}/messages"
+    status, _ = http(host, "POST", path, {"content": ANSWER}, token=console.token)
+    assert status == 202
+    page.click(f".chat-item[data-node-id='{lost['node_id']}']")
+    page.locator(f".message[data-message-id='{lost['message_id']}']").wait_for(timeout=15_000)
+    console.close()

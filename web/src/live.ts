@@ -23,6 +23,12 @@ export class SwarmModel {
   base = 0;
   /** The highest seq of an event seen. */
   seq = 0;
+  /** Every event up to (`contiguous`, `lastIndex`) is applied: from the loaded tree, the
+   * history, or live events that came in order (a step's events arrive one by one, `index` 0, 1,
+   * …). A live event that does not come next is a gap, and the catch-up reads the history from
+   * here, never from `seq`, which the event after a gap has already moved past the missing ones. */
+  contiguous = 0;
+  lastIndex = Number.MAX_SAFE_INTEGER;
   connection: Connection = "connecting";
   /** Moves on whenever a node changes (the tree's memo key). */
   version = 0;
@@ -56,7 +62,7 @@ export class SwarmModel {
     }
     this.version++;
     this.statusAt = [Math.min(swarm.seq, state.seq), Number.MAX_SAFE_INTEGER];
-    this.base = this.seq = state.seq;
+    this.base = this.seq = this.contiguous = state.seq;
     this.changed();
     await this.catchUp();
   }
@@ -101,9 +107,17 @@ export class SwarmModel {
   /** A live event: apply it; on a gap, fetch what is missing from the history. */
   receive(event: SwarmEvent): void {
     if (event.swarm_id !== this.swarmId) return;
-    const gap = event.seq > this.seq + 1;
+    if (event.seq <= this.base || this.applied.has(`${event.seq}:${event.index}`)) return;
+    const next =
+      (event.seq === this.contiguous && event.index === this.lastIndex + 1) ||
+      (event.seq === this.contiguous + 1 && event.index === 0);
     this.apply(event);
-    if (gap) void this.catchUp();
+    if (next) {
+      this.contiguous = event.seq;
+      this.lastIndex = event.index;
+    } else {
+      void this.catchUp();
+    }
     this.changed();
   }
 
@@ -117,8 +131,9 @@ export class SwarmModel {
       try {
         do {
           this.catchUpAgain = false;
-          // The last step seen may have been cut off mid-way: read it again (it is deduplicated).
-          let from = Math.max(this.base, this.seq - 1);
+          // The last step known in full may have been cut off mid-way (events of one step
+          // arrive one by one): read it again (it is deduplicated).
+          let from = Math.max(this.base, this.contiguous - 1);
           for (;;) {
             const page = await api<{ events: SwarmEvent[]; next_after: number }>(
               "GET",
@@ -126,6 +141,12 @@ export class SwarmModel {
             );
             if (!page.events.length) break;
             page.events.forEach((e) => this.apply(e));
+            // A page holds whole steps: everything up to its last step is applied now.
+            const last = page.events[page.events.length - 1];
+            if (last.seq >= this.contiguous) {
+              this.contiguous = last.seq;
+              this.lastIndex = last.index;
+            }
             from = page.next_after;
             this.changed();
           }

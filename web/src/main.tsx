@@ -75,7 +75,9 @@ function App() {
   const token = useSession();
   const hash = useHash();
   if (!token) return <Login />;
-  const match = /^#\/swarms\/([^/]+)/.exec(hash);
+  // Swarm ids are letters, digits, `-` and `_`: anything else in the link names no swarm (and
+  // never reaches an API path, where `..` or `/` would name another route).
+  const match = /^#\/swarms\/([A-Za-z0-9_-]+)$/.exec(hash);
   const logout = async () => {
     try {
       await api("POST", "/auth/logout");
@@ -91,7 +93,7 @@ function App() {
         <span class="muted" data-testid="username">{session.username}</span>
         <button class="secondary small" onClick={() => void logout()}>Log out</button>
       </header>
-      {match ? <SwarmPage key={match[1]} swarmId={decodeURIComponent(match[1])} /> : <SwarmList />}
+      {match ? <SwarmPage key={match[1]} swarmId={match[1]} /> : <SwarmList />}
     </>
   );
 }
