@@ -107,6 +107,8 @@ class StatusResponse(BaseModel):
 
 class StateResponse(BaseModel):
     seq: int
+    # The swarm's latest step: a time slider runs from 0 to it.
+    latest_seq: int
     nodes: list[dict[str, Any]]
 
 

@@ -267,6 +267,7 @@ def test_a_whole_swarm_over_the_http_functions(rt):
     assert detail["node_counts"] == {"terminated": detail["node_count"]}
     status, state, _ = call(http_api.swarm_state, token=rt.token, route=route, params={"at": "3"})
     assert status == 200 and state["seq"] == 3
+    assert state["latest_seq"] == detail["seq"], "the end of a time slider"
     status, hist, _ = call(
         http_api.swarm_history, token=rt.token, route=route, params={"after": "5", "limit": "10"}
     )
