@@ -5,7 +5,9 @@ specific first), turned into an ``azure.functions.HttpRequest`` and handed to th
 ``HttpResponse`` it returns becomes the HTTP response, with the worker's Content-Type rule
 (``mimetype; charset=...`` for text types). As ASP.NET does, query and header values that repeat
 are joined with ','. Differences from the real host, on purpose: a known route with the wrong
-method answers 405 with ``Allow`` (the host answers 404), and an unhandled exception answers 500
+method answers 405 with ``Allow`` (the host answers 404; a catch-all route such as the web
+console's ``{*path}`` does not count for a path another route matches, so it neither takes such a
+request nor shows up in its ``Allow``), and an unhandled exception answers 500
 with a small JSON body (the host's body is empty); function keys are not checked, as with
 ``func start``.
 """
@@ -121,10 +123,16 @@ class HttpFunctionServer:
             return web.Response(status=404)
         method = request.method.upper()
         allowed: set[str] = set()
-        for route in self.routes:
+        specific_match = False
+        for route in self.routes:  # most specific first: catch-all routes come last
             route_params = route.template.match(path)
             if route_params is None:
                 continue
+            if route.template.catch_all:
+                if specific_match:
+                    break  # the path is another route's: a wrong method is a 405 of that route
+            else:
+                specific_match = True
             if route.methods is not None and method not in route.methods:
                 allowed |= route.methods
                 continue

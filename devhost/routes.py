@@ -244,6 +244,15 @@ class RouteTemplate:
         self._regex = re.compile("^" + "".join(pattern) + "/?$", re.IGNORECASE | re.DOTALL)
 
     @property
+    def catch_all(self) -> bool:
+        """Whether the template ends in a catch-all parameter (``{*rest}``)."""
+        return any(
+            not isinstance(parts[0], str) and parts[0].catch_all
+            for parts in self._segments
+            if len(parts) == 1
+        )
+
+    @property
     def precedence(self) -> tuple[int, ...]:
         """Lower sorts first: literal < complex segment < constrained < plain < catch-all."""
         ranks = []

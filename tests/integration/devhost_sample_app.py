@@ -77,6 +77,17 @@ async def create_item(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@http_bp.route(route="files/upload", methods=["POST"])
+def upload(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("uploaded", status_code=201)
+
+
+@http_bp.route(route="files/{*path}", methods=["GET"])
+def files(req: func.HttpRequest) -> func.HttpResponse:
+    """A catch-all (as the web console's): every path under files/ that no other route takes."""
+    return func.HttpResponse(f"file {req.route_params.get('path', '')}")
+
+
 @http_bp.route(route="text", methods=["GET"])
 def plain_text(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("héllo", mimetype="text/plain", charset="utf-8")

@@ -366,6 +366,15 @@ def test_unknown_route_404_and_wrong_method_405(sample_host: SampleHost) -> None
 
 
 @pytest.mark.emulators
+def test_a_catch_all_takes_only_paths_no_other_route_matches(sample_host: SampleHost) -> None:
+    assert call("GET", f"{sample_host.base_url}/files/a/b.txt").body == b"file a/b.txt"
+    assert call("POST", f"{sample_host.base_url}/files/upload").status == 201
+    for method in ("GET", "PUT"):  # files/upload is POST's: the GET catch-all does not take it
+        reply = call(method, f"{sample_host.base_url}/files/upload")
+        assert reply.status == 405 and reply.headers["Allow"] == "POST", method
+
+
+@pytest.mark.emulators
 def test_unhandled_exception_is_a_500(sample_host: SampleHost) -> None:
     for method in ("GET", "PATCH"):  # no methods on the trigger: all of them
         reply = call(method, f"{sample_host.base_url}/boom")
