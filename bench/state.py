@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -30,7 +28,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from turns import ANSWER, Api, PaddedLLM, emulator_app, side_by_side
+from turns import (
+    ANSWER,
+    Api,
+    PaddedLLM,
+    emulator_app,
+    measure_in_child,
+    side_by_side,
+    start_conversation,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (10, 1_000, 5_000, 10_000)
@@ -51,36 +57,16 @@ def main() -> None:
 
 
 def run_child(code: Path, args: argparse.Namespace, stack_settings: dict[str, str]) -> Any:
-    env = {**os.environ, **stack_settings, "PYTHONPATH": str(code)}
-    command = [sys.executable, str(Path(__file__).resolve()), "--code", str(code)]
-    command += ["--steps", str(args.steps), "--repeat", str(args.repeat)]
-    out = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"measuring {code} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    flags = ["--steps", str(args.steps), "--repeat", str(args.repeat)]
+    return measure_in_child(Path(__file__), code, stack_settings, flags)
 
 
 def measure(code: Path, steps: int, repeat: int) -> dict[str, Any]:
     sys.path.insert(0, str(code))
-    from swarm_core.models import SwarmConfig
-
     api = Api()
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     app, store, receive, _ = emulator_app(api, PaddedLLM(api.offline_llm()), totals)
-    config = SwarmConfig(
-        offline_breadth=2,
-        offline_depth=1,
-        limits={"max_follow_ups": 1000, "max_steps": 100_000},
-    )
-    swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)
-    app.services.spawn("bench", swarm.swarm_id)
-
-    def drain() -> None:
-        while batch := receive():
-            for body, done in batch:
-                app.worker.process(body)
-                done()
-
+    swarm, drain = start_conversation(app, receive)
     started = time.perf_counter()
     drain()
     conversation = min(steps, CONVERSATION_STEPS)

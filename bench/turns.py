@@ -91,24 +91,19 @@ def worktree(revision: str) -> Iterator[Path]:
 def run_child(
     code: Path, args: argparse.Namespace, stack_settings: dict[str, str]
 ) -> dict[str, Any]:
-    """Measure `code` in a process of its own (its own `swarm_core` on the path)."""
+    flags = ["--turns", str(args.turns), "--http", str(args.http)]
+    result: dict[str, Any] = measure_in_child(Path(__file__), code, stack_settings, flags)
+    return result
+
+
+def measure_in_child(
+    script: Path, code: Path, stack_settings: dict[str, str], flags: list[str]
+) -> Any:
+    """Run `script --code CODE FLAGS` in a process of its own (with `code`'s `swarm_core` on
+    the path) and return the JSON it prints last."""
     env = {**os.environ, **stack_settings, "PYTHONPATH": str(code)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--code",
-            str(code),
-            "--turns",
-            str(args.turns),
-            "--http",
-            str(args.http),
-        ],
-        cwd=code,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, str(script.resolve()), "--code", str(code), *flags]
+    out = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"measuring {code} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -236,13 +231,7 @@ class Counting:
 
 def conversation(api: Api, turns: int, where: str) -> dict[str, Any]:
     """Run the conversation to `turns` exchanges; per-exchange figures at the marks."""
-    from swarm_core.models import SwarmConfig
 
-    config = SwarmConfig(
-        offline_breadth=2,
-        offline_depth=1,
-        limits={"max_follow_ups": 1000, "max_steps": 100_000},
-    )
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     llm = PaddedLLM(api.offline_llm())
     if where == "memory":
@@ -272,15 +261,7 @@ def conversation(api: Api, turns: int, where: str) -> dict[str, Any]:
     else:
         app, store, receive, snapshot = emulator_app(api, llm, totals)
         raw_store = store
-    swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)
-    app.services.spawn("bench", swarm.swarm_id)
-
-    def drain() -> None:
-        while batch := receive():
-            for body, done in batch:
-                app.worker.process(body)
-                done()
-
+    swarm, drain = start_conversation(app, receive)
     drain()
     per_turn: dict[int, tuple[float, int, int, dict[str, int]]] = {}
     for turn in range(1, turns + 1):
@@ -307,6 +288,30 @@ def conversation(api: Api, turns: int, where: str) -> dict[str, Any]:
             "by_service": {k: statistics.mean(r[3].get(k, 0) for r in rows) for k in rows[0][3]},
         }
     return marks
+
+
+def start_conversation(
+    app: Any, receive: Callable[[], list[tuple[str, Callable[[], None]]]]
+) -> tuple[Any, Callable[[], None]]:
+    """Create and spawn the benchmark's swarm (an `ask_user` conversation of up to 1,000
+    follow-ups); also the function that runs every queued step (`receive` gives them)."""
+    from swarm_core.models import SwarmConfig
+
+    config = SwarmConfig(
+        offline_breadth=2,
+        offline_depth=1,
+        limits={"max_follow_ups": 1000, "max_steps": 100_000},
+    )
+    swarm = app.services.create_swarm("bench", "Plan a 3-day trip to Lisbon", config)
+    app.services.spawn("bench", swarm.swarm_id)
+
+    def drain() -> None:
+        while batch := receive():
+            for body, done in batch:
+                app.worker.process(body)
+                done()
+
+    return swarm, drain
 
 
 def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any, Any, Any, Any]:
