@@ -210,6 +210,10 @@ def _split_segments(text: str) -> list[str]:
     return segments
 
 
+# The precedence rank of a catch-all segment: the least specific of all.
+_CATCH_ALL_RANK = 5
+
+
 class RouteTemplate:
     """One compiled route template; ``match`` gives the route parameters of a path, or None."""
 
@@ -246,11 +250,7 @@ class RouteTemplate:
     @property
     def catch_all(self) -> bool:
         """Whether the template ends in a catch-all parameter (``{*rest}``)."""
-        return any(
-            not isinstance(parts[0], str) and parts[0].catch_all
-            for parts in self._segments
-            if len(parts) == 1
-        )
+        return _CATCH_ALL_RANK in self.precedence
 
     @property
     def precedence(self) -> tuple[int, ...]:
@@ -262,7 +262,7 @@ class RouteTemplate:
             elif isinstance(parts[0], str):
                 ranks.append(1)
             elif parts[0].catch_all:
-                ranks.append(5)
+                ranks.append(_CATCH_ALL_RANK)
             else:
                 ranks.append(3 if parts[0].checks else 4)
         return tuple(ranks)

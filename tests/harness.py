@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from swarm_core.adapters.blob import BlobContentStore
+from swarm_core.adapters.cosmos import CosmosClients
 from swarm_core.adapters.memory import QueueMessage
 from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.bootstrap import Adapters, MemoryAdapters, SwarmApp, build_app, build_in_memory
@@ -315,3 +318,17 @@ def assert_completed(run: ScenarioRun) -> None:
     got = run.rig.store.get_swarm(run.swarm_id)
     assert got is not None
     assert got.value.status == SwarmStatus.COMPLETED, got.value.error
+
+
+def emulator_storage(
+    stack_settings: dict[str, str], prefix: str
+) -> tuple[CosmosClients, BlobContentStore]:
+    """A Cosmos DB database and a blob container of their own on the emulators (named `prefix`
+    and a random suffix), created: a run that reuses swarm ids shares no storage with another."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    settings = Settings(**stack_settings, COSMOS_DATABASE=name, SWARM_CONTAINER=name)
+    clients = CosmosClients(settings)
+    clients.ensure_containers()
+    content = BlobContentStore(settings)
+    content.ensure_container()
+    return clients, content

@@ -132,6 +132,23 @@ def _blob_length(props: BlobProperties) -> int:
     return int(props.size)
 
 
+def _ranged_read(blob: BlobClient, offset: int, length: int) -> tuple[bytes, BlobProperties] | None:
+    """Up to `length` bytes of the blob from `offset` and its properties: b"" at or past its end
+    (or when it is empty); None when there is no such blob."""
+    try:
+        download = blob.download_blob(offset=offset, length=length)
+        return download.readall(), download.properties
+    except ResourceNotFoundError:
+        return None
+    except HttpResponseError as error:
+        if error.status_code != 416:  # 416: a range at or past the end, or an empty blob
+            raise
+    try:
+        return b"", blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return None
+
+
 def _error_code(error: HttpResponseError) -> object:
     # Storage errors carry the service's code (a str enum, equal to the code's text);
     # azure-core's base type does not declare it.
@@ -269,20 +286,10 @@ class BlobContentStore:
         blob = self._blob(self._segment_name(stream, segment))
         start = max(0, known_length - _TAIL_PROBE_BYTES)
         for _ in range(_MAX_PROBES):
-            try:
-                download = blob.download_blob(offset=start, length=_REFRESH_WINDOW_BYTES)
-                data = download.readall()
-                props = download.properties
-            except ResourceNotFoundError:
+            got = _ranged_read(blob, start, _REFRESH_WINDOW_BYTES)
+            if got is None:
                 return None
-            except HttpResponseError as error:
-                if error.status_code != 416:  # 416: a range past the end, or an empty blob
-                    raise
-                try:
-                    props = blob.get_blob_properties()
-                except ResourceNotFoundError:
-                    return None
-                data = b""
+            data, props = got
             total = _blob_length(props)
             sealed = bool(props.is_append_blob_sealed)
             if total == 0:
@@ -505,18 +512,8 @@ class BlobContentStore:
 
     def _read_chunk(self, name: str, offset: int) -> bytes | None:
         """Up to `_READ_CHUNK_BYTES` of a blob from `offset` (b"" past its end; None: no blob)."""
-        try:
-            return self._blob(name).download_blob(offset=offset, length=_READ_CHUNK_BYTES).readall()
-        except ResourceNotFoundError:
-            return None
-        except HttpResponseError as error:
-            if error.status_code != 416:  # 416: at or past the end
-                raise
-            try:
-                self._blob(name).get_blob_properties()
-            except ResourceNotFoundError:
-                return None
-            return b""
+        got = _ranged_read(self._blob(name), offset, _READ_CHUNK_BYTES)
+        return None if got is None else got[0]
 
     @staticmethod
     def _snapshot_name(swarm_id: str, seq: int) -> str:

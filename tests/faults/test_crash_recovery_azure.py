@@ -3,14 +3,18 @@ run equals the in-memory one, and crashes at a sample of positions change nothin
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from swarm_core.adapters.blob import BlobContentStore
-from swarm_core.adapters.cosmos import CosmosClients, CosmosSwarmStore
-from swarm_core.settings import Settings
-from tests.harness import CrashPlan, Rig, assert_completed, final_state, history_seqs, run_scenario
+from swarm_core.adapters.cosmos import CosmosSwarmStore
+from tests.harness import (
+    CrashPlan,
+    Rig,
+    assert_completed,
+    emulator_storage,
+    final_state,
+    history_seqs,
+    run_scenario,
+)
 
 pytestmark = pytest.mark.emulators
 
@@ -22,12 +26,7 @@ def azure_rig_factory(emulator_stack):
     def make(plan: CrashPlan) -> Rig:
         # One database and container per run: runs reuse the same swarm id, so they must not
         # share storage (and then their states compare directly, ids included).
-        name = f"faults{uuid.uuid4().hex[:10]}"
-        settings = Settings(**emulator_stack.settings, COSMOS_DATABASE=name, SWARM_CONTAINER=name)
-        clients = CosmosClients(settings)
-        clients.ensure_containers()
-        content = BlobContentStore(settings)
-        content.ensure_container()
+        clients, content = emulator_storage(emulator_stack.settings, "faults")
         return Rig(plan, store=CosmosSwarmStore(clients), content=content)
 
     return make

@@ -5,7 +5,6 @@ run. In memory and on the emulators (Cosmos DB server, Azurite)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from swarm_core.commits import Outcome
 from swarm_core.in_process import drain, reply_through_services, waiting_nodes
 from swarm_core.models import SwarmConfig, SwarmStatus
 from swarm_core.services import NotFound
-from swarm_core.settings import Settings
+from tests.harness import emulator_storage
 
 USER = "alice"
 NOW = timedelta(0)  # maintenance's `stuck_after` in these tests: every delete is old enough
@@ -80,12 +79,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[tuple[InMemorySwarmApp, Left
         )
         return
     stack = request.getfixturevalue("emulator_stack")
-    name = f"delete{uuid.uuid4().hex[:10]}"
-    settings = Settings(**stack.settings, COSMOS_DATABASE=name, SWARM_CONTAINER=name)
-    clients = CosmosClients(settings)
-    clients.ensure_containers()
-    content = BlobContentStore(settings)
-    content.ensure_container()
+    clients, content = emulator_storage(stack.settings, "delete")
     adapters: Any = MemoryAdapters(store=CosmosSwarmStore(clients), content=content)  # type: ignore[arg-type]
     yield build_in_memory(adapters=adapters), azure_leftovers(clients, content), 6
 
