@@ -4,11 +4,12 @@ from these. Requests forbid unknown fields and carry sensible size limits."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from swarm_core.models import JsonInt, LLMSettings, SwarmConfig, SwarmStatus, Usage
+from swarm_core.models import JsonInt, LLMSettings, SwarmConfig, SwarmStatus, Usage, json_integer
+from swarm_core.swarm import ForkOrigin
 
 
 class Request(BaseModel):
@@ -39,6 +40,15 @@ class ResumeSwarm(Request):
     """Resume, optionally with a new token budget (`limits.max_tokens_total`)."""
 
     limits: ResumeLimits | None = None
+
+
+class ForkSwarm(Request):
+    """A fork: after which step (default: the latest) and whether it reuses recorded answers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    # Bounds inside the Annotated (see swarm_core.models.JsonInt), so the schema shows them.
+    at: Annotated[int, Field(ge=0, le=10**9), BeforeValidator(json_integer)] | None = None
+    reuse_llm: bool = True
 
 
 class PostMessage(Request):
@@ -81,6 +91,8 @@ class SwarmSummaryResponse(BaseModel):
     error: str | None = None
     # Why the swarm paused by itself (its token budget is spent); null when the user paused it.
     paused_reason: str | None = None
+    # A fork's source swarm and the step it was copied after; null for a swarm created anew.
+    forked_from: ForkOrigin | None = None
     created_at: datetime
     updated_at: datetime
 

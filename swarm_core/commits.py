@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +43,7 @@ from functools import partial
 from typing import Any
 
 from swarm_core import telemetry
+from swarm_core.forks import IncompleteRecords, commit_record, fold
 from swarm_core.models import (
     ChatMessage,
     EventType,
@@ -60,6 +61,7 @@ from swarm_core.ports import (
     SwarmStore,
     Versioned,
     chat_stream,
+    commit_stream,
     history_stream,
     log_stream,
 )
@@ -172,24 +174,36 @@ class SwarmCommitter:
             decision = decide(got)
             if decision.swarm is None:
                 return CommitRun(decision.outcome, swarm, swarm.seq)
-            new = decision.swarm
-            if decision.outcome == Outcome.COMMITTED:
-                new.seq = swarm.seq + 1
-                for node in decision.nodes:
-                    node.seq = new.seq
-                if decision.refresh_listing:
-                    decision.effects.summary = new.summary()
-                decision.effects.snapshot = new.seq % self.snapshot_every == 0
-                new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=decision.effects)
             try:
-                self.store.replace_swarm(new, got.etag, decision.nodes)
+                return self.commit(got, op_id, decision)
             except ConflictError:
                 log.info("commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id)
-                continue
-            if new.pending is not None and decision.outcome == Outcome.COMMITTED:
-                self.apply(new, new.pending)
-            return CommitRun(decision.outcome, new, new.seq)
         raise TooManyConflicts(f"op {op_id} on swarm {swarm_id}")
+
+    def commit(self, got: Versioned[Swarm], op_id: str, decision: Decision) -> CommitRun:
+        """Write `decision.swarm` over the swarm document as read (`got`), with its nodes, and
+        apply a committed decision's effects. ConflictError, writing nothing, if the document
+        changed since it was read. (`run` is the loop around it; a fork commits its first step
+        over the document it created itself.)"""
+        assert decision.swarm is not None
+        new = decision.swarm
+        if decision.outcome == Outcome.COMMITTED:
+            new.seq = got.value.seq + 1
+            for node in decision.nodes:
+                node.seq = new.seq
+            effects = decision.effects
+            if decision.refresh_listing:
+                effects.summary = new.summary()
+            effects.snapshot = new.seq % self.snapshot_every == 0
+            effects.node_ids = [node.node_id for node in decision.nodes]
+            if not any(parked.op_id == op_id for parked in new.parked):
+                # Its step is done (an operation parked by its own commit is still to run).
+                effects.consumed.insert(0, op_id)
+            new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=effects)
+        self.store.replace_swarm(new, got.etag, decision.nodes)
+        if new.pending is not None and decision.outcome == Outcome.COMMITTED:
+            self.apply(new, new.pending, decision.nodes)
+        return CommitRun(decision.outcome, new, new.seq)
 
     def is_applied(self, op_id: str) -> bool:
         """Whether this process applied the commit of `op_id` completely. Unknown is not
@@ -226,20 +240,31 @@ class SwarmCommitter:
             if len(self._applied) > APPLIED_CACHE_SIZE:
                 self._applied.popitem(last=False)
 
-    def apply(self, swarm: Swarm, pending: PendingCommit) -> None:
-        """Apply a commit's effects; safe to run any number of times, by anyone."""
+    def apply(
+        self, swarm: Swarm, pending: PendingCommit, nodes: Sequence[Node] | None = None
+    ) -> None:
+        """Apply a commit's effects; safe to run any number of times, by anyone. `nodes`: the
+        documents the commit wrote, when the caller has them (else they are read back: no
+        later commit can have changed them, as that would have applied this one first)."""
         with self._lock:
             applying = self._applying.setdefault(pending.op_id, threading.Event())
         try:
-            self._apply_effects(swarm, pending)
+            if nodes is None:
+                nodes = self._written_nodes(swarm.swarm_id, pending)
+            self._apply_effects(swarm, pending, nodes)
             self._remember_applied(pending.op_id)
         finally:
             with self._lock:
                 self._applying.pop(pending.op_id, None)
             applying.set()
 
-    def _apply_effects(self, swarm: Swarm, pending: PendingCommit) -> None:
+    def _written_nodes(self, swarm_id: str, pending: PendingCommit) -> list[Node]:
+        read = (self.store.get_node(swarm_id, node_id) for node_id in pending.effects.node_ids)
+        return [got.value for got in read if got is not None]
+
+    def _apply_effects(self, swarm: Swarm, pending: PendingCommit, nodes: Sequence[Node]) -> None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
+        record = commit_record(swarm, pending, nodes)
         events = [e.model_dump(mode="json") for e in effects.events]
         # All at once (where storage is remote): the appends, the listing entry, the enqueues
         # and the publishes. The next step may start before an append of this commit lands: it
@@ -260,24 +285,41 @@ class SwarmCommitter:
             calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
         if events:
             calls.append(partial(self._publish, swarm_id, seq, events))
+        calls.append(partial(self.content.append, commit_stream(swarm_id), seq, [record]))
         if effects.snapshot:
-            calls.append(partial(self._snapshot, swarm_id, seq))
+            calls.append(partial(self._snapshot, swarm_id, record))
         self._run_all(calls)
         if events:
             self.content.append(history_stream(swarm_id), seq, events)
 
-    def _snapshot(self, swarm_id: str, seq: int) -> None:
-        """Store the tree as it is right after commit `seq`, with where the history after it
-        starts (`state?at=` reads from there). Marked first, then read: if the nodes show a
-        later commit, this applier came late, and the snapshot is left out (`state?at=` then
-        starts from the one before) rather than stored with a later tree."""
-        mark = self.content.mark(history_stream(swarm_id))
-        nodes = self.store.list_nodes(swarm_id)
-        if any(node.seq > seq for node in nodes):
-            log.info("snapshot skipped swarm_id=%s seq=%s: the tree moved on", swarm_id, seq)
-            return
+    def _snapshot(self, swarm_id: str, record: dict[str, Any]) -> None:
+        """Store the swarm as it is right after this commit: the checkpoint a fork starts from
+        (the fold of the records: the previous checkpoint and the records since, this one's
+        at hand as it is being appended) and the public tree `state?at=` starts from, each
+        with where the stream after it starts. A swarm without the records before this one (older
+        than them) gets its tree from the node documents instead, unless they moved on."""
+        seq = int(record["seq"])
+        marks = {
+            "history": self.content.mark(history_stream(swarm_id)),
+            "commits": self.content.mark(commit_stream(swarm_id)),
+        }
+        try:
+            folded = fold(self.content, swarm_id, seq - 1, self.snapshot_every)
+        except IncompleteRecords:
+            log.info("checkpoint skipped swarm_id=%s seq=%s: no records before", swarm_id, seq)
+            nodes = self.store.list_nodes(swarm_id)
+            if any(node.seq > seq for node in nodes):
+                log.info("snapshot skipped swarm_id=%s seq=%s: the tree moved on", swarm_id, seq)
+                return
+        else:
+            folded.apply(record)
+            self.content.put_snapshot(
+                swarm_id, seq, folded.checkpoint(marks["commits"]), "checkpoint"
+            )
+            nodes = folded.node_documents()
         views = sorted((n.public_view() for n in nodes), key=tree_order)
-        self.content.put_snapshot(swarm_id, seq, {"seq": seq, "nodes": views, "history": mark})
+        document = {"seq": seq, "nodes": views, "history": marks["history"]}
+        self.content.put_snapshot(swarm_id, seq, document)
 
     def _publish(self, swarm_id: str, seq: int, events: list[dict[str, Any]]) -> None:
         try:

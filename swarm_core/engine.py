@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from swarm_core import conversation
 from swarm_core.actions.catalogue import FUNCTIONS
 from swarm_core.actions.prompts import with_prompt
+from swarm_core.forks import request_digest
 from swarm_core.models import (
     DONE_LIFECYCLES,
     EventType,
@@ -139,17 +140,26 @@ def _llm(ctx: StepContext, op: LLMOperation) -> None:
     result = ctx.llm_result
     if result is None:
         raise StepFailure("llm step without an LLM result")
-    request = op.payload.request
-    ctx.log(
-        node,
-        f"llm {request.task}: {result.usage.total_tokens} tokens ({result.model})",
-        kind="journal",
-        data={
-            "task": request.task,
-            "messages": [m.model_dump(mode="json") for m in with_prompt(request).messages],
-            "response": result.content,
-        },
-    )
+    prompted = with_prompt(op.payload.request)
+    data: dict[str, Any] = {
+        "task": prompted.task,
+        "messages": [m.model_dump(mode="json") for m in prompted.messages],
+        "response": result.content,
+        "model": result.model,
+        # What a fork of this swarm finds this answer by (`swarm_core.forks`).
+        "digest": request_digest(prompted),
+    }
+    if result.recorded_seq is None:
+        message = f"llm {prompted.task}: {result.usage.total_tokens} tokens ({result.model})"
+    else:
+        source = ctx.swarm.forked_from.swarm_id if ctx.swarm.forked_from else "?"
+        message = (
+            f"llm {prompted.task}: the answer recorded by swarm {source} at step "
+            f"{result.recorded_seq}, reused (no model call, no tokens)"
+        )
+        data["recorded"] = {"swarm_id": source, "seq": result.recorded_seq}
+        node.recorded_seq = result.recorded_seq
+    ctx.log(node, message, kind="journal", data=data)
     node.usage = node.usage.plus(result.usage)
     ctx.touch(node)
     ctx.result.usage = result.usage

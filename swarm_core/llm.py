@@ -46,6 +46,9 @@ class LLMResult(BaseModel):
     content: str
     model: str
     usage: Usage = Field(default_factory=Usage)
+    # Set when the answer is one the fork's source recorded (`swarm_core.forks`): the seq of
+    # its journal entry there. No model was called and no tokens were spent.
+    recorded_seq: int | None = None
 
 
 class LLMError(Exception):

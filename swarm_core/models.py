@@ -39,7 +39,7 @@ class Document(BaseModel):
 # --- configuration -------------------------------------------------------------------------
 
 
-def _json_integer(value: object) -> object:
+def json_integer(value: object) -> object:
     # JSON Schema's integer: 5 and 5.0 (what the OpenAPI document promises), never true, "5" or
     # 5.5 (the field is strict: those stay what they are and are refused).
     if isinstance(value, float) and value.is_integer():
@@ -56,7 +56,7 @@ def _json_number(value: object) -> object:
 
 # Bounds of an optional field go inside its Annotated, before the validator: given on the Field
 # of a union, they appear in the JSON Schema as unknown `ge`/`le` keys.
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
 
 
 class Limits(BaseModel):
@@ -73,7 +73,7 @@ class Limits(BaseModel):
     # Tokens (prompt + completion) the swarm may spend; checked before every LLM call. Spent,
     # the swarm pauses with `paused_reason`; raise it and resume. None: no budget.
     max_tokens_total: (
-        Annotated[int, Field(ge=1, le=1_000_000_000), BeforeValidator(_json_integer)] | None
+        Annotated[int, Field(ge=1, le=1_000_000_000), BeforeValidator(json_integer)] | None
     ) = None
 
 
@@ -84,9 +84,7 @@ class LLMSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     model: str | None = Field(default=None, max_length=200)
     temperature: Annotated[float, Field(ge=0, le=2), BeforeValidator(_json_number)] | None = None
-    max_tokens: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_json_integer)] | None = (
-        None
-    )
+    max_tokens: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(json_integer)] | None = None
     system_prompt: str | None = Field(default=None, max_length=8000)
 
     def merged_over(self, base: LLMSettings) -> LLMSettings:
@@ -268,6 +266,9 @@ class Node(Document):
     # Ids of the latest operations whose steps committed on this node (a bounded window):
     # a redelivered message of one of them is a duplicate, found on the read the step needs anyway.
     recent_op_ids: list[str] = Field(default_factory=list)
+    # In a fork: the seq, in the source's journal of this node, of the last recorded LLM answer
+    # the node reused (the next reuse looks after it).
+    recorded_seq: int = 0
     chat_length: int = 0
     last_message_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -324,6 +325,7 @@ class EventType(StrEnum):
     NODE_FAILED = "node.failed"
     INTERRUPT_OPENED = "interrupt.opened"
     INTERRUPT_ANSWERED = "interrupt.answered"
+    SWARM_FORKED = "swarm.forked"
 
 
 class HistoryEvent(BaseModel):

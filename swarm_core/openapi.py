@@ -133,6 +133,17 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         body_optional=True,
     ),
     ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/fork",
+        "fork_swarm",
+        "A new swarm that is this one as it was after step `at` (default: the latest)",
+        m.SwarmSummaryResponse,
+        201,
+        m.ForkSwarm,
+        errors=(400, 404, 409, 413, 422, 429),
+        body_optional=True,
+    ),
+    ApiOperation(
         "get",
         "/swarms/{swarm_id}/state",
         "swarm_state",

@@ -7,6 +7,7 @@ contract tests (`tests/contract`). The LLM port lives in `swarm_core.llm`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,14 +152,28 @@ class ContentStore(Protocol):
         what lies between the mark and `until_seq`, however long the stream is."""
         ...
 
-    def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None: ...
-
-    def get_snapshot(self, swarm_id: str, seq: int) -> dict[str, Any] | None:
-        """The snapshot taken at exactly `seq`, if there is one (one read)."""
+    def put_snapshot(
+        self, swarm_id: str, seq: int, document: Mapping[str, Any], kind: str = "state"
+    ) -> None:
+        """Store a snapshot of a kind (`SNAPSHOT_KINDS`: each kind is a series of its own)."""
         ...
 
-    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
-        """The latest snapshot at or before a seq (lists the swarm's snapshots)."""
+    def get_snapshot(self, swarm_id: str, seq: int, kind: str = "state") -> dict[str, Any] | None:
+        """The snapshot of `kind` taken at exactly `seq`, if there is one (one read)."""
+        ...
+
+    def latest_snapshot(
+        self, swarm_id: str, at_or_before: int, kind: str = "state"
+    ) -> dict[str, Any] | None:
+        """The latest snapshot of `kind` at or before a seq (lists the swarm's snapshots)."""
+        ...
+
+    def copy_swarm(self, source_id: str, target_id: str, until_seq: int) -> None:
+        """Copy every stream's batches with seq <= `until_seq`, and every snapshot taken at or
+        before it, from one swarm to another whose id has the same length, the `swarm_id` of
+        every record rewritten. Positions are kept: a mark of the source up to `until_seq` is a
+        mark of the copy. The target must have no content yet (ValueError when the ids differ
+        in length)."""
         ...
 
     def put_claim(self, name: str, data: bytes) -> None:
@@ -173,6 +188,9 @@ class ContentStore(Protocol):
 
 
 STREAM_START: Mapping[str, Any] = {}
+# Snapshots: "state", the public tree `state?at=` starts from; "checkpoint", the full documents
+# and operations in flight a fork starts from (`swarm_core.forks`).
+SNAPSHOT_KINDS = ("state", "checkpoint")
 
 
 class OperationQueue(Protocol):
@@ -200,6 +218,19 @@ class ClientAccess(Protocol):
     ) -> tuple[str, datetime]: ...
 
 
+def rewrite_swarm_id(raw: bytes, source_id: str, target_id: str) -> bytes:
+    """Stored JSON of one swarm made another's (`ContentStore.copy_swarm`): every `swarm_id`
+    field, and every `batch` pointer under the swarm's prefix, that names `source_id` names
+    `target_id`. Only keys are matched (a quote inside a JSON string is escaped), so text that
+    merely mentions the id is left as it is."""
+    if len(source_id) != len(target_id):
+        raise ValueError("a copy keeps positions: the swarm ids must have the same length")
+    pattern = re.compile(
+        rb'("(?:swarm_id|batch)"\s*:\s*")' + re.escape(source_id.encode()) + rb'(?=["/])'
+    )
+    return pattern.sub(lambda m: m.group(1) + target_id.encode(), raw)
+
+
 def history_stream(swarm_id: str) -> str:
     return f"{swarm_id}/history"
 
@@ -210,3 +241,8 @@ def chat_stream(swarm_id: str, node_id: str) -> str:
 
 def log_stream(swarm_id: str, node_id: str) -> str:
     return f"{swarm_id}/logs/{node_id}"
+
+
+def commit_stream(swarm_id: str) -> str:
+    """One record per commit (`swarm_core.forks`): what a fork at any seq is rebuilt from."""
+    return f"{swarm_id}/commits"

@@ -30,6 +30,7 @@ from swarm_core.commits import (
     SwarmNotFound,
     tree_order,
 )
+from swarm_core.forks import NODES_PER_WRITE, IncompleteRecords, fold, forked_op_id
 from swarm_core.models import (
     FINISHED_STATUSES,
     ActionType,
@@ -67,7 +68,7 @@ from swarm_core.ports import (
 )
 from swarm_core.quotas import ModelPolicy, QuotaExceeded
 from swarm_core.step_context import answered_event_data
-from swarm_core.swarm import Swarm, SwarmSummary, budget_spent
+from swarm_core.swarm import ForkOrigin, Swarm, SwarmSummary, budget_spent
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,7 @@ class SwarmServices:
         if user_llm is not None:
             config = config.model_copy(update={"llm": config.llm.merged_over(user_llm)})
         self.models.check(config.llm)
-        owned, _ = self.store.list_summaries(user_id, self.swarms_per_user)
-        if len(owned) >= self.swarms_per_user:
-            raise QuotaExceeded(
-                f"you have {self.swarms_per_user} swarms, the most one user may have; "
-                "delete one to create another"
-            )
+        self._check_swarm_quota(user_id)
         now = self.clock()
         swarm = Swarm(
             swarm_id=self.new_id(),
@@ -139,6 +135,93 @@ class SwarmServices:
         self.store.create_swarm(swarm)
         self.store.put_summary(swarm.summary())
         return swarm
+
+    def _check_swarm_quota(self, user_id: str) -> None:
+        owned, _ = self.store.list_summaries(user_id, self.swarms_per_user)
+        if len(owned) >= self.swarms_per_user:
+            raise QuotaExceeded(
+                f"you have {self.swarms_per_user} swarms, the most one user may have; "
+                "delete one to create another"
+            )
+
+    def fork(
+        self, user_id: str, swarm_id: str, at: int | None = None, reuse_llm: bool = True
+    ) -> Swarm:
+        """A new swarm of the caller's that is the source exactly as it was right after step
+        `at` (default: its latest): tree, node contexts and continuations, chats, logs,
+        history, open interrupts; its operations in flight then are parked (resuming the fork
+        runs them). Paused, unless the source had finished by then (the copy keeps that
+        status) or was not spawned yet (created). The source is not changed.
+
+        In this order, so that a crash anywhere leaves either no fork or a whole one: a
+        tombstone (listing entry, then document: nothing sees it, and maintenance purges it
+        once `stuck_after` has passed), the copies of the streams and the node documents,
+        then the fork's first commit, which replaces the tombstone with the fork (its history
+        gets `swarm.forked` at seq `at + 1`)."""
+        source = self.get_swarm(user_id, swarm_id)
+        at = source.seq if at is None else at
+        if at > source.seq:
+            raise InvalidRequest(f"`at` must be at most {source.seq}, the swarm's latest step")
+        if source.pending is not None:
+            # Its records must be stored before they are read.
+            self.committer.roll_forward(source, source.pending)
+        try:
+            folded = fold(self.content, swarm_id, at, self.committer.snapshot_every)
+        except IncompleteRecords as exc:
+            raise InvalidState(
+                f"swarm {swarm_id} cannot be forked at step {at}: it is older than the "
+                "records forks are made from"
+            ) from exc
+        self._check_swarm_quota(user_id)
+        fork_id = self.new_id()
+        now = self.clock()
+        copied = folded.renamed(swarm_id, fork_id)
+        if copied.swarm is None:  # before the first step: as the source was created
+            at_fork = Swarm(swarm_id=fork_id, user_id=user_id, goal=source.goal)
+            at_fork.config = source.config
+        else:
+            at_fork = Swarm.model_validate(copied.swarm)
+        status = at_fork.status
+        if status not in FINISHED_STATUSES and status != SwarmStatus.CREATED:
+            status = SwarmStatus.PAUSED
+        tombstone = at_fork.model_copy(
+            update={
+                "user_id": user_id,
+                "status": SwarmStatus.DELETED,
+                "paused_reason": None,
+                "parked": copied.in_flight(),
+                "pending": None,
+                "forked_from": ForkOrigin(swarm_id=swarm_id, seq=at),
+                "reuse_llm": reuse_llm,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        self.store.put_summary(tombstone.summary())
+        etag = self.store.create_swarm(tombstone)
+        self.content.copy_swarm(swarm_id, fork_id, at)
+        nodes = copied.node_documents()
+        for start in range(0, len(nodes), NODES_PER_WRITE):
+            etag = self.store.replace_swarm(tombstone, etag, nodes[start : start + NODES_PER_WRITE])
+        change = ControlCommit(tombstone, now)
+        change.swarm.status = status
+        change.event(
+            EventType.SWARM_FORKED,
+            {
+                "forked_from": {"swarm_id": swarm_id, "seq": at},
+                "reuse_llm": reuse_llm,
+                "parked": len(tombstone.parked),
+            },
+        )
+        try:
+            run = self.committer.commit(
+                Versioned(tombstone, etag), forked_op_id(fork_id), change.decision()
+            )
+        except ConflictError as exc:
+            # Purged as abandoned meanwhile (the copy took longer than `stuck_after`).
+            raise InvalidState("the fork took too long and was abandoned; try again") from exc
+        log.info("forked swarm_id=%s at=%s into %s", swarm_id, at, fork_id)
+        return run.swarm
 
     def list_swarms(
         self, user_id: str, limit: int, continuation_token: str | None = None

@@ -36,6 +36,12 @@ class Effects(BaseModel):
     summary: SwarmSummary | None = None
     # Store a snapshot of the tree as it is after this commit (every `snapshot_every` seqs).
     snapshot: bool = False
+    # For the commit's record (`swarm_core.forks`): the nodes the commit wrote and deleted (their
+    # documents are read back by whoever applies it after a crash) and the operations it
+    # consumed (the one that committed, and the one a poison failure stands for).
+    node_ids: list[str] = Field(default_factory=list)
+    deleted_node_ids: list[str] = Field(default_factory=list)
+    consumed: list[str] = Field(default_factory=list)
 
 
 class PendingCommit(BaseModel):
@@ -44,6 +50,13 @@ class PendingCommit(BaseModel):
     op_id: str
     seq: int
     effects: Effects
+
+
+class ForkOrigin(BaseModel):
+    """Where a fork came from: its source swarm and the step it was copied after."""
+
+    swarm_id: str
+    seq: int
 
 
 class Swarm(Document):
@@ -73,6 +86,9 @@ class Swarm(Document):
     paused_reason: str | None = None
     parked: list[Operation] = Field(default_factory=list)
     pending: PendingCommit | None = None
+    forked_from: ForkOrigin | None = None
+    # A fork takes the source's recorded LLM answers for identical requests (no model call).
+    reuse_llm: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -91,6 +107,7 @@ class Swarm(Document):
             failed_nodes=self.failed_nodes,
             error=self.error,
             paused_reason=self.paused_reason,
+            forked_from=self.forked_from,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -111,6 +128,7 @@ class SwarmSummary(Document):
     failed_nodes: int = 0
     error: str | None = None
     paused_reason: str | None = None
+    forked_from: ForkOrigin | None = None
     created_at: datetime
     updated_at: datetime
 

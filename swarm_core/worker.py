@@ -28,9 +28,11 @@ from swarm_core.commits import (
     apply_step_result,
 )
 from swarm_core.engine import advance_one_step, needs_parent
+from swarm_core.forks import recorded_answer
 from swarm_core.llm import LanguageModel, LLMError, LLMResult
-from swarm_core.models import FINISHED_STATUSES, SwarmStatus, derive_id, utcnow
+from swarm_core.models import FINISHED_STATUSES, Node, SwarmStatus, derive_id, utcnow
 from swarm_core.operations import (
+    FailOperation,
     LLMOperation,
     Operation,
     SpawnOperation,
@@ -131,6 +133,10 @@ class SwarmWorker:
         step_op = operation
         llm_result = None
         if isinstance(operation, LLMOperation) and node is not None:
+            if not llm_answer:
+                recorded = self._recorded_answer(swarm, node.value, operation)
+                if recorded is not None:
+                    llm_answer.append(recorded)
             if not llm_answer and budget_spent(swarm):
                 return self._pause_for_budget(swarm, operation)
             if not llm_answer:
@@ -148,7 +154,22 @@ class SwarmWorker:
             llm_result=llm_result,
         )
         result = advance_one_step(step_op, view)
-        return apply_step_result(swarm, view, result)
+        decision = apply_step_result(swarm, view, result)
+        if isinstance(operation, FailOperation) and operation.payload.operation is not None:
+            # A poison failure stands for the operation that failed: that one is done too.
+            decision.effects.consumed.append(str(operation.payload.operation["op_id"]))
+        return decision
+
+    def _recorded_answer(
+        self, swarm: Swarm, node: Node, operation: LLMOperation
+    ) -> LLMResult | None:
+        """In a fork that reuses them, the source's recorded answer to this same request."""
+        if swarm.forked_from is None or not swarm.reuse_llm:
+            return None
+        request = with_prompt(operation.payload.request)
+        return recorded_answer(
+            self.committer.content, swarm, node, request, RESPONSE_MODELS[request.task]
+        )
 
     def _pause_for_budget(self, swarm: Swarm, operation: Operation) -> Decision:
         """The token budget is spent: pause the swarm, saying why, and park the operation

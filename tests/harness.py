@@ -88,6 +88,7 @@ class RecordingLLM:
         self.inner = OfflineScriptedLLM()
         self.store = store
         self.calls: Counter[str] = Counter()
+        self.nodes: dict[str, str] = {}  # op id -> the node it called the model for
         self.calls_after_commit: list[str] = []
 
     def complete(self, request: LLMRequest, response_model: Any) -> LLMResult:
@@ -100,6 +101,7 @@ class RecordingLLM:
             if committed or (pending is not None and pending.op_id == llm_op):
                 self.calls_after_commit.append(llm_op)
         self.calls[llm_op] += 1
+        self.nodes[llm_op] = request.node_id
         return self.inner.complete(request, response_model)
 
     @staticmethod
@@ -137,7 +139,7 @@ class Rig:
             adapters=raw,
             settings=settings,
             clock=lambda: FIXED_NOW,
-            new_id=lambda: f"swarm{next(ids)}",
+            new_id=lambda: f"swarm{next(ids):04d}",  # one length: forks keep positions
         )
         faulty = Adapters(**{name: Faulty(port, plan, name) for name, port in vars(raw).items()})
         self.worker_app: SwarmApp = build_app(settings, faulty, clock=lambda: FIXED_NOW)

@@ -24,7 +24,9 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
@@ -37,6 +39,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
 from swarm_core.adapters.identity import storage_service
+from swarm_core.ports import SNAPSHOT_KINDS, rewrite_swarm_id
 from swarm_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,6 +120,28 @@ def _last_seq(data: bytes) -> int:
     if found is None:
         raise ValueError("a stream segment does not end with a seq-stamped line")
     return int(found.group(1))
+
+
+def _cut_after(data: bytes, until_seq: int) -> bytes:
+    """A segment's bytes up to its first line with a seq after `until_seq`."""
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        found = _LAST_SEQ.search(line if line.endswith(b"\n") else line + b"\n")
+        if found is not None and int(found.group(1)) > until_seq:
+            break
+        offset += len(line)
+    return data[:offset]
+
+
+def _line_chunks(data: bytes, limit: int) -> Iterator[bytes]:
+    """`data` in pieces of at most `limit` bytes, cut after a newline where one is in reach."""
+    while data:
+        if len(data) <= limit:
+            yield data
+            return
+        cut = data.rfind(b"\n", 0, limit) + 1 or limit
+        yield data[:cut]
+        data = data[cut:]
 
 
 def _prev_seq(metadata: Mapping[str, str] | None) -> int | None:
@@ -516,23 +541,31 @@ class BlobContentStore:
         return None if got is None else got[0]
 
     @staticmethod
-    def _snapshot_name(swarm_id: str, seq: int) -> str:
-        return f"{swarm_id}/snapshots/{seq:012d}.json"
+    def _snapshot_name(swarm_id: str, seq: int, kind: str = "state") -> str:
+        if kind not in SNAPSHOT_KINDS:
+            raise ValueError(f"unknown snapshot kind {kind!r}")
+        folder = "snapshots" if kind == "state" else f"{kind}s"
+        return f"{swarm_id}/{folder}/{seq:012d}.json"
 
-    def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None:
+    def put_snapshot(
+        self, swarm_id: str, seq: int, document: Mapping[str, Any], kind: str = "state"
+    ) -> None:
         body = json.dumps(dict(document), separators=(",", ":"), default=str).encode()
-        self._blob(self._snapshot_name(swarm_id, seq)).upload_blob(body, overwrite=True)
+        self._blob(self._snapshot_name(swarm_id, seq, kind)).upload_blob(body, overwrite=True)
 
-    def get_snapshot(self, swarm_id: str, seq: int) -> dict[str, Any] | None:
+    def get_snapshot(self, swarm_id: str, seq: int, kind: str = "state") -> dict[str, Any] | None:
         try:
-            data = self._blob(self._snapshot_name(swarm_id, seq)).download_blob().readall()
+            name = self._snapshot_name(swarm_id, seq, kind)
+            data = self._blob(name).download_blob().readall()
         except ResourceNotFoundError:
             return None
         document: dict[str, Any] = json.loads(data)
         return document
 
-    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
-        prefix = f"{swarm_id}/snapshots/"
+    def latest_snapshot(
+        self, swarm_id: str, at_or_before: int, kind: str = "state"
+    ) -> dict[str, Any] | None:
+        prefix = self._snapshot_name(swarm_id, 0, kind).rsplit("/", 1)[0] + "/"
         best: tuple[int, str] | None = None
         for name in self._container().list_blob_names(name_starts_with=prefix):
             stem = name[len(prefix) :].removesuffix(".json")
@@ -549,6 +582,71 @@ class BlobContentStore:
             return None
         document: dict[str, Any] = json.loads(data)
         return document
+
+    # --- copies -------------------------------------------------------------------------------
+
+    def copy_swarm(self, source_id: str, target_id: str, until_seq: int) -> None:
+        """Segment by segment, so that positions (marks) are kept: each copied segment holds
+        the same bytes up to the first batch after `until_seq`, ids rewritten in place (same
+        length). Streams are copied at once on a few threads."""
+        rewrite_swarm_id(b"", source_id, target_id)  # the length check, before anything
+        container = self._container()
+        if next(iter(container.list_blob_names(name_starts_with=f"{target_id}/")), None):
+            raise ValueError(f"swarm {target_id} has content already")
+        source = f"{source_id}/"
+        segments: dict[str, list[BlobProperties]] = {}
+        singles: list[str] = []  # oversize batches and snapshots at or before until_seq
+        for item in container.list_blobs(name_starts_with=source, include=["metadata"]):
+            rest = item.name[len(source) :]
+            folder, _, leaf = rest.partition("/")
+            if folder in ("snapshots", "checkpoints", "batches"):
+                stem = leaf.rsplit("/", 1)[-1].split(".")[0]
+                if stem.isdigit() and int(stem) <= until_seq:
+                    singles.append(item.name)
+                continue
+            match = _SEGMENT_NAME.search(item.name)
+            if match is not None and folder in ("history", "commits", "chats", "logs"):
+                segments.setdefault(item.name[: match.start()], []).append(item)
+
+        def target_name(name: str) -> str:
+            return target_id + name[len(source_id) :]
+
+        def copy_single(name: str) -> None:
+            data = self._blob(name).download_blob().readall()
+            self._blob(target_name(name)).upload_blob(
+                rewrite_swarm_id(data, source_id, target_id), overwrite=False
+            )
+
+        def copy_stream(items: list[BlobProperties]) -> None:
+            for item in sorted(items, key=lambda i: i.name):
+                prev_seq = _prev_seq(item.metadata)
+                if prev_seq is not None and prev_seq >= until_seq:
+                    return  # this segment and the later ones hold later batches only
+                data = self._blob(item.name).download_blob().readall()
+                kept = _cut_after(data, until_seq)
+                blob = self._blob(target_name(item.name))
+                blob.create_append_blob(metadata=dict(item.metadata or {}))
+                kept = rewrite_swarm_id(kept, source_id, target_id)
+                for chunk in _line_chunks(kept, self._max_block):
+                    blob.append_block(chunk)
+                if len(kept) < len(data):
+                    return  # cut: the batches after until_seq are left out
+                if item.is_append_blob_sealed:
+                    blob.seal_append_blob()
+
+        calls = [partial(copy_stream, items) for items in segments.values()]
+        calls += [partial(copy_single, name) for name in singles]
+        with ThreadPoolExecutor(8, thread_name_prefix="copy") as pool:
+            for future in [pool.submit(call) for call in calls]:
+                future.result()
+        logger.info(
+            "copied swarm %s to %s until seq %s: %s streams, %s snapshots and batches",
+            source_id,
+            target_id,
+            until_seq,
+            len(segments),
+            len(singles),
+        )
 
     def probe(self) -> None:
         """One read of the container's properties (readiness)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from swarm_core.models import Node, SwarmStatus, User
 from swarm_core.operations import Operation
-from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned
+from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned, rewrite_swarm_id
 from swarm_core.swarm import Swarm, SwarmSummary
 
 
@@ -165,7 +165,7 @@ class MemoryContentStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._streams: dict[str, list[tuple[int, list[str]]]] = defaultdict(list)
-        self._snapshots: dict[str, dict[int, str]] = defaultdict(dict)
+        self._snapshots: dict[str, dict[tuple[str, int], str]] = defaultdict(dict)
         self._claims: dict[str, bytes] = {}
 
     def put_claim(self, name: str, data: bytes) -> None:
@@ -220,22 +220,48 @@ class MemoryContentStore:
             for line in lines
         ]
 
-    def put_snapshot(self, swarm_id: str, seq: int, document: Mapping[str, Any]) -> None:
+    def put_snapshot(
+        self, swarm_id: str, seq: int, document: Mapping[str, Any], kind: str = "state"
+    ) -> None:
         with self._lock:
-            self._snapshots[swarm_id][seq] = json.dumps(dict(document), default=str)
+            self._snapshots[swarm_id][(kind, seq)] = json.dumps(dict(document), default=str)
 
-    def get_snapshot(self, swarm_id: str, seq: int) -> dict[str, Any] | None:
+    def get_snapshot(self, swarm_id: str, seq: int, kind: str = "state") -> dict[str, Any] | None:
         with self._lock:
-            got = self._snapshots.get(swarm_id, {}).get(seq)
+            got = self._snapshots.get(swarm_id, {}).get((kind, seq))
         return None if got is None else dict(json.loads(got))
 
-    def latest_snapshot(self, swarm_id: str, at_or_before: int) -> dict[str, Any] | None:
+    def latest_snapshot(
+        self, swarm_id: str, at_or_before: int, kind: str = "state"
+    ) -> dict[str, Any] | None:
         with self._lock:
-            seqs = [s for s in self._snapshots.get(swarm_id, {}) if s <= at_or_before]
+            taken = self._snapshots.get(swarm_id, {})
+            seqs = [s for k, s in taken if k == kind and s <= at_or_before]
             if not seqs:
                 return None
-            doc: dict[str, Any] = json.loads(self._snapshots[swarm_id][max(seqs)])
+            doc: dict[str, Any] = json.loads(taken[(kind, max(seqs))])
             return doc
+
+    def copy_swarm(self, source_id: str, target_id: str, until_seq: int) -> None:
+        def rewritten(text: str) -> str:
+            return rewrite_swarm_id(text.encode(), source_id, target_id).decode()
+
+        with self._lock:
+            source, target = f"{source_id}/", f"{target_id}/"
+            if any(k.startswith(target) for k in self._streams) or self._snapshots.get(target_id):
+                raise ValueError(f"swarm {target_id} has content already")
+            for stream, batches in list(self._streams.items()):
+                if stream.startswith(source):
+                    self._streams[target + stream[len(source) :]] = [
+                        (seq, [rewritten(line) for line in lines])
+                        for seq, lines in batches
+                        if seq <= until_seq
+                    ]
+            self._snapshots[target_id] = {
+                key: rewritten(doc)
+                for key, doc in self._snapshots.get(source_id, {}).items()
+                if key[1] <= until_seq
+            }
 
     def delete_swarm(self, swarm_id: str) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from swarm_core.api_models import (
     ChatMessagesResponse,
     CreateSwarm,
     Credentials,
+    ForkSwarm,
     HealthResponse,
     HistoryResponse,
     InterruptListResponse,
@@ -217,6 +218,16 @@ def resume_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     budget = body.limits.max_tokens_total if body.limits else None
     swarm = app.services.resume(user_id, route_param(req, "swarm_id"), budget)
     return json_response(_status(swarm), 202)
+
+
+@bp.route(route="api/swarms/{swarm_id}/fork", methods=["POST"], auth_level=ANON)
+@endpoint
+def fork_swarm(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    # The body is optional: none (or {}) forks after the latest step, reusing recorded answers.
+    body = parse_body(req, ForkSwarm) if req.get_body() else ForkSwarm()
+    fork = app.services.fork(user_id, route_param(req, "swarm_id"), body.at, body.reuse_llm)
+    return json_response(_summary(fork), 201)
 
 
 @bp.route(route="api/swarms/{swarm_id}/state", methods=["GET"], auth_level=ANON)

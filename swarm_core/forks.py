@@ -1,0 +1,202 @@
+"""Forks: the record each commit leaves, the swarm rebuilt as it was after any step, and the
+recorded LLM answers a fork reuses.
+
+Every commit appends one record to the swarm's `commits` stream (an effect, like its history
+batch): the swarm document as committed (without its pending effects and parked operations),
+the full documents of the nodes it wrote, the ids of the nodes it deleted, the operations it
+enqueued and the ids of those it consumed. Folding the records up to seq N gives the swarm as it
+was right after step N: its document, every node with its context and continuation, and the
+operations in flight then (enqueued, not consumed yet). The commit of every `snapshot_every`-th
+seq stores that fold as a checkpoint, so a fold reads at most that many records.
+
+A fork (`SwarmServices.fork`) is such a fold written as a new swarm, with copies of the source's
+streams up to N (`ContentStore.copy_swarm`); its operations in flight are parked, so resuming the
+fork runs them. An `llm` step of a fork first looks for a recorded answer: an entry of the
+source's journal of the same node, after the fork point (and after the last one reused), for an
+identical request (task, messages, model settings, seed). Found, it is the step's answer: no
+model call, no tokens, and the journal says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from swarm_core.llm import LLMRequest, LLMResult
+from swarm_core.models import Node, derive_id
+from swarm_core.operations import Operation, parse_operation
+from swarm_core.ports import (
+    STREAM_START,
+    ContentStore,
+    commit_stream,
+    log_stream,
+    rewrite_swarm_id,
+)
+from swarm_core.swarm import PendingCommit, Swarm
+
+# A fork writes its nodes in batches of this many (a Cosmos DB batch takes 100 operations).
+NODES_PER_WRITE = 50
+
+
+class IncompleteRecords(Exception):
+    """The commit records needed for a fold are not all there (a swarm older than them)."""
+
+
+def commit_record(swarm: Swarm, pending: PendingCommit, nodes: Sequence[Node]) -> dict[str, Any]:
+    """The record of commit `pending` (the swarm document as it committed, its nodes' documents
+    as written)."""
+    effects = pending.effects
+    return {
+        "seq": pending.seq,
+        "op_id": pending.op_id,
+        # Parked operations are in flight (they are in `enqueued` of the commit that enqueued
+        # them, and not consumed): kept once, there.
+        "swarm": swarm.model_dump(mode="json", exclude={"pending", "parked"}),
+        "nodes": [node.model_dump(mode="json") for node in nodes],
+        "deleted": list(effects.deleted_node_ids),
+        "enqueued": [
+            op.model_dump(mode="json", exclude={"traceparent"}) for op in effects.operations
+        ],
+        "consumed": list(effects.consumed),
+    }
+
+
+@dataclass
+class Folded:
+    """A swarm as it was right after step `seq`: documents as JSON, operations in flight."""
+
+    seq: int = 0
+    swarm: dict[str, Any] | None = None
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outstanding: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self, record: Mapping[str, Any]) -> None:
+        """Take the next commit's record (IncompleteRecords if it is not the next one)."""
+        if int(record["seq"]) != self.seq + 1:
+            raise IncompleteRecords(f"record {record['seq']} follows {self.seq}")
+        self.seq = int(record["seq"])
+        self.swarm = dict(record["swarm"])
+        for node in record["nodes"]:
+            self.nodes[node["node_id"]] = node
+        deleted = set(record["deleted"])
+        for node_id in deleted:
+            self.nodes.pop(node_id, None)
+        for op_id in record["consumed"]:
+            self.outstanding.pop(op_id, None)
+        for op in record["enqueued"]:
+            self.outstanding[op["op_id"]] = op
+        if deleted:
+            # Operations for nodes that left the tree do nothing when they run: not in flight.
+            self.outstanding = {
+                k: op for k, op in self.outstanding.items() if op["node_id"] not in deleted
+            }
+
+    def checkpoint(self, commits_mark: Mapping[str, Any]) -> dict[str, Any]:
+        """The fold as a snapshot document, with where the records after it start."""
+        return {
+            "seq": self.seq,
+            "swarm": self.swarm,
+            "nodes": list(self.nodes.values()),
+            "outstanding": list(self.outstanding.values()),
+            "commits": dict(commits_mark),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, document: Mapping[str, Any]) -> Folded:
+        return cls(
+            seq=int(document["seq"]),
+            swarm=document["swarm"],
+            nodes={n["node_id"]: n for n in document["nodes"]},
+            outstanding={op["op_id"]: op for op in document["outstanding"]},
+        )
+
+    def renamed(self, source_id: str, target_id: str) -> Folded:
+        """The same fold with every `swarm_id` naming `target_id` (as `copy_swarm` does)."""
+        text = json.dumps([self.swarm, self.nodes, self.outstanding]).encode()
+        swarm, nodes, outstanding = json.loads(rewrite_swarm_id(text, source_id, target_id))
+        return Folded(self.seq, swarm, nodes, outstanding)
+
+    def node_documents(self) -> list[Node]:
+        return [Node.model_validate(doc) for doc in self.nodes.values()]
+
+    def in_flight(self) -> list[Operation]:
+        """The operations enqueued and not consumed yet, in the order they were enqueued."""
+        return [parse_operation(op) for op in self.outstanding.values()]
+
+
+def fold(content: ContentStore, swarm_id: str, until_seq: int, every: int) -> Folded:
+    """The swarm as it was right after step `until_seq`: the latest checkpoint at or before it
+    (where the commits put it, else the latest listed) and the records after it."""
+    checkpoint = None
+    expected = until_seq - until_seq % every
+    if expected > 0:
+        checkpoint = content.get_snapshot(swarm_id, expected, "checkpoint")
+        if checkpoint is None:
+            checkpoint = content.latest_snapshot(swarm_id, until_seq, "checkpoint")
+    folded = Folded() if checkpoint is None else Folded.from_checkpoint(checkpoint)
+    if until_seq > folded.seq:
+        mark = STREAM_START if checkpoint is None else checkpoint["commits"]
+        records = content.read_from(commit_stream(swarm_id), mark, folded.seq, until_seq)
+        for record in records:
+            folded.apply(record)
+    if folded.seq != until_seq:
+        raise IncompleteRecords(f"the records of swarm {swarm_id} end at {folded.seq}")
+    return folded
+
+
+# --- recorded answers --------------------------------------------------------------------------
+
+
+def request_digest(prompted: LLMRequest) -> str:
+    """What makes two LLM requests the same one: task, messages (as written), model settings
+    and seed. `prompted` has its messages written (`actions.prompts.with_prompt`)."""
+    identity = {
+        "task": prompted.task,
+        "messages": [m.model_dump(mode="json") for m in prompted.messages],
+        "settings": prompted.settings.model_dump(mode="json"),
+        "seed": prompted.seed,
+    }
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def recorded_answer(
+    content: ContentStore,
+    swarm: Swarm,
+    node: Node,
+    prompted: LLMRequest,
+    response_model: type[BaseModel],
+) -> LLMResult | None:
+    """The source's recorded answer to this very request, for a fork that reuses them: the
+    first entry of the source's journal of the node after the fork point and after the last
+    answer the node reused, whose request digest is this request's (one read)."""
+    origin = swarm.forked_from
+    if origin is None or not swarm.reuse_llm:
+        return None
+    digest = request_digest(prompted)
+    after = max(origin.seq, node.recorded_seq)
+    for entry in content.read(log_stream(origin.swarm_id, node.node_id), after_seq=after):
+        data = entry.get("data") or {}
+        if entry.get("kind") != "journal" or data.get("digest") != digest:
+            continue
+        try:
+            parsed = response_model.model_validate_json(data["response"])
+        except (KeyError, ValidationError):
+            continue  # not an answer this step can take: the model is asked instead
+        return LLMResult(
+            data=parsed.model_dump(mode="json"),
+            content=data["response"],
+            model=str(data.get("model", "")),
+            recorded_seq=int(entry["seq"]),
+        )
+    return None
+
+
+def forked_op_id(fork_id: str) -> str:
+    """The op id of a fork's first commit (the `swarm.forked` event)."""
+    return derive_id(fork_id, "forked")

@@ -1,0 +1,225 @@
+"""Forks (swarm_core.forks, SwarmServices.fork): a fork after any step is the source as it was
+then, runs on from there when resumed, and reuses the source's recorded LLM answers for
+identical requests; on the in-memory adapters with the scenario swarm of the fault tests."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from swarm_core.in_process import run_until_settled
+from swarm_core.models import EventType, InterruptStatus, SwarmStatus
+from swarm_core.ports import chat_stream, history_stream, log_stream
+from swarm_core.services import InvalidRequest, NotFound
+from tests.harness import USER, Rig, ScenarioRun, run_scenario, scenario_user
+
+
+@pytest.fixture(scope="module")
+def source() -> ScenarioRun:
+    run = run_scenario()
+    assert run.rig.store.get_swarm(run.swarm_id).value.status == SwarmStatus.COMPLETED
+    return run
+
+
+def events_until(rig: Rig, swarm_id: str, at: int) -> list[dict[str, Any]]:
+    return [e for e in rig.content.read(history_stream(swarm_id)) if e["seq"] <= at]
+
+
+def open_interrupt_seq(rig: Rig, swarm_id: str) -> int:
+    """A seq right after which a question is open (mid-conversation)."""
+    for event in rig.content.read(history_stream(swarm_id)):
+        if event["type"] == EventType.INTERRUPT_OPENED.value:
+            return int(event["seq"])
+    raise AssertionError("the scenario asks no question")
+
+
+def model_calls(rig: Rig) -> int:
+    return sum(rig.llm.calls.values())
+
+
+def called_nodes(rig: Rig, since: Counter[str]) -> set[str]:
+    """Op ids of the model calls made since the `since` count."""
+    return {op for op in rig.llm.calls if rig.llm.calls[op] > since.get(op, 0)}
+
+
+def resume_and_finish(rig: Rig, fork_id: str, answer: Any = None) -> None:
+    rig.services.resume(USER, fork_id)
+    run_until_settled(rig.http_app, fork_id, answer or scenario_user(rig, fork_id))
+
+
+def fork_points(rig: Rig, swarm_id: str) -> list[int]:
+    latest = rig.store.get_swarm(swarm_id).value.seq
+    return sorted({1, 3, 4, open_interrupt_seq(rig, swarm_id), latest // 2, latest - 1, latest})
+
+
+def test_a_fork_is_the_source_as_it_was_after_the_step(source):
+    rig, swarm_id = source.rig, source.swarm_id
+    for at in fork_points(rig, swarm_id):
+        fork = rig.services.fork(USER, swarm_id, at)
+        assert fork.forked_from is not None
+        assert (fork.forked_from.swarm_id, fork.forked_from.seq) == (swarm_id, at)
+        assert fork.seq == at + 1
+        assert fork.user_id == USER
+        # The tree, as the slider shows it, at and before the fork point.
+        for seq in {1, at // 2 or 1, at}:
+            assert (
+                rig.services.state(USER, fork.swarm_id, seq)["nodes"]
+                == rig.services.state(USER, swarm_id, seq)["nodes"]
+            ), (at, seq)
+        # The node documents (contexts, continuations, interrupts): the fold of the source.
+        source_state = rig.services.state(USER, swarm_id, at)["nodes"]
+        fork_nodes = {n.node_id: n for n in rig.store.list_nodes(fork.swarm_id)}
+        assert sorted(fork_nodes) == sorted(n["node_id"] for n in source_state)
+        for node in fork_nodes.values():
+            assert node.swarm_id == fork.swarm_id
+            assert node.seq <= at
+        # History up to the fork point, then the fork's own first step.
+        copied = events_until(rig, fork.swarm_id, at)
+        original = events_until(rig, swarm_id, at)
+        assert [{**e, "swarm_id": swarm_id} for e in copied] == original
+        assert all(e["swarm_id"] == fork.swarm_id for e in copied)
+        first = [e for e in rig.content.read(history_stream(fork.swarm_id)) if e["seq"] > at]
+        assert [e["type"] for e in first] == ["swarm.status", "swarm.forked"]
+        assert first[1]["data"]["forked_from"] == {"swarm_id": swarm_id, "seq": at}
+        # Chats and logs up to the fork point.
+        for node_id in fork_nodes:
+            for stream in (chat_stream, log_stream):
+                mine = rig.content.read(stream(fork.swarm_id, node_id))
+                theirs = [r for r in rig.content.read(stream(swarm_id, node_id)) if r["seq"] <= at]
+                assert json.dumps(mine).replace(fork.swarm_id, swarm_id) == json.dumps(theirs)
+        # Open interrupts: those open after step `at` in the source.
+        opened = {
+            n["node_id"]
+            for n in source_state
+            if n["interrupt"] and n["interrupt"]["status"] == InterruptStatus.OPEN.value
+        }
+        assert {i.node_id for i in rig.services.interrupts(USER, fork.swarm_id)} == opened
+        if at == open_interrupt_seq(rig, swarm_id):
+            assert opened, "a fork in the middle of a conversation has its question open"
+        # The listing shows it; the source is not changed.
+        listed = {s.swarm_id: s for s in rig.services.list_swarms(USER, 100)[0]}
+        assert listed[fork.swarm_id].forked_from == fork.forked_from
+        expected_status = SwarmStatus.COMPLETED if at == source_state_seq(rig, swarm_id) else None
+        assert fork.status == (expected_status or SwarmStatus.PAUSED)
+
+
+def source_state_seq(rig: Rig, swarm_id: str) -> int:
+    return rig.store.get_swarm(swarm_id).value.seq
+
+
+def test_a_resumed_fork_with_the_same_answers_calls_no_model(source):
+    rig, swarm_id = source.rig, source.swarm_id
+    report = rig.store.get_swarm(swarm_id).value.final_report
+    for at in (1, open_interrupt_seq(rig, swarm_id), source_state_seq(rig, swarm_id) // 2):
+        fork = rig.services.fork(USER, swarm_id, at)
+        before = model_calls(rig)
+        resume_and_finish(rig, fork.swarm_id)
+        done = rig.store.get_swarm(fork.swarm_id).value
+        assert done.status == SwarmStatus.COMPLETED, done.error
+        assert done.final_report == report
+        assert model_calls(rig) == before, f"fork at {at} called the model"
+        journal = [
+            e
+            for n in rig.store.list_nodes(fork.swarm_id)
+            for e in rig.content.read(log_stream(fork.swarm_id, n.node_id))
+            if e["kind"] == "journal" and e["seq"] > at
+        ]
+        assert journal and all("recorded" in e["data"] for e in journal)
+        assert all("reused (no model call" in e["message"] for e in journal)
+        assert done.usage.llm_calls == rig.store.get_swarm(swarm_id).value.usage.llm_calls - sum(
+            1
+            for n in rig.store.list_nodes(swarm_id)
+            for e in rig.content.read(log_stream(swarm_id, n.node_id))
+            if e["kind"] == "journal" and e["seq"] > at
+        ), "tokens and calls of reused answers are not counted again"
+
+
+def test_a_different_answer_calls_the_model_from_where_it_diverged(source):
+    # The last question of the scenario: two sibling conversations are open beside it.
+    rig, swarm_id = source.rig, source.swarm_id
+    opened = [
+        e
+        for e in rig.content.read(history_stream(swarm_id))
+        if e["type"] == EventType.INTERRUPT_OPENED.value
+    ]
+    at, asked = int(opened[-1]["seq"]), opened[-1]["data"]["node_id"]
+    fork = rig.services.fork(USER, swarm_id, at)
+    assert len(rig.services.interrupts(USER, fork.swarm_id)) >= 2
+    usual = scenario_user(rig, fork.swarm_id)
+
+    def answer(node, chat):
+        if node.node_id == asked and not any(m["seq"] > at for m in chat):
+            rig.user_app.services.post_user_message(
+                USER, fork.swarm_id, asked, "Something else entirely: a week in Porto.", "x"
+            )
+            return
+        usual(node, chat)
+
+    seen = Counter(rig.llm.calls)
+    resume_and_finish(rig, fork.swarm_id, answer)
+    assert rig.store.get_swarm(fork.swarm_id).value.status == SwarmStatus.COMPLETED
+    called = called_nodes(rig, seen)
+    assert called, "the new answer is judged by the model"
+    nodes = {n.node_id: n for n in rig.store.list_nodes(fork.swarm_id)}
+    diverging = {asked}
+    parent = nodes[asked].parent_id
+    while parent is not None:
+        diverging.add(parent)
+        parent = nodes[parent].parent_id
+    called_node_ids = {rig.llm.nodes[op] for op in called}
+    # The node that got the other answer judges it, and its ancestors review what follows; the
+    # sibling conversations, answered as before, reuse the recorded answers.
+    assert called_node_ids == diverging, called_node_ids ^ diverging
+
+
+def test_reuse_llm_false_calls_the_model(source):
+    rig, swarm_id = source.rig, source.swarm_id
+    fork = rig.services.fork(USER, swarm_id, 1, reuse_llm=False)
+    before = model_calls(rig)
+    resume_and_finish(rig, fork.swarm_id)
+    assert rig.store.get_swarm(fork.swarm_id).value.status == SwarmStatus.COMPLETED
+    assert model_calls(rig) > before
+
+
+def test_a_fork_of_a_fork(source):
+    rig, swarm_id = source.rig, source.swarm_id
+    first = rig.services.fork(USER, swarm_id, 4)
+    second = rig.services.fork(USER, first.swarm_id, 5)  # 5: the first's swarm.forked step
+    assert second.forked_from.swarm_id == first.swarm_id
+    assert (
+        rig.services.state(USER, second.swarm_id, 4)["nodes"]
+        == rig.services.state(USER, swarm_id, 4)["nodes"]
+    )
+    before = model_calls(rig)
+    resume_and_finish(rig, first.swarm_id)
+    resume_and_finish(rig, second.swarm_id)
+    assert model_calls(rig) == before, "each fork reuses its source's answers"
+    report = rig.store.get_swarm(swarm_id).value.final_report
+    assert rig.store.get_swarm(second.swarm_id).value.final_report == report
+
+
+def test_only_the_owner_forks_and_at_is_checked(source):
+    rig, swarm_id = source.rig, source.swarm_id
+    with pytest.raises(NotFound):
+        rig.services.fork("someone-else", swarm_id)
+    latest = source_state_seq(rig, swarm_id)
+    with pytest.raises(InvalidRequest):
+        rig.services.fork(USER, swarm_id, latest + 1)
+    assert source_state_seq(rig, swarm_id) == latest
+
+
+def test_a_fork_before_the_first_step_is_a_new_swarm_to_spawn(source):
+    rig, swarm_id = source.rig, source.swarm_id
+    fork = rig.services.fork(USER, swarm_id, 0)
+    assert fork.status == SwarmStatus.CREATED and not fork.spawned
+    assert rig.store.list_nodes(fork.swarm_id) == []
+    rig.services.spawn(USER, fork.swarm_id)
+    before = model_calls(rig)
+    run_until_settled(rig.http_app, fork.swarm_id, scenario_user(rig, fork.swarm_id))
+    done = rig.store.get_swarm(fork.swarm_id).value
+    assert done.status == SwarmStatus.COMPLETED
+    # Its node ids are its own (the root's is derived from the swarm id): nothing to reuse.
+    assert model_calls(rig) > before
