@@ -183,27 +183,31 @@ class SwarmCommitter:
     def commit(self, got: Versioned[Swarm], op_id: str, decision: Decision) -> CommitRun:
         """Write `decision.swarm` over the swarm document as read (`got`), with its nodes, and
         apply a committed decision's effects. ConflictError, writing nothing, if the document
-        changed since it was read. (`run` is the loop around it; a fork commits its first step
-        over the document it created itself.)"""
+        changed since it was read."""
         assert decision.swarm is not None
         new = decision.swarm
         if decision.outcome == Outcome.COMMITTED:
-            new.seq = got.value.seq + 1
-            for node in decision.nodes:
-                node.seq = new.seq
-            effects = decision.effects
-            if decision.refresh_listing:
-                effects.summary = new.summary()
-            effects.snapshot = new.seq % self.snapshot_every == 0
-            effects.node_ids = [node.node_id for node in decision.nodes]
-            if not any(parked.op_id == op_id for parked in new.parked):
-                # Its step is done (an operation parked by its own commit is still to run).
-                effects.consumed.insert(0, op_id)
-            new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=effects)
+            new.pending = self.seal(new, got.value.seq + 1, op_id, decision)
         self.store.replace_swarm(new, got.etag, decision.nodes)
         if new.pending is not None and decision.outcome == Outcome.COMMITTED:
             self.apply(new, new.pending, decision.nodes)
         return CommitRun(decision.outcome, new, new.seq)
+
+    def seal(self, new: Swarm, seq: int, op_id: str, decision: Decision) -> PendingCommit:
+        """Make `decision` the commit of `seq` by `op_id`: number the swarm and its nodes, and
+        complete its effects (listing entry, snapshot, what its record needs)."""
+        new.seq = seq
+        for node in decision.nodes:
+            node.seq = seq
+        effects = decision.effects
+        if decision.refresh_listing:
+            effects.summary = new.summary()
+        effects.snapshot = seq % self.snapshot_every == 0
+        effects.node_ids = [node.node_id for node in decision.nodes]
+        if not any(parked.op_id == op_id for parked in new.parked):
+            # Its step is done (an operation parked by its own commit is still to run).
+            effects.consumed.insert(0, op_id)
+        return PendingCommit(op_id=op_id, seq=seq, effects=effects)
 
     def is_applied(self, op_id: str) -> bool:
         """Whether this process applied the commit of `op_id` completely. Unknown is not

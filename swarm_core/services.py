@@ -155,9 +155,10 @@ class SwarmServices:
 
         In this order, so that a crash anywhere leaves either no fork or a whole one: a
         tombstone (listing entry, then document: nothing sees it, and maintenance purges it
-        once `stuck_after` has passed), the copies of the streams and the node documents,
-        then the fork's first commit, which replaces the tombstone with the fork (its history
-        gets `swarm.forked` at seq `at + 1`)."""
+        once `stuck_after` has passed); the copies of the streams and the node documents; the
+        effects of the fork's first step (`swarm.forked` at seq `at + 1`, its commit record);
+        then the swap of the tombstone for the fork, which is the commit; the listing entry
+        last (maintenance puts it right if a crash comes between)."""
         source = self.get_swarm(user_id, swarm_id)
         at = source.seq if at is None else at
         if at > source.seq:
@@ -213,15 +214,22 @@ class SwarmServices:
                 "parked": len(tombstone.parked),
             },
         )
+        decision = change.decision()
+        fork = change.swarm
+        first = self.committer.seal(fork, at + 1, forked_op_id(fork_id), decision)
+        # Its effects while it is still a tombstone (nothing reads them yet; a purge takes
+        # them with the rest), all but the listing entry, which goes last: the swap that makes
+        # it the fork is the commit, and nothing is left to apply after it.
+        listing, first.effects.summary = first.effects.summary, None
+        self.committer.apply(fork, first, [])
         try:
-            run = self.committer.commit(
-                Versioned(tombstone, etag), forked_op_id(fork_id), change.decision()
-            )
+            self.store.replace_swarm(fork, etag)
         except ConflictError as exc:
             # Purged as abandoned meanwhile (the copy took longer than `stuck_after`).
             raise InvalidState("the fork took too long and was abandoned; try again") from exc
+        self.store.put_summary(listing or fork.summary())
         log.info("forked swarm_id=%s at=%s into %s", swarm_id, at, fork_id)
-        return run.swarm
+        return fork
 
     def list_swarms(
         self, user_id: str, limit: int, continuation_token: str | None = None
@@ -531,6 +539,11 @@ class SwarmServices:
         for summary in self.store.list_active_summaries(limit):
             got = self.store.get_swarm(summary.swarm_id)
             counts["checked"] += 1
+            if summary.status == SwarmStatus.DELETED and got and got.value.status != summary.status:
+                # A listing entry behind its swarm: a fork that stopped right after its swap
+                # (the entry goes last). The swarm document says what it is.
+                self.store.put_summary(got.value.summary())
+                continue
             if got is None or got.value.status == SwarmStatus.DELETED:
                 # A deleted swarm, or a listing entry without its swarm (a late write of a
                 # step's effects after the purge): purge once no worker can still be writing.
