@@ -5,6 +5,7 @@ fork equal to a crash-free one."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from datetime import timedelta
@@ -16,7 +17,6 @@ from swarm_core.forks import forked_op_id
 from swarm_core.ports import chat_stream, commit_stream, history_stream, log_stream
 from tests.harness import (
     USER,
-    CrashPlan,
     InjectedCrash,
     ScenarioRun,
     assert_completed,
@@ -103,10 +103,8 @@ def crash_fork_everywhere(run: ScenarioRun, at: int, stride: int = 1) -> list[An
     for position in range(0, 2 * total, stride):
         rig.plan.position, rig.plan.calls, rig.plan.fired = position, 0, None
         made.clear()
-        try:
+        with contextlib.suppress(InjectedCrash):
             services.fork(USER, swarm_id, at)
-        except InjectedCrash:
-            pass
         fired = rig.plan.fired
         rig.plan.position = None
         problems = []
