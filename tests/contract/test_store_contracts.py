@@ -271,6 +271,54 @@ def test_snapshots_and_claim_checks(content_store):
         content_store.get_claim(f"{swarm_id}/claims/missing.json")
 
 
+def test_snapshot_kinds_are_series_of_their_own(content_store):
+    swarm_id = unique("s")
+    content_store.put_snapshot(swarm_id, 10, {"seq": 10, "kind": "state"})
+    content_store.put_snapshot(swarm_id, 20, {"seq": 20, "kind": "checkpoint"}, "checkpoint")
+    assert content_store.latest_snapshot(swarm_id, 100)["kind"] == "state"
+    assert content_store.latest_snapshot(swarm_id, 100, "checkpoint")["seq"] == 20
+    assert content_store.latest_snapshot(swarm_id, 15, "checkpoint") is None
+    assert content_store.get_snapshot(swarm_id, 20) is None
+    assert content_store.get_snapshot(swarm_id, 20, "checkpoint")["kind"] == "checkpoint"
+
+
+def swarm_id_like(other: str) -> str:
+    return unique("t")[: len(other)].ljust(len(other), "0")
+
+
+def test_copy_swarm_takes_batches_up_to_a_seq_with_ids_rewritten_and_marks_kept(content_store):
+    source = unique("s")
+    target = swarm_id_like(source)
+    history, chat = f"{source}/history", f"{source}/chats/n1"
+    marks = {}
+    for seq in range(1, 9):
+        mention = f"a user wrote {source} here"  # text, not an id field: left as it is
+        content_store.append(history, seq, [{"swarm_id": source, "seq": seq, "text": mention}])
+        if seq % 3 == 0:
+            content_store.append(chat, seq, [{"seq": seq, "data": {"swarm_id": source}}])
+        if seq in (4, 8):
+            marks[seq] = content_store.mark(history)
+            content_store.put_snapshot(source, seq, {"seq": seq, "history": marks[seq]})
+    content_store.copy_swarm(source, target, 5)
+    copied = content_store.read(f"{target}/history")
+    assert [r["seq"] for r in copied] == [1, 2, 3, 4, 5]
+    assert all(r["swarm_id"] == target for r in copied)
+    assert all(r["text"] == f"a user wrote {source} here" for r in copied)
+    assert content_store.read(f"{target}/chats/n1") == [{"seq": 3, "data": {"swarm_id": target}}]
+    assert content_store.latest_snapshot(target, 100)["seq"] == 4  # 8 is after the copy
+    # A mark of the source up to the seq is a mark of the copy.
+    taken = content_store.read_from(f"{target}/history", marks[4], 4, 10)
+    assert [r["seq"] for r in taken] == [5]
+    # The copy goes on as a stream of its own; the source is unchanged.
+    assert content_store.append(f"{target}/history", 6, [{"seq": 6}])
+    assert [r["seq"] for r in content_store.read(f"{target}/history", 4)] == [5, 6]
+    assert [r["seq"] for r in content_store.read(history)] == list(range(1, 9))
+    with pytest.raises(ValueError):
+        content_store.copy_swarm(source, target, 5)  # the target has content
+    with pytest.raises(ValueError):
+        content_store.copy_swarm(source, target + "x", 5)  # another length
+
+
 def test_delete_swarm_removes_its_content_only(content_store):
     one, two = unique("s"), unique("s")
     for swarm_id in (one, two):

@@ -154,6 +154,40 @@ def test_segments_roll_over_at_the_block_limit_and_reads_start_at_the_right_one(
     assert store.read(stream, after_seq=10) == []
 
 
+def test_copy_swarm_keeps_segments_seals_and_oversize_batches(
+    make_store, emulator_stack, container
+):
+    store, _ = make_store(max_segment_blocks=3, max_block_bytes=1024)
+    source = uuid.uuid4().hex
+    target = uuid.uuid4().hex
+    stream = f"{source}/history"
+    marks = {}
+    for seq in range(1, 11):
+        records = [{"swarm_id": source, "big": "x" * 2000}] if seq == 5 else batch(seq)
+        assert store.append(stream, seq, records) is True
+        marks[seq] = store.mark(stream)
+    store.copy_swarm(source, target, 7)
+
+    copied = segment_blobs(emulator_stack, container, f"{target}/history")
+    # Seqs 1-3, 4-6 and 7-9 fill segments 0-2 (8 and 9 left out), 10 is in segment 3 (not copied).
+    assert [b.name.rsplit("/", 1)[-1] for b in copied] == [
+        "000000.jsonl",
+        "000001.jsonl",
+        "000002.jsonl",
+    ]
+    assert [b.is_append_blob_sealed for b in copied] == [True, True, False]
+    assert [(b.metadata or {}).get("prev_seq") for b in copied] == [None, "3", "6"]
+    records = store.read(f"{target}/history")
+    assert [r.get("seq", 5) for r in records] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7, 7]
+    assert records[8] == {"swarm_id": target, "big": "x" * 2000}, "the oversize batch is copied"
+    for seq in (2, 4, 6):  # marks of the source up to seq 7 are marks of the copy
+        taken = store.read_from(f"{target}/history", marks[seq], seq, 7)
+        assert [r.get("seq", 5) for r in taken][-2:] == [7, 7]
+    fresh, _ = make_store(max_segment_blocks=3)  # no cached tail: finds the copy's end
+    assert fresh.append(f"{target}/history", 8, batch(8)) is True
+    assert [r["seq"] for r in fresh.read(f"{target}/history", after_seq=7)] == [8, 8]
+
+
 def test_read_from_a_mark_downloads_only_what_it_returns_across_chunks_and_segments(
     make_store, monkeypatch
 ):

@@ -504,3 +504,63 @@ def test_resume_takes_an_optional_new_token_budget(rt):
     call(http_api.pause_swarm, "POST", token=rt.token, route=route)
     status, _, _ = call(http_api.resume_swarm, "POST", token=rt.token, route=route)  # no body
     assert status == 202
+
+
+def test_fork_over_http(rt):
+    rt.token = signup()
+    other = signup("mallory")
+    status, body, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, token=rt.token)
+    route = {"swarm_id": body["swarm_id"]}
+    rt.swarm_id = body["swarm_id"]
+    call(http_api.spawn_swarm, "POST", token=rt.token, route=route)
+    drain(rt)
+    status, done, _ = call(http_api.get_swarm, "GET", token=rt.token, route=route)
+    assert done["status"] == "completed"
+    # Bad input: refused, nothing made.
+    for bad, expected in (
+        ({"at": "3"}, 422),
+        ({"at": -1}, 422),
+        ({"at": 2.5}, 422),
+        ({"reuse_llm": "no"}, 422),
+        ({"when": 3}, 422),
+        ({"at": done["seq"] + 1}, 400),
+    ):
+        status, problem, _ = call(http_api.fork_swarm, "POST", bad, token=rt.token, route=route)
+        assert status == expected, (bad, problem)
+    status, problem, _ = call(http_api.fork_swarm, "POST", token=other, route=route)
+    assert status == 404, problem
+    status, listed, _ = call(http_api.list_swarms, "GET", token=rt.token)
+    assert len(listed["items"]) == 1
+    # A fork after step 3, and one of the latest step (no body).
+    status, fork, _ = call(http_api.fork_swarm, "POST", {"at": 3}, token=rt.token, route=route)
+    assert status == 201, fork
+    assert fork["status"] == "paused"
+    assert fork["forked_from"] == {"swarm_id": route["swarm_id"], "seq": 3}
+    status, state, _ = call(
+        http_api.swarm_state, "GET", token=rt.token, route={"swarm_id": fork["swarm_id"]}
+    )
+    assert state["seq"] == 4 and state["latest_seq"] == 4
+    status, source_state, _ = call(
+        http_api.swarm_state, "GET", token=rt.token, route=route, params={"at": "3"}
+    )
+    assert state["nodes"] == source_state["nodes"]
+    status, latest, _ = call(http_api.fork_swarm, "POST", token=rt.token, route=route)
+    assert status == 201 and latest["status"] == "completed"
+    assert latest["forked_from"]["seq"] == done["seq"]
+    # The other user sees neither fork.
+    for fork_id in (fork["swarm_id"], latest["swarm_id"]):
+        status, _, _ = call(http_api.get_swarm, "GET", token=other, route={"swarm_id": fork_id})
+        assert status == 404
+    # Resumed, the fork runs to the same report without calling the model (its usage stays
+    # what the source had used by step 3).
+    rt.swarm_id = fork["swarm_id"]
+    fork_route = {"swarm_id": fork["swarm_id"]}
+    status, forked, _ = call(http_api.get_swarm, "GET", token=rt.token, route=fork_route)
+    status, _, _ = call(http_api.resume_swarm, "POST", token=rt.token, route=fork_route)
+    assert status == 202
+    drain(rt)
+    status, finished, _ = call(http_api.get_swarm, "GET", token=rt.token, route=fork_route)
+    assert finished["status"] == "completed"
+    assert finished["final_report"] == done["final_report"]
+    assert finished["usage"] == forked["usage"]
+    assert finished["usage"]["llm_calls"] < done["usage"]["llm_calls"]
