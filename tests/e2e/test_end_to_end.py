@@ -506,3 +506,46 @@ def test_five_answers_at_once_are_all_kept_and_all_seen(host: DevHost) -> None:
     said = " ".join(m["content"] for m in node["context"]["conversation"] if m["role"] == "user")
     assert all(b["content"] in said for b in bodies), "the node saw every answer"
     assert_no_duplicates_or_gaps(host, token, swarm_id)
+
+
+def test_a_fork_mid_run_replays_the_recorded_answers(host: DevHost) -> None:
+    """Over HTTP on the dev host and the emulators: a swarm forked while a question is open
+    holds the source's tree and chats as they were, and, resumed and answered the same way,
+    reaches the same final report without a model call (every journal entry after the fork
+    point says "reused")."""
+    token = user(host)
+    swarm_id = create(host, token)
+    http(host, "POST", f"/swarms/{swarm_id}/spawn", token=token)
+    done = answer_until_done(host, token, swarm_id)
+    assert done["status"] == "completed"
+    _, history = http(host, "GET", f"/swarms/{swarm_id}/history?after=0&limit=1000", token=token)
+    at = next(e["seq"] for e in history["events"] if e["type"] == "interrupt.opened")
+    other = user(host)
+    assert http(host, "POST", f"/swarms/{swarm_id}/fork", {"at": at}, other)[0] == 404
+    status, fork = http(host, "POST", f"/swarms/{swarm_id}/fork", {"at": at}, token)
+    assert status == 201, fork
+    fork_id = fork["swarm_id"]
+    assert fork["status"] == "paused" and fork["forked_from"] == {"swarm_id": swarm_id, "seq": at}
+    for seq in range(1, at + 1):
+        mine = http(host, "GET", f"/swarms/{fork_id}/state?at={seq}", token=token)[1]
+        theirs = http(host, "GET", f"/swarms/{swarm_id}/state?at={seq}", token=token)[1]
+        assert mine["nodes"] == theirs["nodes"], seq
+    _, interrupts = http(host, "GET", f"/swarms/{fork_id}/interrupts", token=token)
+    assert interrupts["items"], "the question open after step `at` is open in the fork"
+    assert http(host, "POST", f"/swarms/{fork_id}/resume", token=token)[0] == 202
+    finished = answer_until_done(host, token, fork_id)
+    assert finished["status"] == "completed"
+    assert finished["final_report"] == done["final_report"]
+    assert_no_duplicates_or_gaps(host, token, fork_id)
+    _, state = http(host, "GET", f"/swarms/{fork_id}/state", token=token)
+    journal = [
+        entry
+        for node in state["nodes"]
+        for entry in http(host, "GET", f"/swarms/{fork_id}/nodes/{node['node_id']}", token=token)[
+            1
+        ]["journal"]
+        if entry["seq"] > at
+    ]
+    assert journal and all("reused" in entry["message"] for entry in journal)
+    # The source is as it was.
+    assert http(host, "GET", f"/swarms/{swarm_id}", token=token)[1] == done
