@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,6 +102,8 @@ class Decision:
     effects: Effects = field(default_factory=Effects)
     refresh_listing: bool = False
     nodes: list[Node] = field(default_factory=list)
+    # The documents of `nodes` as the decision read them (the commit's record keeps changes).
+    read_nodes: list[Node] = field(default_factory=list)
 
 
 Decide = Callable[[Versioned[Swarm]], Decision]
@@ -186,11 +188,14 @@ class SwarmCommitter:
         changed since it was read."""
         assert decision.swarm is not None
         new = decision.swarm
+        record = None
         if decision.outcome == Outcome.COMMITTED:
             new.pending = self.seal(new, got.value.seq + 1, op_id, decision)
+            old = got.value if got.value.seq else None  # a first commit records it all
+            record = commit_record(new.pending, old, new, decision.nodes, decision.read_nodes)
         self.store.replace_swarm(new, got.etag, decision.nodes)
-        if new.pending is not None and decision.outcome == Outcome.COMMITTED:
-            self.apply(new, new.pending, decision.nodes)
+        if new.pending is not None and record is not None:
+            self.apply(new, new.pending, record)
         return CommitRun(decision.outcome, new, new.seq)
 
     def seal(self, new: Swarm, seq: int, op_id: str, decision: Decision) -> PendingCommit:
@@ -245,30 +250,33 @@ class SwarmCommitter:
                 self._applied.popitem(last=False)
 
     def apply(
-        self, swarm: Swarm, pending: PendingCommit, nodes: Sequence[Node] | None = None
+        self, swarm: Swarm, pending: PendingCommit, record: dict[str, Any] | None = None
     ) -> None:
-        """Apply a commit's effects; safe to run any number of times, by anyone. `nodes`: the
-        documents the commit wrote, when the caller has them (else they are read back: no
-        later commit can have changed them, as that would have applied this one first)."""
+        """Apply a commit's effects; safe to run any number of times, by anyone. `record`: the
+        commit's record, as its committer made it (the changes from what it read); without
+        it, the record is made of the documents as the commit left them, read back (no later
+        commit can have changed them: it would have applied this one first)."""
         with self._lock:
             applying = self._applying.setdefault(pending.op_id, threading.Event())
         try:
-            if nodes is None:
-                nodes = self._written_nodes(swarm.swarm_id, pending)
-            self._apply_effects(swarm, pending, nodes)
+            if record is None:
+                record = self._record_read_back(swarm, pending)
+            self._apply_effects(swarm, pending, record)
             self._remember_applied(pending.op_id)
         finally:
             with self._lock:
                 self._applying.pop(pending.op_id, None)
             applying.set()
 
-    def _written_nodes(self, swarm_id: str, pending: PendingCommit) -> list[Node]:
-        read = (self.store.get_node(swarm_id, node_id) for node_id in pending.effects.node_ids)
-        return [got.value for got in read if got is not None]
+    def _record_read_back(self, swarm: Swarm, pending: PendingCommit) -> dict[str, Any]:
+        read = (
+            self.store.get_node(swarm.swarm_id, node_id) for node_id in pending.effects.node_ids
+        )
+        nodes = [got.value for got in read if got is not None]
+        return commit_record(pending, None, swarm, nodes)
 
-    def _apply_effects(self, swarm: Swarm, pending: PendingCommit, nodes: Sequence[Node]) -> None:
+    def _apply_effects(self, swarm: Swarm, pending: PendingCommit, record: dict[str, Any]) -> None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
-        record = commit_record(swarm, pending, nodes)
         events = [e.model_dump(mode="json") for e in effects.events]
         # All at once (where storage is remote): the appends, the listing entry, the enqueues
         # and the publishes. The next step may start before an append of this commit lands: it
@@ -401,6 +409,7 @@ def apply_step_result(swarm: Swarm, view: StepView, result: StepResult) -> Decis
         effects,
         refresh_listing=listing_changed(swarm, new),
         nodes=writes,
+        read_nodes=list(before.values()),
     )
 
 
@@ -418,6 +427,7 @@ class ControlCommit:
         self._status_data = status_data
         self._effects = Effects()
         self._nodes: list[Node] = []
+        self._read: list[Node] = []
 
     def event(self, type_: EventType, data: dict[str, Any]) -> None:
         self._effects.events.append(
@@ -440,6 +450,7 @@ class ControlCommit:
             self.swarm.node_counts, read.value.lifecycle, node.lifecycle
         )
         self._nodes.append(node)
+        self._read.append(read.value)
         self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
 
     def enqueue(self, *operations: Operation) -> None:
@@ -464,6 +475,7 @@ class ControlCommit:
             self._effects,
             refresh_listing=listing_changed(self.old, self.swarm),
             nodes=self._nodes,
+            read_nodes=self._read,
         )
 
 

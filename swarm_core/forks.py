@@ -2,12 +2,13 @@
 recorded LLM answers a fork reuses.
 
 Every commit appends one record to the swarm's `commits` stream (an effect, like its history
-batch): the swarm document as committed (without its pending effects and parked operations),
-the full documents of the nodes it wrote, the ids of the nodes it deleted, the operations it
-enqueued and the ids of those it consumed. Folding the records up to seq N gives the swarm as it
-was right after step N: its document, every node with its context and continuation, and the
-operations in flight then (enqueued, not consumed yet). The commit of every `snapshot_every`-th
-seq stores that fold as a checkpoint, so a fold reads at most that many records.
+batch): what it changed in the swarm document (without its pending effects and parked
+operations) and in each node it wrote (the whole document of a new node), the ids of the nodes
+it deleted, the operations it enqueued and the ids of those it consumed. Folding the records up
+to seq N gives the swarm as it was right after step N: its document, every node with its context
+and continuation, and the operations in flight then (enqueued, not consumed yet). The commit of
+every `snapshot_every`-th seq stores that fold as a checkpoint, so a fold reads at most that many
+records.
 
 A fork (`SwarmServices.fork`) is such a fold written as a new swarm, with copies of the source's
 streams up to N (`ContentStore.copy_swarm`); its operations in flight are parked, so resuming the
@@ -47,21 +48,102 @@ class IncompleteRecords(Exception):
     """The commit records needed for a fold are not all there (a swarm older than them)."""
 
 
-def commit_record(swarm: Swarm, pending: PendingCommit, nodes: Sequence[Node]) -> dict[str, Any]:
-    """The record of commit `pending` (the swarm document as it committed, its nodes' documents
-    as written)."""
+# The parts of a swarm document a record leaves out: the commit's own effects, and the parked
+# operations (in flight: they are in `enqueued` of the commit that enqueued them, not consumed).
+NOT_RECORDED = frozenset({"pending", "parked"})
+
+
+def changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:
+    """What turns document `before` into `after` (`apply_changes`). Only what changed: of an
+    object, its changed keys, and so on inside (a node's context grows by a key or two a step);
+    of a list that slid on (a window: the conversation, the recent op ids), how many items left
+    its head and what came at its end. `before` None: the whole document."""
+    if before is None:
+        return {"all": dict(after)}
+    return _diff(before, after)
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    diff: dict[str, Any] = {}
+    for key, value in new.items():
+        was = old.get(key)
+        if key in old and was == value:
+            continue
+        if isinstance(was, dict) and isinstance(value, dict):
+            diff.setdefault("merge", {})[key] = _diff(was, value)
+        elif (
+            isinstance(was, list)
+            and isinstance(value, list)
+            and ((dropped := _slid(was, value)) is not None)
+        ):
+            diff.setdefault("slide", {})[key] = [dropped, value[len(was) - dropped :]]
+        else:
+            diff.setdefault("set", {})[key] = value
+    if gone := [key for key in old if key not in new]:
+        diff["unset"] = gone
+    return diff
+
+
+def _slid(old: list[Any], new: list[Any]) -> int | None:
+    """How many items `new` dropped from the head of `old`, if it is the rest of `old` followed
+    by new items; None if it is not."""
+    for dropped in range(len(old) + 1):
+        kept = len(old) - dropped
+        if kept > len(new) or (kept and new[0] != old[dropped]):
+            continue
+        if new[:kept] == old[dropped:]:
+            return dropped
+    return None
+
+
+def apply_changes(document: Mapping[str, Any] | None, changed: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` with `changes` applied (new dicts and lists where changed; `document` is left
+    as it is)."""
+    if "all" in changed:
+        return dict(changed["all"])
+    out = {k: v for k, v in (document or {}).items() if k not in changed.get("unset", ())}
+    out.update(changed.get("set", {}))
+    for key, nested in changed.get("merge", {}).items():
+        out[key] = apply_changes(out.get(key) or {}, nested)
+    for key, (dropped, appended) in changed.get("slide", {}).items():
+        out[key] = [*(out.get(key) or [])[dropped:], *appended]
+    return out
+
+
+def swarm_document(swarm: Swarm) -> dict[str, Any]:
+    return swarm.model_dump(mode="json", exclude=set(NOT_RECORDED))
+
+
+def commit_record(
+    pending: PendingCommit,
+    old: Swarm | None,
+    new: Swarm,
+    written: Sequence[Node],
+    read_nodes: Sequence[Node] = (),
+) -> dict[str, Any]:
+    """The record of commit `pending`: the changes from the swarm document `old` to `new`, and
+    from the node documents read to those `written` (whole documents where there is nothing to
+    compare with: a new node, a first commit, or a record made after a crash, of the documents
+    read back)."""
+    read = {node.node_id: node for node in read_nodes}
+    nodes = [
+        {
+            "node_id": node.node_id,
+            "changes": changes(
+                read[node.node_id].model_dump(mode="json") if node.node_id in read else None,
+                node.model_dump(mode="json"),
+            ),
+        }
+        for node in written
+    ]
     effects = pending.effects
     return {
         "seq": pending.seq,
         "op_id": pending.op_id,
-        # Parked operations are in flight (they are in `enqueued` of the commit that enqueued
-        # them, and not consumed): kept once, there.
-        "swarm": swarm.model_dump(mode="json", exclude={"pending", "parked"}),
-        "nodes": [node.model_dump(mode="json") for node in nodes],
+        "swarm": changes(None if old is None else swarm_document(old), swarm_document(new)),
+        "nodes": nodes,
         "deleted": list(effects.deleted_node_ids),
-        "enqueued": [
-            op.model_dump(mode="json", exclude={"traceparent"}) for op in effects.operations
-        ],
+        "enqueued": [op.model_dump(mode="json") for op in effects.operations],
         "consumed": list(effects.consumed),
     }
 
@@ -80,9 +162,10 @@ class Folded:
         if int(record["seq"]) != self.seq + 1:
             raise IncompleteRecords(f"record {record['seq']} follows {self.seq}")
         self.seq = int(record["seq"])
-        self.swarm = dict(record["swarm"])
-        for node in record["nodes"]:
-            self.nodes[node["node_id"]] = node
+        self.swarm = apply_changes(self.swarm, record["swarm"])
+        for changed in record["nodes"]:
+            node_id = changed["node_id"]
+            self.nodes[node_id] = apply_changes(self.nodes.get(node_id), changed["changes"])
         deleted = set(record["deleted"])
         for node_id in deleted:
             self.nodes.pop(node_id, None)

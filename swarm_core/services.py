@@ -30,7 +30,13 @@ from swarm_core.commits import (
     SwarmNotFound,
     tree_order,
 )
-from swarm_core.forks import NODES_PER_WRITE, IncompleteRecords, fold, forked_op_id
+from swarm_core.forks import (
+    NODES_PER_WRITE,
+    IncompleteRecords,
+    commit_record,
+    fold,
+    forked_op_id,
+)
 from swarm_core.models import (
     FINISHED_STATUSES,
     ActionType,
@@ -221,7 +227,9 @@ class SwarmServices:
         # them with the rest), all but the listing entry, which goes last: the swap that makes
         # it the fork is the commit, and nothing is left to apply after it.
         listing, first.effects.summary = first.effects.summary, None
-        self.committer.apply(fork, first, [])
+        # Its record takes the whole document (it differs from the source's at `at`, which
+        # the copied records rebuild, in more than the tombstone does).
+        self.committer.apply(fork, first, commit_record(first, None, fork, []))
         try:
             self.store.replace_swarm(fork, etag)
         except ConflictError as exc:

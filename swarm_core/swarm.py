@@ -36,9 +36,9 @@ class Effects(BaseModel):
     summary: SwarmSummary | None = None
     # Store a snapshot of the tree as it is after this commit (every `snapshot_every` seqs).
     snapshot: bool = False
-    # For the commit's record (`swarm_core.forks`): the nodes the commit wrote and deleted (their
-    # documents are read back by whoever applies it after a crash) and the operations it
-    # consumed (the one that committed, and the one a poison failure stands for).
+    # For the commit's record (`swarm_core.forks`): the nodes it wrote (whoever applies it after
+    # a crash reads them back) and deleted, and the operations it consumed (the one that
+    # committed, and the one a poison failure stands for).
     node_ids: list[str] = Field(default_factory=list)
     deleted_node_ids: list[str] = Field(default_factory=list)
     consumed: list[str] = Field(default_factory=list)

@@ -22,6 +22,7 @@ from swarm_core.adapters.cosmos import CosmosClients
 from swarm_core.adapters.memory import QueueMessage
 from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.bootstrap import Adapters, MemoryAdapters, SwarmApp, build_app, build_in_memory
+from swarm_core.forks import fold, swarm_document
 from swarm_core.in_process import run_until_settled, waiting_nodes
 from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import Node, SwarmConfig, SwarmStatus
@@ -310,6 +311,20 @@ def states_differing_from_replay(run: ScenarioRun) -> list[int]:
         for seq, nodes in replayed_states(run).items()
         if run.rig.services.state(USER, run.swarm_id, seq)["nodes"] != nodes
     ]
+
+
+def records_differing_from_documents(run: ScenarioRun) -> list[str]:
+    """Where the fold of the swarm's commit records (what a fork is made of) differs from the
+    documents as stored now: the swarm document's fields and the node ids that differ."""
+    rig, swarm_id = run.rig, run.swarm_id
+    swarm = rig.store.get_swarm(swarm_id).value
+    folded = fold(rig.content, swarm_id, swarm.seq, rig.http_app.committer.snapshot_every)
+    live = {n.node_id: n.model_dump(mode="json") for n in rig.store.list_nodes(swarm_id)}
+    differing = [k for k, v in swarm_document(swarm).items() if (folded.swarm or {}).get(k) != v]
+    differing += [
+        i for i in live.keys() | folded.nodes.keys() if live.get(i) != folded.nodes.get(i)
+    ]
+    return differing
 
 
 def history_seqs(run: ScenarioRun) -> list[int]:

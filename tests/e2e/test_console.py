@@ -310,3 +310,42 @@ def test_a_step_lost_on_the_way_is_read_from_the_history(browser: Any, host: Dev
     page.click(f".chat-item[data-node-id='{lost['node_id']}']")
     page.locator(f".message[data-message-id='{lost['message_id']}']").wait_for(timeout=15_000)
     console.close()
+
+
+def test_fork_from_the_slider(browser: Any, host: DevHost) -> None:
+    """The slider back to a step, "Fork at step N": the fork opens, says where it came from,
+    shows the source's tree at that step, and runs on when resumed."""
+    console = Console(browser, host)
+    page = console.page
+    console.sign_up()
+    config = {"offline_breadth": 2, "offline_depth": 1}
+    goal = "Plan a 3-day trip to Lisbon"
+    status, body = http(host, "POST", "/swarms", {"goal": goal, "config": config}, console.token)
+    assert status == 201, body
+    swarm_id = body["swarm_id"]
+    http(host, "POST", f"/swarms/{swarm_id}/spawn", token=console.token)
+    page.goto(f"{console.root}#/swarms/{swarm_id}")
+    page.locator("[data-testid=connection]:text('live')").wait_for()
+    answer_questions_until_done(console, lambda: None)
+    events = http(host, "GET", f"/swarms/{swarm_id}/history", token=console.token)[1]["events"]
+    at = next(e["seq"] for e in events if e["type"] == "interrupt.opened")
+    _, then = http(host, "GET", f"/swarms/{swarm_id}/state?at={at}", token=console.token)
+
+    page.locator("input[type=range]").fill(str(at))
+    page.locator(f"[data-testid=position]:text('step {at} of')").wait_for()
+    page.click(f"button:text('Fork at step {at}')")
+    page.locator("[data-testid=forked-from]").wait_for()
+    fork_id = page.evaluate("() => location.hash.split('/').pop()")
+    assert fork_id != swarm_id
+    assert f"after its step {at}" in page.locator("[data-testid=forked-from]").inner_text()
+    page.locator(".status-paused").first.wait_for()
+    page.wait_for_function(
+        "n => document.querySelectorAll('svg.tree .node').length === n", arg=len(then["nodes"])
+    )
+    page.click("button:text('Resume')")
+    answer_questions_until_done(console, lambda: None)
+    _, fork = http(host, "GET", f"/swarms/{fork_id}", token=console.token)
+    _, source = http(host, "GET", f"/swarms/{swarm_id}", token=console.token)
+    assert fork["status"] == "completed"
+    assert fork["final_report"] == source["final_report"]
+    console.close()

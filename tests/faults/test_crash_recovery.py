@@ -12,6 +12,7 @@ from tests.harness import (
     assert_completed,
     final_state,
     history_seqs,
+    records_differing_from_documents,
     run_scenario,
     states_differing_from_replay,
 )
@@ -36,6 +37,10 @@ def test_scenario_is_big_enough(clean):
 def test_state_at_every_seq_is_the_replay_of_the_history(clean):
     assert clean.rig.content.get_snapshot(clean.swarm_id, 4) is not None, "snapshots are taken"
     assert not states_differing_from_replay(clean)
+
+
+def test_the_commit_records_rebuild_the_documents(clean):
+    assert not records_differing_from_documents(clean)
 
 
 def test_history_is_gap_free(clean):
@@ -68,6 +73,8 @@ def test_crash_at_every_position_gives_the_crash_free_result(clean):
             problems.append("history seqs differ")
         if differing := states_differing_from_replay(run):
             problems.append(f"state?at= differs from the history at seqs {differing[:5]}")
+        if differing := records_differing_from_documents(run):
+            problems.append(f"the commit records rebuild other documents: {differing[:5]}")
         if run.rig.llm.calls_after_commit:
             problems.append(f"LLM re-called after commit: {run.rig.llm.calls_after_commit}")
         if len(run.rig.queue):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from swarm_core.adapters.cosmos import CosmosSwarmStore
+from swarm_core.ports import history_stream
+from tests.faults.test_fork_crashes import crash_fork_everywhere
 from tests.harness import (
     CrashPlan,
     Rig,
@@ -58,3 +60,17 @@ def test_crashes_at_sampled_positions_on_emulators(azure_rig_factory, memory_cle
             failures.append((position, plan.fired))
     print(f"\nemulator crash positions covered: {len(positions)} of {2 * total}")
     assert not failures, failures
+
+
+def test_a_crash_anywhere_in_a_fork_on_emulators(azure_rig_factory):
+    """The fork's crash test (tests/faults/test_fork_crashes.py) on the real adapters, at every
+    third position: no half fork left in Cosmos DB or Azurite, the source unchanged."""
+    run = run_scenario(make_rig=azure_rig_factory)
+    assert_completed(run)
+    opened = [
+        e["seq"]
+        for e in run.rig.content.read(history_stream(run.swarm_id))
+        if e["type"] == "interrupt.opened"
+    ]
+    failures = crash_fork_everywhere(run, opened[-1], stride=3)
+    assert not failures, "\n".join(map(str, failures))

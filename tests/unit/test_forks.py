@@ -5,11 +5,13 @@ identical requests; on the in-memory adapters with the scenario swarm of the fau
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from swarm_core.forks import apply_changes, changes
 from swarm_core.in_process import run_until_settled
 from swarm_core.models import EventType, InterruptStatus, SwarmStatus
 from swarm_core.ports import chat_stream, history_stream, log_stream
@@ -223,3 +225,47 @@ def test_a_fork_before_the_first_step_is_a_new_swarm_to_spawn(source):
     assert done.status == SwarmStatus.COMPLETED
     # Its node ids are its own (the root's is derived from the swarm id): nothing to reuse.
     assert model_calls(rig) > before
+
+
+def test_changes_rebuild_the_document_they_were_taken_from():
+    """`changes(a, b)` applied to `a` is `b`, for random nested documents changed at random
+    (fields set and removed, objects changed inside, lists slid on or rewritten), and is
+    plain JSON; a window that slid on is recorded as what left it and what came."""
+    rng = random.Random(7)
+
+    def value(depth: int = 0) -> Any:
+        roll = rng.random()
+        if depth > 2 or roll < 0.3:
+            return rng.choice([1, "a", None, True, 2.5, "b"])
+        if roll < 0.6:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice("abcde"): value(depth + 1) for _ in range(rng.randint(0, 4))}
+
+    def changed(old: Any, depth: int = 0) -> Any:
+        if isinstance(old, dict):
+            new = {k: v for k, v in old.items() if rng.random() > 0.2}
+            for key in list(new):
+                if rng.random() < 0.4:
+                    new[key] = changed(new[key], depth + 1)
+            if rng.random() < 0.3:
+                new[rng.choice("vwxyz")] = value(depth + 1)
+            return new
+        if isinstance(old, list):
+            roll = rng.random()
+            if roll < 0.3:
+                return [*old[rng.randint(0, len(old)) :], value(depth + 1)]
+            return [changed(v, depth + 1) for v in old] if roll < 0.5 else old
+        return value(depth + 1) if rng.random() < 0.3 else old
+
+    for _ in range(5000):
+        before = {k: value() for k in "abcdef"}
+        after = changed(before)
+        diff = changes(before, after)
+        assert apply_changes(json.loads(json.dumps(before)), json.loads(json.dumps(diff))) == after
+    window = {"recent": [f"op{i}" for i in range(64)], "context": {"n": 1, "log": ["x"]}}
+    slid = {"recent": [*window["recent"][1:], "op64"], "context": {"n": 2, "log": ["x"]}}
+    assert changes(window, slid) == {
+        "slide": {"recent": [1, ["op64"]]},
+        "merge": {"context": {"set": {"n": 2}}},
+    }
+    assert changes(None, slid) == {"all": slid}

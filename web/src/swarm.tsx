@@ -7,7 +7,7 @@ import { api, errorText } from "./api";
 import { SwarmModel } from "./live";
 import { StatusBadge, tokens, when } from "./swarms";
 import { Legend, Tree } from "./tree";
-import type { LogEntry, NodeDetail, NodeView } from "./types";
+import type { LogEntry, NodeDetail, NodeView, SwarmSummary } from "./types";
 
 function sortTree(nodes: Iterable<NodeView>): NodeView[] {
   return [...nodes].sort(
@@ -321,6 +321,16 @@ export function SwarmPage({ swarmId }: { swarmId: string }) {
     }
   };
   const chatNode = chatId ? model.nodes.get(chatId) : undefined;
+  // A fork of the swarm as the slider shows it (live: its latest step); the new swarm opens.
+  const forkAt = live ? seq : Math.min(position, seq);
+  const fork = async () => {
+    try {
+      const made = await api<SwarmSummary>("POST", `/swarms/${swarmId}/fork`, { at: forkAt });
+      location.hash = `#/swarms/${made.swarm_id}`;
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
 
   return (
     <main class="page swarm-page">
@@ -339,7 +349,18 @@ export function SwarmPage({ swarmId }: { swarmId: string }) {
             <button class="secondary" onClick={() => void command("/pause")}>Pause</button>
           ) : null}
           {swarm.status === "paused" ? <button onClick={() => void command("/resume")}>Resume</button> : null}
+          {swarm.spawned ? (
+            <button class="secondary" title="a new swarm: this one as it was after that step" onClick={() => void fork()}>
+              Fork at step {forkAt}
+            </button>
+          ) : null}
         </div>
+        {swarm.forked_from ? (
+          <p class="muted" data-testid="forked-from">
+            Forked from <a href={`#/swarms/${swarm.forked_from.swarm_id}`}>this swarm</a> after its step{" "}
+            {swarm.forked_from.seq}.
+          </p>
+        ) : null}
         {swarm.paused_reason ? <p class="error">{swarm.paused_reason}</p> : null}
         {swarm.error ? <p class="error" data-testid="swarm-error">{swarm.error}</p> : null}
       </div>

@@ -22,6 +22,8 @@ export interface SwarmSummary {
   failed_nodes: number;
   error: string | null;
   paused_reason: string | null;
+  // A fork's source and the step it was copied after.
+  forked_from: { swarm_id: string; seq: number } | null;
   created_at: string;
   updated_at: string;
 }
