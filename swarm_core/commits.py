@@ -16,7 +16,8 @@ Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id
    effects, or nothing to write (dropped, parked already, or a duplicate: a node step finds its
    own op id among the node's recent ones, which its commit wrote).
 4. **Commit**: replace the swarm document iff its ETag is unchanged, with `seq + 1` and the
-   effects as the new `pending`, and write the nodes the step changed, all or nothing (one
+   effects as the new `pending`, and write the nodes the step changed (and delete those a
+   rerun discards), all or nothing (one
    transactional batch: a swarm's documents share a partition). Losing that race means another
    commit came first: nothing was written; decide again on a fresh read.
 5. Apply the effects: appends to chats and logs keyed by seq (appended at most once), the
@@ -92,14 +93,16 @@ class Decision:
     """What a commit function decided on a fresh read of the swarm.
 
     `swarm` is the new swarm document to write (None: write nothing), with `nodes`, the nodes
-    it changed or created. A `COMMITTED` decision takes the next seq; `refresh_listing` puts the
-    new listing entry among its effects."""
+    it changed or created, and `deleted_nodes`, the ids of the nodes it removes from the tree
+    (a rerun's discarded branch). A `COMMITTED` decision takes the next seq; `refresh_listing`
+    puts the new listing entry among its effects."""
 
     outcome: Outcome
     swarm: Swarm | None = None
     effects: Effects = field(default_factory=Effects)
     refresh_listing: bool = False
     nodes: list[Node] = field(default_factory=list)
+    deleted_nodes: list[str] = field(default_factory=list)
 
 
 Decide = Callable[[Versioned[Swarm]], Decision]
@@ -182,7 +185,9 @@ class SwarmCommitter:
                 decision.effects.snapshot = new.seq % self.snapshot_every == 0
                 new.pending = PendingCommit(op_id=op_id, seq=new.seq, effects=decision.effects)
             try:
-                self.store.replace_swarm(new, got.etag, decision.nodes)
+                self.store.replace_swarm(
+                    new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
+                )
             except ConflictError:
                 log.info("commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id)
                 continue
