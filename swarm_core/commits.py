@@ -317,13 +317,15 @@ def tree_order(node: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def count_transition(
-    counts: dict[str, int], before: Lifecycle | None, after: Lifecycle
+    counts: dict[str, int], before: Lifecycle | None, after: Lifecycle | None
 ) -> dict[str, int]:
-    """The swarm's node counts by lifecycle after one node went from `before` (None: new)."""
+    """The swarm's node counts by lifecycle after one node went from `before` (None: new) to
+    `after` (None: deleted)."""
     changed = dict(counts)
     if before is not None:
         changed[before.value] = changed.get(before.value, 1) - 1
-    changed[after.value] = changed.get(after.value, 0) + 1
+    if after is not None:
+        changed[after.value] = changed.get(after.value, 0) + 1
     return {k: v for k, v in changed.items() if v}
 
 
@@ -364,10 +366,10 @@ def apply_step_result(swarm: Swarm, view: StepView, result: StepResult) -> Decis
 
 
 class ControlCommit:
-    """A commit that is not a node step (spawn, pause, resume, retry, idle, a user's message):
-    the new swarm document, a `swarm.status` event first when the status changes or
-    `status_data` is given, and whatever chat messages, node writes, events and operations the
-    change adds."""
+    """A commit that is not a node step (spawn, pause, resume, retry, rerun, idle, a user's
+    message): the new swarm document, a `swarm.status` event first when the status changes or
+    `status_data` is given, and whatever chat messages, node writes and deletes, events and
+    operations the change adds."""
 
     def __init__(self, old: Swarm, now: datetime, **status_data: Any) -> None:
         self.old = old
@@ -377,6 +379,7 @@ class ControlCommit:
         self._status_data = status_data
         self._effects = Effects()
         self._nodes: list[Node] = []
+        self._deleted: list[str] = []
 
     def event(self, type_: EventType, data: dict[str, Any]) -> None:
         self._effects.events.append(
@@ -393,13 +396,19 @@ class ControlCommit:
     def chat(self, message: ChatMessage) -> None:
         self.event(EventType.CHAT_MESSAGE, message.model_dump(mode="json"))
 
-    def write_node(self, node: Node, read: Versioned[Node]) -> None:
-        """Write `node`, which the change read as `read`, and announce it."""
+    def write_node(self, node: Node, before: Node) -> None:
+        """Write `node`, which the change read as `before`, and announce it."""
         self.swarm.node_counts = count_transition(
-            self.swarm.node_counts, read.value.lifecycle, node.lifecycle
+            self.swarm.node_counts, before.lifecycle, node.lifecycle
         )
         self._nodes.append(node)
         self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
+
+    def delete_node(self, node: Node) -> None:
+        """Delete `node` (as the change read it) from the live tree; its chat and logs stay,
+        and the history keeps it. The change announces it with its own event."""
+        self.swarm.node_counts = count_transition(self.swarm.node_counts, node.lifecycle, None)
+        self._deleted.append(node.node_id)
 
     def enqueue(self, *operations: Operation) -> None:
         self._effects.operations.extend(operations)
@@ -423,6 +432,7 @@ class ControlCommit:
             self._effects,
             refresh_listing=listing_changed(self.old, self.swarm),
             nodes=self._nodes,
+            deleted_nodes=self._deleted,
         )
 
 

@@ -324,6 +324,7 @@ class EventType(StrEnum):
     NODE_FAILED = "node.failed"
     INTERRUPT_OPENED = "interrupt.opened"
     INTERRUPT_ANSWERED = "interrupt.answered"
+    NODE_RERUN = "node.rerun"
 
 
 class HistoryEvent(BaseModel):
