@@ -361,8 +361,10 @@ class SwarmServices:
                     return Decision(Outcome.DUPLICATE)  # this rerun committed: a retry
                 raise NotFound(f"node {node_id} not found")
             if swarm.status != SwarmStatus.PAUSED:
+                finished = swarm.status in FINISHED_STATUSES
                 raise InvalidState(
-                    f"a {swarm.status.value} swarm cannot rerun a node: pause it first"
+                    f"a {swarm.status.value} swarm cannot rerun a node"
+                    + ("" if finished else ": pause it first")
                 )
             if node.parent_id is None or node.parent_id not in tree:
                 raise InvalidState("the root cannot be rerun: create a new swarm for the goal")

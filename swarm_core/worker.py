@@ -5,9 +5,9 @@ the commit protocol of `swarm_core.commits`: a paused swarm parks the operation 
 document (resume re-enqueues it), a finished or deleted swarm drops it; otherwise it reads the
 node (and its parent for a `terminate`), drops an operation whose node a rerun discarded, makes
 the operation's one LLM call if it is an `llm` operation, runs the pure step and commits the
-result. A lost commit race decides again on a fresh
-read with the LLM answer it already has (never asked twice). `fail_poisoned` is what the poison
-queue's trigger calls for an operation that failed on every delivery.
+result. A lost commit race decides again on a fresh read with the LLM answer it already has
+(never asked twice). `fail_poisoned` is what the poison queue's trigger calls for an operation
+that failed on every delivery.
 """
 
 from __future__ import annotations
