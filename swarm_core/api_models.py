@@ -51,6 +51,12 @@ class ForkSwarm(Request):
     reuse_llm: bool = True
 
 
+class RerunNode(Request):
+    """Rerun a node's branch; `directive` replaces the node's (left out or null: the same)."""
+
+    directive: str | None = Field(default=None, min_length=1, max_length=4000, pattern=r"\S")
+
+
 class PostMessage(Request):
     """The user's reply on a node's chat; `client_message_id` makes a replay harmless."""
 
@@ -114,6 +120,16 @@ class SwarmListResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     swarm_id: str
+    status: SwarmStatus
+
+
+class RerunAccepted(BaseModel):
+    """The rerun is committed: `node_id` left the tree, `new_node_id` is its new node (spawned
+    when the swarm resumes); `status` is the swarm's (paused)."""
+
+    swarm_id: str
+    node_id: str
+    new_node_id: str
     status: SwarmStatus
 
 

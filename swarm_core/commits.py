@@ -16,7 +16,8 @@ Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id
    effects, or nothing to write (dropped, parked already, or a duplicate: a node step finds its
    own op id among the node's recent ones, which its commit wrote).
 4. **Commit**: replace the swarm document iff its ETag is unchanged, with `seq + 1` and the
-   effects as the new `pending`, and write the nodes the step changed, all or nothing (one
+   effects as the new `pending`, and write the nodes the step changed (and delete those a
+   rerun discards), all or nothing (one
    transactional batch: a swarm's documents share a partition). Losing that race means another
    commit came first: nothing was written; decide again on a fresh read.
 5. Apply the effects: appends to chats and logs keyed by seq (appended at most once), the
@@ -94,8 +95,9 @@ class Decision:
     """What a commit function decided on a fresh read of the swarm.
 
     `swarm` is the new swarm document to write (None: write nothing), with `nodes`, the nodes
-    it changed or created. A `COMMITTED` decision takes the next seq; `refresh_listing` puts the
-    new listing entry among its effects."""
+    it changed or created, and `deleted_nodes`, the ids of the nodes it removes from the tree
+    (a rerun's discarded branch). A `COMMITTED` decision takes the next seq; `refresh_listing`
+    puts the new listing entry among its effects."""
 
     outcome: Outcome
     swarm: Swarm | None = None
@@ -104,6 +106,7 @@ class Decision:
     nodes: list[Node] = field(default_factory=list)
     # The documents of `nodes` as the decision read them (the commit's record keeps changes).
     read_nodes: list[Node] = field(default_factory=list)
+    deleted_nodes: list[str] = field(default_factory=list)
 
 
 Decide = Callable[[Versioned[Swarm]], Decision]
@@ -193,7 +196,9 @@ class SwarmCommitter:
             new.pending = self.seal(new, got.value.seq + 1, op_id, decision)
             old = got.value if got.value.seq else None  # a first commit records it all
             record = commit_record(new.pending, old, new, decision.nodes, decision.read_nodes)
-        self.store.replace_swarm(new, got.etag, decision.nodes)
+        self.store.replace_swarm(
+            new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
+        )
         if new.pending is not None and record is not None:
             self.apply(new, new.pending, record)
         return CommitRun(decision.outcome, new, new.seq)
@@ -209,6 +214,7 @@ class SwarmCommitter:
             effects.summary = new.summary()
         effects.snapshot = seq % self.snapshot_every == 0
         effects.node_ids = [node.node_id for node in decision.nodes]
+        effects.deleted_node_ids = list(decision.deleted_nodes)
         if not any(parked.op_id == op_id for parked in new.parked):
             # Its step is done (an operation parked by its own commit is still to run).
             effects.consumed.insert(0, op_id)
@@ -366,13 +372,15 @@ def tree_order(node: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def count_transition(
-    counts: dict[str, int], before: Lifecycle | None, after: Lifecycle
+    counts: dict[str, int], before: Lifecycle | None, after: Lifecycle | None
 ) -> dict[str, int]:
-    """The swarm's node counts by lifecycle after one node went from `before` (None: new)."""
+    """The swarm's node counts by lifecycle after one node went from `before` (None: new) to
+    `after` (None: deleted)."""
     changed = dict(counts)
     if before is not None:
         changed[before.value] = changed.get(before.value, 1) - 1
-    changed[after.value] = changed.get(after.value, 0) + 1
+    if after is not None:
+        changed[after.value] = changed.get(after.value, 0) + 1
     return {k: v for k, v in changed.items() if v}
 
 
@@ -414,10 +422,10 @@ def apply_step_result(swarm: Swarm, view: StepView, result: StepResult) -> Decis
 
 
 class ControlCommit:
-    """A commit that is not a node step (spawn, pause, resume, retry, idle, a user's message):
-    the new swarm document, a `swarm.status` event first when the status changes or
-    `status_data` is given, and whatever chat messages, node writes, events and operations the
-    change adds."""
+    """A commit that is not a node step (spawn, pause, resume, retry, rerun, idle, a user's
+    message): the new swarm document, a `swarm.status` event first when the status changes or
+    `status_data` is given, and whatever chat messages, node writes and deletes, events and
+    operations the change adds."""
 
     def __init__(self, old: Swarm, now: datetime, **status_data: Any) -> None:
         self.old = old
@@ -428,6 +436,7 @@ class ControlCommit:
         self._effects = Effects()
         self._nodes: list[Node] = []
         self._read: list[Node] = []
+        self._deleted: list[str] = []
 
     def event(self, type_: EventType, data: dict[str, Any]) -> None:
         self._effects.events.append(
@@ -444,14 +453,20 @@ class ControlCommit:
     def chat(self, message: ChatMessage) -> None:
         self.event(EventType.CHAT_MESSAGE, message.model_dump(mode="json"))
 
-    def write_node(self, node: Node, read: Versioned[Node]) -> None:
-        """Write `node`, which the change read as `read`, and announce it."""
+    def write_node(self, node: Node, before: Node) -> None:
+        """Write `node`, which the change read as `before`, and announce it."""
         self.swarm.node_counts = count_transition(
-            self.swarm.node_counts, read.value.lifecycle, node.lifecycle
+            self.swarm.node_counts, before.lifecycle, node.lifecycle
         )
         self._nodes.append(node)
-        self._read.append(read.value)
+        self._read.append(before)
         self.event(EventType.NODE_UPDATED, {"node": node.public_view()})
+
+    def delete_node(self, node: Node) -> None:
+        """Delete `node` (as the change read it) from the live tree; its chat and logs stay,
+        and the history keeps it. The change announces it with its own event."""
+        self.swarm.node_counts = count_transition(self.swarm.node_counts, node.lifecycle, None)
+        self._deleted.append(node.node_id)
 
     def enqueue(self, *operations: Operation) -> None:
         self._effects.operations.extend(operations)
@@ -476,6 +491,7 @@ class ControlCommit:
             refresh_listing=listing_changed(self.old, self.swarm),
             nodes=self._nodes,
             read_nodes=self._read,
+            deleted_nodes=self._deleted,
         )
 
 

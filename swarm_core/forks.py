@@ -137,13 +137,17 @@ def commit_record(
         for node in written
     ]
     effects = pending.effects
+    # Operations the commit parked itself (a rerun's spawn, a spent budget's llm call) are in
+    # flight as much as those it enqueued.
+    was_parked = set() if old is None else {op.op_id for op in old.parked}
+    parked = [op for op in new.parked if op.op_id not in was_parked]
     return {
         "seq": pending.seq,
         "op_id": pending.op_id,
         "swarm": changes(None if old is None else swarm_document(old), swarm_document(new)),
         "nodes": nodes,
         "deleted": list(effects.deleted_node_ids),
-        "enqueued": [op.model_dump(mode="json") for op in effects.operations],
+        "enqueued": [op.model_dump(mode="json") for op in [*effects.operations, *parked]],
         "consumed": list(effects.consumed),
     }
 

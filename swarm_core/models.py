@@ -326,6 +326,7 @@ class EventType(StrEnum):
     INTERRUPT_OPENED = "interrupt.opened"
     INTERRUPT_ANSWERED = "interrupt.answered"
     SWARM_FORKED = "swarm.forked"
+    NODE_RERUN = "node.rerun"
 
 
 class HistoryEvent(BaseModel):

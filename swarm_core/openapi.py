@@ -215,6 +215,17 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         errors=(404, 409),
     ),
     ApiOperation(
+        "post",
+        "/swarms/{swarm_id}/nodes/{node_id}/rerun",
+        "rerun_node",
+        "Discard a node's branch and run the node again (a paused swarm)",
+        m.RerunAccepted,
+        202,
+        m.RerunNode,
+        errors=(404, 409, 422),
+        body_optional=True,
+    ),
+    ApiOperation(
         "get",
         "/negotiate",
         "negotiate",

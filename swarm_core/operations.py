@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from swarm_core.actions.specs import SPECS
 from swarm_core.llm import LLMRequest
-from swarm_core.models import ActionType, TerminationPolicy, derive_id
+from swarm_core.models import ActionType, Node, TerminationPolicy, derive_id
 
 
 class OperationKind(StrEnum):
@@ -209,6 +209,49 @@ def resume_operation(swarm_id: str, node_id: str, interrupt_id: str) -> UserRepl
         node_id=node_id,
         payload=UserReplyPayload(interrupt_id=interrupt_id),
     )
+
+
+def spawned_by(operation: Operation) -> SpawnPayload | None:
+    """The spawn `operation` runs: its own payload, or for the failure of a spawn (its node
+    never existed) the failed spawn's; None for an operation on an existing node."""
+    if isinstance(operation, SpawnOperation):
+        return operation.payload
+    if isinstance(operation, FailOperation) and operation.payload.operation is not None:
+        failed = parse_operation(operation.payload.operation)
+        if isinstance(failed, SpawnOperation):
+            return failed.payload
+    return None
+
+
+def rerun_op_id(swarm_id: str, node_id: str) -> str:
+    """The commit id of the rerun of `node_id`. A node is rerun at most once (the rerun takes it
+    out of the tree), so the id is the rerun's own, and a request retried after a crash finds
+    that commit instead of making a second."""
+    return derive_id(swarm_id, node_id, "rerun")
+
+
+def rerun_spawn_operation(op_id: str, node: Node, directive: str | None) -> SpawnOperation:
+    """The spawn of the node a rerun (commit `op_id`) puts in the place of `node`: a new id,
+    derived from the rerun, the same parent, depth, action and name, and `directive` (None:
+    the old node's)."""
+    payload = spawn_payload(
+        parent_id=node.parent_id,
+        depth=node.depth,
+        action=node.action,
+        name=node.name,
+        directive=node.directive if directive is None else directive,
+    )
+    return SpawnOperation(
+        op_id=derive_id(op_id, "spawn"),
+        swarm_id=node.swarm_id,
+        node_id=rerun_node_id(op_id),
+        payload=payload,
+    )
+
+
+def rerun_node_id(op_id: str) -> str:
+    """The id of the node that the rerun committed as `op_id` spawns."""
+    return derive_id(op_id, "node")
 
 
 def retry_operation(failed: Operation, attempt: int) -> Operation:

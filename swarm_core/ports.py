@@ -32,6 +32,11 @@ class Versioned(Generic[T]):
     etag: str
 
 
+# Nodes one commit may write and delete together: its transactional batch holds at most 100
+# operations (Cosmos DB's limit), one of them the swarm document.
+MAX_COMMIT_NODES = 99
+
+
 class SwarmStore(Protocol):
     """Swarm runtime documents and nodes (one partition per swarm), plus the per-user summaries
     used for listing."""
@@ -42,12 +47,20 @@ class SwarmStore(Protocol):
 
     def get_swarm(self, swarm_id: str) -> Versioned[Swarm] | None: ...
 
-    def replace_swarm(self, swarm: Swarm, etag: str, nodes: Sequence[Node] = ()) -> str:
-        """The commit point: replace the swarm document iff unchanged since `etag` and write
-        (create or replace) `nodes`, all or nothing (one transactional batch: the swarm's
-        documents share a partition); ConflictError, writing nothing, if the swarm changed.
-        Returns the swarm document's new ETag. Every write of a node goes through here, so the
-        swarm's ETag guards its nodes too."""
+    def replace_swarm(
+        self,
+        swarm: Swarm,
+        etag: str,
+        nodes: Sequence[Node] = (),
+        deleted_node_ids: Sequence[str] = (),
+    ) -> str:
+        """The commit point: replace the swarm document iff unchanged since `etag`, write
+        (create or replace) `nodes` and delete the nodes `deleted_node_ids`, all or nothing (one
+        transactional batch: the swarm's documents share a partition); ConflictError, writing
+        and deleting nothing, if the swarm changed. Returns the swarm document's new ETag. Every
+        write of a node goes through here, so the swarm's ETag guards its nodes too: the nodes
+        to delete exist (the commit read them under the same ETag). At most `MAX_COMMIT_NODES`
+        nodes written and deleted."""
         ...
 
     def delete_swarm(self, swarm_id: str) -> None:

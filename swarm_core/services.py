@@ -3,8 +3,8 @@
 `SwarmServices` owns its collaborators (stores, the app's one committer, the operations queue,
 client access to Web PubSub) and raises domain errors (`NotFound`, `InvalidState`,
 `InvalidRequest`); the HTTP layer maps them to statuses. Every command checks that the swarm
-belongs to the caller. Control changes (spawn, pause, resume, retry, idle, the tombstone of a
-delete) commit through the same
+belongs to the caller. Control changes (spawn, pause, resume, retry, rerun, idle, the tombstone
+of a delete) commit through the same
 committer as node steps, so they are serialised with the steps and their effects (events,
 enqueued operations) are applied exactly once even after a crash. Reads change nothing:
 `state(at=…)` starts from the snapshot the commits store every `snapshot_every` steps and replays
@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from swarm_core import conversation
+from swarm_core.actions import plan
 from swarm_core.commits import (
     ControlCommit,
     Decision,
@@ -48,6 +49,7 @@ from swarm_core.models import (
     InterruptStatus,
     Lifecycle,
     LLMSettings,
+    Node,
     SwarmConfig,
     SwarmStatus,
     derive_id,
@@ -55,12 +57,16 @@ from swarm_core.models import (
 )
 from swarm_core.operations import (
     parse_operation,
+    rerun_node_id,
+    rerun_op_id,
+    rerun_spawn_operation,
     resume_operation,
     retry_operation,
     root_node_id,
     root_spawn_operation,
 )
 from swarm_core.ports import (
+    MAX_COMMIT_NODES,
     STREAM_START,
     ClientAccess,
     ConflictError,
@@ -93,6 +99,28 @@ class NotFound(ServiceError):
 
 class InvalidState(ServiceError):
     """The request is not allowed in the swarm's or node's current state (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A committed rerun: the swarm after it, the node it discarded and the node spawned in
+    its place (parked until resume)."""
+
+    swarm: Swarm
+    node_id: str
+    new_node_id: str
+
+
+def branch_ids(tree: dict[str, Node], node_id: str) -> list[str]:
+    """`node_id` and its descendants, parents first: every id the branch's nodes list as
+    children, spawned (in `tree`) or only decided (their spawn not yet run)."""
+    ids, i = [node_id], 0
+    while i < len(ids):
+        node = tree.get(ids[i])
+        if node is not None:
+            ids.extend(node.children_ids)
+        i += 1
+    return ids
 
 
 @dataclass
@@ -400,7 +428,7 @@ class SwarmServices:
             change = ControlCommit(got.value, self.clock())
             if change.swarm.status == SwarmStatus.FAILED:
                 change.swarm.status = SwarmStatus.RUNNING
-            change.write_node(fixed, current)
+            change.write_node(fixed, current.value)
             if change.swarm.failed_nodes == 0 and change.swarm.status != SwarmStatus.FAILED:
                 change.swarm.error = None
             change.enqueue(retry)
@@ -408,14 +436,94 @@ class SwarmServices:
 
         return self._control(swarm_id, decide, user_id)
 
+    def rerun_node(
+        self, user_id: str, swarm_id: str, node_id: str, directive: str | None = None
+    ) -> Rerun:
+        """Discard the node's branch and spawn the node again, on a paused swarm.
+
+        One commit: the node and its descendants leave the live tree (their documents are
+        deleted; their chats, logs and the history stay), their parked operations are dropped
+        (the worker drops the ones still queued), their open questions are cancelled, the
+        parent lists the new node in the old one's place and forgets the old report, and the
+        new node's spawn (same parent, action and name; `directive` or the old one) is parked,
+        so resume runs it. The rest of the tree keeps its work. The commit's id comes from the
+        node, so a request retried after a crash answers the same and reruns nothing twice."""
+        op_id = rerun_op_id(swarm_id, node_id)
+
+        def decide(got: Versioned[Swarm]) -> Decision:
+            swarm = got.value
+            tree = {n.node_id: n for n in self.store.list_nodes(swarm_id)}
+            node = tree.get(node_id)
+            if node is None:
+                new_node_id = rerun_node_id(op_id)
+                if any(new_node_id in n.children_ids for n in tree.values()):
+                    return Decision(Outcome.DUPLICATE)  # this rerun committed: a retry
+                raise NotFound(f"node {node_id} not found")
+            if swarm.status != SwarmStatus.PAUSED:
+                finished = swarm.status in FINISHED_STATUSES
+                raise InvalidState(
+                    f"a {swarm.status.value} swarm cannot rerun a node"
+                    + ("" if finished else ": pause it first")
+                )
+            if node.parent_id is None or node.parent_id not in tree:
+                raise InvalidState("the root cannot be rerun: create a new swarm for the goal")
+            discarded = branch_ids(tree, node_id)
+            gone = [tree[i] for i in discarded if i in tree]  # the rest were never spawned
+            if len(gone) + 1 > MAX_COMMIT_NODES:
+                raise InvalidState(
+                    f"the branch has {len(gone)} nodes; a rerun discards at most "
+                    f"{MAX_COMMIT_NODES - 1}: rerun smaller branches"
+                )
+            spawn = rerun_spawn_operation(op_id, node, directive)
+            parent = tree[node.parent_id]
+            updated = parent.model_copy(deep=True)
+            try:
+                plan.replace_child(updated, node_id, spawn.node_id)
+            except plan.RerunRefused as exc:
+                raise InvalidState(f"node {node_id} cannot be rerun: {exc}") from exc
+            change = ControlCommit(swarm, self.clock())
+            change.event(
+                EventType.NODE_RERUN,
+                {
+                    "node_id": node_id,
+                    "new_node_id": spawn.node_id,
+                    "parent_id": parent.node_id,
+                    "directive": spawn.payload.directive,
+                    "discarded": [n.node_id for n in gone],
+                },
+            )
+            for old in gone:
+                change.delete_node(old)
+                if old.interrupt is not None and old.interrupt.status == InterruptStatus.OPEN:
+                    cancelled = old.interrupt.model_copy(
+                        update={"status": InterruptStatus.CANCELLED}
+                    )
+                    change.event(EventType.INTERRUPT_ANSWERED, answered_event_data(cancelled))
+            updated.updated_at = change.now
+            change.write_node(updated, parent)
+            dropped = set(discarded)
+            change.swarm.parked = [op for op in swarm.parked if op.node_id not in dropped]
+            change.swarm.parked.append(spawn)
+            # The branch's nodes (spawned or only decided) make room for the new one.
+            change.swarm.node_count += 1 - len(discarded)
+            change.swarm.reruns += 1
+            if change.swarm.failed_nodes == 0:
+                change.swarm.error = None
+            return change.decision()
+
+        swarm = self._control(swarm_id, decide, user_id, op_id=op_id)
+        return Rerun(swarm=swarm, node_id=node_id, new_node_id=rerun_node_id(op_id))
+
     def _control(
         self,
         swarm_id: str,
         decide: Callable[[Versioned[Swarm]], Decision],
         user_id: str | None = None,
+        op_id: str | None = None,
     ) -> Swarm:
-        """Commit a control change. With `user_id`, only on that user's swarm: the ownership is
-        checked on the read the commit makes anyway; someone else's swarm is a missing one."""
+        """Commit a control change (as `op_id`, else a new id). With `user_id`, only on that
+        user's swarm: the ownership is checked on the read the commit makes anyway; someone
+        else's swarm is a missing one."""
 
         def owned(got: Versioned[Swarm]) -> Decision:
             if user_id is not None and got.value.user_id != user_id:
@@ -423,7 +531,8 @@ class SwarmServices:
             return decide(got)
 
         try:
-            return self.committer.run(swarm_id, f"control-{uuid.uuid4().hex}", owned).swarm
+            op_id = op_id or f"control-{uuid.uuid4().hex}"
+            return self.committer.run(swarm_id, op_id, owned).swarm
         except SwarmNotFound as exc:
             raise NotFound(f"swarm {swarm_id} not found") from exc
 
@@ -489,7 +598,7 @@ class SwarmServices:
                 change.enqueue(resume_operation(swarm_id, node_id, interrupt.interrupt_id))
                 if swarm.status == SwarmStatus.WAITING_FOR_USER:
                     change.swarm.status = SwarmStatus.RUNNING
-            change.write_node(updated, read)
+            change.write_node(updated, read.value)
             accepted.append(
                 ClientMessage(
                     message_id=message.message_id,
@@ -619,6 +728,9 @@ class SwarmServices:
             if event["type"] in (EventType.NODE_SPAWNED.value, EventType.NODE_UPDATED.value):
                 node = event["data"]["node"]
                 tree[node["node_id"]] = node
+            elif event["type"] == EventType.NODE_RERUN.value:
+                for node_id in event["data"]["discarded"]:
+                    tree.pop(node_id, None)
         nodes = sorted(tree.values(), key=tree_order)
         return {"seq": at, "latest_seq": swarm.seq, "nodes": nodes}
 

@@ -79,6 +79,9 @@ class Swarm(Document):
     seq: int = 0
     node_count: int = 0
     node_counts: dict[str, int] = Field(default_factory=dict)
+    # Reruns committed on the swarm. Until the first, no operation can be for a node a rerun
+    # discarded, and a spawn step need not read its parent to know (`SwarmWorker`).
+    reruns: int = 0
     usage: Usage = Field(default_factory=Usage)
     final_report: str | None = None
     error: str | None = None

@@ -3,10 +3,11 @@
 `process(message)` is what the queue trigger calls. It decides on a fresh read of the swarm, via
 the commit protocol of `swarm_core.commits`: a paused swarm parks the operation on the swarm
 document (resume re-enqueues it), a finished or deleted swarm drops it; otherwise it reads the
-node (and its parent for a `terminate`), makes the operation's one LLM call if it is an `llm`
-operation, runs the pure step and commits the result. A lost commit race decides again on a fresh
-read with the LLM answer it already has (never asked twice). `fail_poisoned` is what the poison
-queue's trigger calls for an operation that failed on every delivery.
+node (and its parent for a `terminate`), drops an operation whose node a rerun discarded, makes
+the operation's one LLM call if it is an `llm` operation, runs the pure step and commits the
+result. A lost commit race decides again on a fresh read with the LLM answer it already has
+(never asked twice). `fail_poisoned` is what the poison queue's trigger calls for an operation
+that failed on every delivery.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from swarm_core.operations import (
     SpawnOperation,
     fail_operation,
     parse_operation,
+    spawned_by,
 )
 from swarm_core.ports import SwarmStore, Versioned
 from swarm_core.step_context import StepView
@@ -127,6 +129,14 @@ class SwarmWorker:
             isinstance(operation, SpawnOperation) or operation.op_id in node.value.recent_op_ids
         ):
             return Decision(Outcome.DUPLICATE)  # its step committed (its node says so)
+        if node is None and self._discarded(swarm, operation):
+            log.info(
+                "dropped op_id=%s swarm_id=%s node_id=%s: a rerun discarded the node",
+                operation.op_id,
+                swarm.swarm_id,
+                operation.node_id,
+            )
+            return Decision(Outcome.DROPPED)
         parent = None
         if needs_parent(operation) and node is not None and node.value.parent_id:
             parent = self.store.get_node(swarm.swarm_id, node.value.parent_id)
@@ -170,6 +180,20 @@ class SwarmWorker:
         return recorded_answer(
             self.committer.content, swarm, node, request, RESPONSE_MODELS[request.task]
         )
+
+    def _discarded(self, swarm: Swarm, operation: Operation) -> bool:
+        """Whether the operation is for a node that a rerun took out of the tree (with its
+        branch), whose node therefore does not exist: it must do nothing. Every operation but
+        a spawn comes after its node exists, so for those a missing node is a discarded one. A
+        spawn's node does not exist until it commits: it is discarded when its parent no longer
+        lists it, which only a rerun does, so only a swarm that had one reads the parent."""
+        spawn = spawned_by(operation)
+        if spawn is None:
+            return True
+        if swarm.reruns == 0 or spawn.parent_id is None:
+            return False
+        parent = self.store.get_node(swarm.swarm_id, spawn.parent_id)
+        return parent is None or operation.node_id not in parent.value.children_ids
 
     def _pause_for_budget(self, swarm: Swarm, operation: Operation) -> Decision:
         """The token budget is spent: pause the swarm, saying why, and park the operation

@@ -298,6 +298,9 @@ def replayed_states(run: ScenarioRun) -> dict[int, list[dict[str, Any]]]:
     for event in run.rig.content.read(history_stream(run.swarm_id)):
         if event["type"] in ("node.spawned", "node.updated"):
             tree[event["data"]["node"]["node_id"]] = event["data"]["node"]
+        elif event["type"] == "node.rerun":
+            for node_id in event["data"]["discarded"]:
+                del tree[node_id]
         states[event["seq"]] = sorted(
             tree.values(), key=lambda n: (n["depth"], n["created_at"], n["node_id"])
         )

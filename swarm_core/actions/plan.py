@@ -7,6 +7,11 @@ Phases (kept in `execution_memory["phase"]`):
 - `working`: the subtasks' children run; when every child is done the node reviews their reports
   (one LLM call) and either reports upward or revises with more children (`max_revisions`).
 Its termination policy is `review_children`: a child's termination hands it its report.
+
+A rerun (`replace_child`) puts a new child in the place of one of them while the node waits for
+its children or reviews them: the node forgets the old child's report and waits again. Work
+queued before the rerun (the old `on_children_done`, the old review) then finds the children
+changed and does nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import PlanResponse, ReviewResponse, Subtask
-from swarm_core.models import Lifecycle, Node
+from swarm_core.models import DONE_LIFECYCLES, Lifecycle, Node
 from swarm_core.step_context import ChildSpec, StepContext
 
 
@@ -74,9 +79,16 @@ def on_plan(ctx: StepContext, args: dict[str, Any]) -> None:
 
 def on_children_done(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
+    reports = node.context.get("child_reports", {})
+    if node.lifecycle != Lifecycle.WAITING_FOR_CHILDREN or not all(
+        c in reports for c in node.children_ids
+    ):
+        # Queued before a rerun replaced a child (or a second time): the new child's report
+        # queues it again.
+        ctx.log(node, "children done ignored: a child has not reported", level="warning")
+        return
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
-    reports = node.context.get("child_reports", {})
     if node.execution_memory.get("phase") == "clarifying":
         answers = [reports[c]["report"] for c in node.children_ids if c in reports]
         node.context["user_context"] = [*node.context.get("user_context", []), *answers]
@@ -89,11 +101,16 @@ def on_children_done(ctx: StepContext, args: dict[str, Any]) -> None:
         "revisions": node.execution_memory.get("revisions", 0),
         "max_revisions": ctx.limits.max_revisions,
     }
-    ctx.call_llm("review", "on_review", facts)
+    # The review names the children it reviewed: one that a rerun overtook is stale.
+    ctx.call_llm("review", "on_review", facts, {"children": list(node.children_ids)})
 
 
 def on_review(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
+    reviewed = args.get("children")
+    if reviewed is not None and reviewed != node.children_ids:
+        ctx.log(node, "review ignored: a rerun replaced a child it reviewed", level="warning")
+        return
     review = ReviewResponse.model_validate(args["completion"])
     revisions = int(node.execution_memory.get("revisions", 0))
     if review.decision == "revise" and review.subtasks and revisions < ctx.limits.max_revisions:
@@ -102,6 +119,33 @@ def on_review(ctx: StepContext, args: dict[str, Any]) -> None:
         if _spawn(ctx, node, review.subtasks):
             return
     ctx.terminate(review.report)
+
+
+class RerunRefused(Exception):
+    """The node cannot take a new child in the place of an old one now; the message says why."""
+
+
+def replace_child(node: Node, old_id: str, new_id: str) -> None:
+    """A rerun discards the child `old_id` and spawns `new_id` in its place: the node forgets
+    the old child's report and waits for its children again, so it reviews the new report.
+
+    Only while the node waits for its children or reviews their reports: planning, it has no
+    use for a child's report yet; once it decided to report (or is done), its report is made."""
+    reviewing = node.lifecycle == Lifecycle.RUNNING and node.execution_memory.get("phase") == (
+        "working"
+    )
+    if node.reporting or not (node.lifecycle == Lifecycle.WAITING_FOR_CHILDREN or reviewing):
+        done = node.lifecycle in DONE_LIFECYCLES
+        state = "about to report" if node.reporting and not done else node.lifecycle.value
+        raise RerunRefused(
+            f"its parent {node.name!r} is {state}: a child can be rerun while its parent waits "
+            "for its children or reviews their reports"
+        )
+    node.children_ids = [new_id if c == old_id else c for c in node.children_ids]
+    reports = dict(node.context.get("child_reports", {}))
+    reports.pop(old_id, None)
+    node.context["child_reports"] = reports
+    node.lifecycle = Lifecycle.WAITING_FOR_CHILDREN
 
 
 FUNCTIONS = {

@@ -32,7 +32,7 @@ from azure.cosmos import exceptions as cosmos_errors
 from swarm_core.adapters import sdk_http
 from swarm_core.adapters.identity import app_credential
 from swarm_core.models import Document, Node, User
-from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned
+from swarm_core.ports import MAX_ATTEMPTS_KEPT, MAX_COMMIT_NODES, ConflictError, Versioned
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
 
@@ -47,8 +47,6 @@ NODES = "nodes"
 PARTITION_KEYS = {USERS: "/username", SWARMS: "/user_id", NODES: "/swarm_id"}
 
 SWARM_DOC_ID = "swarm"
-# Cosmos DB runs at most 100 operations in one transactional batch.
-MAX_BATCH_OPERATIONS = 100
 # A swarm has at most a few thousand documents (Limits.max_nodes <= 2000 nodes):
 # ask for big pages so that listing them is one round trip, not one per 100 items.
 LIST_PAGE_SIZE = 1000
@@ -291,10 +289,16 @@ class CosmosSwarmStore:
             return None
         return Versioned(_load(Swarm, item), item["_etag"])
 
-    def replace_swarm(self, swarm: Swarm, etag: str, nodes: Sequence[Node] = ()) -> str:
+    def replace_swarm(
+        self,
+        swarm: Swarm,
+        etag: str,
+        nodes: Sequence[Node] = (),
+        deleted_node_ids: Sequence[str] = (),
+    ) -> str:
         swarm_item = _as_item(swarm, SWARM_DOC_ID)
         try:
-            if not nodes:
+            if not nodes and not deleted_node_ids:
                 response = self._nodes.replace_item(
                     SWARM_DOC_ID,
                     swarm_item,
@@ -303,7 +307,7 @@ class CosmosSwarmStore:
                     no_response=True,
                 )
                 return _written_etag(response)
-            return self._commit_batch(swarm, swarm_item, etag, nodes)
+            return self._commit_batch(swarm, swarm_item, etag, nodes, deleted_node_ids)
         except (
             cosmos_errors.CosmosAccessConditionFailedError,
             cosmos_errors.CosmosResourceNotFoundError,
@@ -324,12 +328,20 @@ class CosmosSwarmStore:
             raise ConflictError(f"swarm {swarm.swarm_id} changed") from exc
 
     def _commit_batch(
-        self, swarm: Swarm, swarm_item: dict[str, Any], etag: str, nodes: Sequence[Node]
+        self,
+        swarm: Swarm,
+        swarm_item: dict[str, Any],
+        etag: str,
+        nodes: Sequence[Node],
+        deleted_node_ids: Sequence[str],
     ) -> str:
-        """The swarm document (iff at `etag`) and its changed nodes in one transactional batch:
-        the swarm's replace comes first, so a lost race fails it at index 0."""
-        if len(nodes) >= MAX_BATCH_OPERATIONS:  # pragma: no cover - limits.max_children is 20
-            raise ValueError(f"a commit writes at most {MAX_BATCH_OPERATIONS - 1} nodes")
+        """The swarm document (iff at `etag`), its changed nodes and the deletes of its
+        discarded nodes in one transactional batch: the swarm's replace comes first, so a lost
+        race fails it at index 0 (before any delete could fail on a node deleted meanwhile)."""
+        if len(nodes) + len(deleted_node_ids) > MAX_COMMIT_NODES:
+            # A step writes at most max_children (20) + 2 nodes; a rerun that would discard
+            # more is refused before it commits (`services.rerun_node`).
+            raise ValueError(f"a commit writes and deletes at most {MAX_COMMIT_NODES} nodes")
         operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
             ("replace", (SWARM_DOC_ID, swarm_item), {"if_match_etag": etag})
         ]
@@ -337,6 +349,8 @@ class CosmosSwarmStore:
             item_id = node_doc_id(node.node_id)
             _require_storable(item_id, "node id")
             operations.append(("upsert", (_as_item(node, item_id),), {}))
+        for node_id in deleted_node_ids:
+            operations.append(("delete", (node_doc_id(node_id),), {}))
         results = self._nodes.execute_item_batch(operations, partition_key=swarm.swarm_id)
         return str(results[0]["eTag"])
 

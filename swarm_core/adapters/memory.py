@@ -46,7 +46,13 @@ class MemorySwarmStore:
             return None
         return Versioned(Swarm.model_validate_json(got[0]), got[1])
 
-    def replace_swarm(self, swarm: Swarm, etag: str, nodes: Sequence[Node] = ()) -> str:
+    def replace_swarm(
+        self,
+        swarm: Swarm,
+        etag: str,
+        nodes: Sequence[Node] = (),
+        deleted_node_ids: Sequence[str] = (),
+    ) -> str:
         written = [(n.node_id, n.model_dump_json()) for n in nodes]
         with self._lock:
             current = self._swarms.get(swarm.swarm_id)
@@ -57,6 +63,8 @@ class MemorySwarmStore:
             stored = self._nodes[swarm.swarm_id]
             for node_id, doc in written:
                 stored[node_id] = (doc, self._etag())
+            for node_id in deleted_node_ids:
+                stored.pop(node_id, None)
             return new
 
     def delete_swarm(self, swarm_id: str) -> None:

@@ -26,6 +26,8 @@ from swarm_core.api_models import (
     NegotiateResponse,
     PostMessage,
     ReadyResponse,
+    RerunAccepted,
+    RerunNode,
     ResumeSwarm,
     StateResponse,
     StatusResponse,
@@ -311,6 +313,24 @@ def retry_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
         user_id, route_param(req, "swarm_id"), route_param(req, "node_id")
     )
     return json_response(_status(swarm), 202)
+
+
+@bp.route(route="api/swarms/{swarm_id}/nodes/{node_id}/rerun", methods=["POST"], auth_level=ANON)
+@endpoint
+def rerun_node(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
+    user_id = authenticate(req, app)
+    # The body is optional: none (or {}) reruns the node with its directive.
+    body = parse_body(req, RerunNode) if req.get_body() else RerunNode()
+    rerun = app.services.rerun_node(
+        user_id, route_param(req, "swarm_id"), route_param(req, "node_id"), body.directive
+    )
+    accepted = RerunAccepted(
+        swarm_id=rerun.swarm.swarm_id,
+        node_id=rerun.node_id,
+        new_node_id=rerun.new_node_id,
+        status=rerun.swarm.status,
+    )
+    return json_response(accepted, 202)
 
 
 @bp.route(route="api/negotiate", methods=["GET"], auth_level=ANON)

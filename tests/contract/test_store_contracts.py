@@ -98,6 +98,33 @@ def test_a_commit_writes_the_swarm_and_its_nodes_all_or_nothing(swarm_store):
     assert swarm_store.get_node(swarm.swarm_id, "nope") is None
 
 
+def test_a_commit_deletes_nodes_with_its_writes_all_or_nothing(swarm_store):
+    swarm = a_swarm()
+    swarm_store.create_swarm(swarm)
+    etag = with_nodes(swarm_store, swarm, *(a_node(swarm.swarm_id, i) for i in ("p", "a", "b")))
+    parent = a_node(swarm.swarm_id, "p").model_copy(update={"children_ids": ["c"]})
+    # A lost race deletes nothing and writes nothing.
+    with pytest.raises(ConflictError):
+        swarm_store.replace_swarm(
+            swarm.model_copy(update={"seq": 9}), '"stale"', [parent], deleted_node_ids=["a", "b"]
+        )
+    assert sorted(n.node_id for n in swarm_store.list_nodes(swarm.swarm_id)) == ["a", "b", "p"]
+    assert swarm_store.get_node(swarm.swarm_id, "p").value.children_ids == []
+    # The winning commit deletes them and writes the rest, at once.
+    new_etag = swarm_store.replace_swarm(
+        swarm.model_copy(update={"seq": 2}), etag, [parent], deleted_node_ids=["a", "b"]
+    )
+    got = swarm_store.get_swarm(swarm.swarm_id)
+    assert got.etag == new_etag and got.value.seq == 2
+    assert [n.node_id for n in swarm_store.list_nodes(swarm.swarm_id)] == ["p"]
+    assert swarm_store.get_node(swarm.swarm_id, "a") is None
+    assert swarm_store.get_node(swarm.swarm_id, "p").value.children_ids == ["c"]
+    # Deletes alone (no node written) are a commit too.
+    swarm_store.replace_swarm(swarm.model_copy(update={"seq": 3}), new_etag, deleted_node_ids=["p"])
+    assert swarm_store.list_nodes(swarm.swarm_id) == []
+    assert swarm_store.get_swarm(swarm.swarm_id).value.seq == 3
+
+
 def test_a_commit_on_a_deleted_swarm_writes_nothing(swarm_store):
     swarm = a_swarm()
     etag = swarm_store.create_swarm(swarm)

@@ -549,3 +549,55 @@ def test_a_fork_mid_run_replays_the_recorded_answers(host: DevHost) -> None:
     assert journal and all("reused" in entry["message"] for entry in journal)
     # The source is as it was.
     assert http(host, "GET", f"/swarms/{swarm_id}", token=token)[1] == done
+
+
+def test_a_rerun_branch_runs_again_and_its_parent_reviews_the_new_report(host: DevHost) -> None:
+    """Only the root's own question is answered, so the swarm cannot finish while a finished
+    branch is paused and rerun; then the new node runs, and the final report has its report."""
+    owner, intruder = user(host), user(host)
+    swarm_id = create(host, owner, {"offline_breadth": 3, "offline_depth": 2})
+    http(host, "POST", f"/swarms/{swarm_id}/spawn", token=owner)
+    deadline, answered = time.monotonic() + 60, False
+    while True:
+        assert time.monotonic() < deadline, "no branch finished"
+        _, state = http(host, "GET", f"/swarms/{swarm_id}/state", token=owner)
+        done = [
+            n
+            for n in state["nodes"]
+            if n["depth"] == 1 and n["action"] != "ask_user" and n["lifecycle"] == "terminated"
+        ]
+        if done:
+            break
+        _, open_ = http(host, "GET", f"/swarms/{swarm_id}/interrupts", token=owner)
+        for question in open_["items"]:
+            if question["node_name"] == "Clarify preferences" and not answered:
+                path = f"/swarms/{swarm_id}/chats/{question['node_id']}/messages"
+                assert http(host, "POST", path, {"content": ANSWER}, owner)[0] == 202
+                answered = True
+        time.sleep(0.1)
+    old = done[0]
+    path = f"/swarms/{swarm_id}/nodes/{old['node_id']}/rerun"
+    directive = {"directive": "Find cheap and cheerful places to eat near the river"}
+    status, body = http(host, "POST", path, directive, owner)
+    assert status == 409 and "pause it first" in body["detail"]
+    assert http(host, "POST", f"/swarms/{swarm_id}/pause", token=owner)[0] == 202
+    assert http(host, "POST", path, directive, intruder)[0] == 404
+    status, rerun = http(host, "POST", path, directive, owner)
+    assert status == 202 and rerun["status"] == "paused", rerun
+    assert http(host, "POST", path, directive, owner) == (202, rerun), "asked again: the same"
+    _, state = http(host, "GET", f"/swarms/{swarm_id}/state", token=owner)
+    ids = {n["node_id"] for n in state["nodes"]}
+    assert old["node_id"] not in ids and not set(old["children_ids"]) & ids
+    root = next(n for n in state["nodes"] if n["parent_id"] is None)
+    assert rerun["new_node_id"] in root["children_ids"]
+    assert http(host, "POST", f"/swarms/{swarm_id}/resume", token=owner)[0] == 202
+    swarm = answer_until_done(host, owner, swarm_id)
+    assert swarm["status"] == "completed", swarm
+    _, new = http(host, "GET", f"/swarms/{swarm_id}/nodes/{rerun['new_node_id']}", token=owner)
+    assert new["directive"] == directive["directive"] and new["lifecycle"] == "terminated"
+    assert new["report"].splitlines()[0] in swarm["final_report"]
+    assert http(host, "GET", f"/swarms/{swarm_id}/nodes/{old['node_id']}", token=owner)[0] == 404
+    _, history = http(host, "GET", f"/swarms/{swarm_id}/history?after=0&limit=1000", token=owner)
+    reruns = [e for e in history["events"] if e["type"] == "node.rerun"]
+    assert [e["data"]["new_node_id"] for e in reruns] == [rerun["new_node_id"]]
+    assert_no_duplicates_or_gaps(host, owner, swarm_id)

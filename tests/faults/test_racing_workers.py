@@ -48,9 +48,9 @@ class RacingStore:
                 self.barrier.reset()
         return got
 
-    def replace_swarm(self, swarm: Any, etag: str, nodes: Any = ()) -> str:
+    def replace_swarm(self, swarm: Any, etag: str, nodes: Any = (), **deletes: Any) -> str:
         try:
-            return self.inner.replace_swarm(swarm, etag, nodes)
+            return self.inner.replace_swarm(swarm, etag, nodes, **deletes)
         except ConflictError:
             with self.lock:
                 self.conflicts += 1

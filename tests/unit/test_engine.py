@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from swarm_core import conversation
+from swarm_core.actions import plan
 from swarm_core.actions.specs import SPECS
 from swarm_core.engine import advance_one_step
 from swarm_core.llm import LLMResult
@@ -28,6 +29,7 @@ from swarm_core.step_context import StepResult, StepView
 from swarm_core.swarm import Swarm
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+REPORT = {"decision": "report", "report": "All done", "subtasks": []}
 
 
 def make_swarm(**limits: Any) -> Swarm:
@@ -320,6 +322,7 @@ def test_after_clarifying_the_plan_is_made_again_with_the_answers():
         ActionType.PLAN,
         parent_id=None,
         children_ids=["c"],
+        lifecycle=Lifecycle.WAITING_FOR_CHILDREN,
         execution_memory={"phase": "clarifying", "asked_user": True},
         context={"child_reports": {"c": {"name": "c", "report": "Wants salty."}}},
     )
@@ -337,6 +340,7 @@ def test_review_reports_upward_or_revises_once():
         ActionType.PLAN,
         parent_id=None,
         children_ids=["a"],
+        lifecycle=Lifecycle.WAITING_FOR_CHILDREN,
         execution_memory={"phase": "working"},
         context={"child_reports": reports},
     )
@@ -348,6 +352,59 @@ def test_review_reports_upward_or_revises_once():
     assert len(ops_of(revised, OperationKind.SPAWN)) == 1
     again = action("on_review", updated(revised, "root"), completion=revise)
     assert ops_of(again, OperationKind.TERMINATE), "max_revisions=1: the second revise reports"
+
+
+def test_work_a_rerun_overtook_does_nothing():
+    """A rerun put child "b2" in the place of "b": the `on_children_done` that b's report
+    queued, and a review of a and b, find other children and leave the node as it is."""
+    reports = {"a": {"name": "a", "report": "A done", "action": "execute"}}
+    root = make_node(
+        "root",
+        ActionType.PLAN,
+        parent_id=None,
+        children_ids=["a", "b2"],
+        lifecycle=Lifecycle.WAITING_FOR_CHILDREN,
+        execution_memory={"phase": "working"},
+        context={"child_reports": reports},
+    )
+    for result in (
+        action("on_children_done", root),
+        action("on_review", root, completion=REPORT, children=["a", "b"]),
+    ):
+        assert not result.operations
+        assert updated(result, "root").model_dump(exclude={"recent_op_ids", "updated_at"}) == (
+            root.model_dump(exclude={"recent_op_ids", "updated_at"})
+        )
+    done = action("on_review", root, completion=REPORT, children=["a", "b2"])
+    assert ops_of(done, OperationKind.TERMINATE), "a review of the node's children is used"
+
+
+def test_a_child_is_replaced_only_while_its_parent_waits_for_it_or_reviews():
+    waiting = make_node(
+        "root",
+        ActionType.PLAN,
+        parent_id=None,
+        children_ids=["a", "b"],
+        lifecycle=Lifecycle.WAITING_FOR_CHILDREN,
+        execution_memory={"phase": "working"},
+        context={"child_reports": {"a": {"report": "A"}, "b": {"report": "B"}}},
+    )
+    reviewing = waiting.model_copy(deep=True, update={"lifecycle": Lifecycle.RUNNING})
+    for node in (waiting, reviewing):
+        plan.replace_child(node, "b", "b2")
+        assert node.children_ids == ["a", "b2"] and list(node.context["child_reports"]) == ["a"]
+        assert node.lifecycle == Lifecycle.WAITING_FOR_CHILDREN
+    planning = waiting.model_copy(
+        deep=True,
+        update={"lifecycle": Lifecycle.RUNNING, "execution_memory": {"phase": "planning"}},
+    )
+    reporting = waiting.model_copy(deep=True, update={"reporting": True})
+    done = waiting.model_copy(deep=True, update={"lifecycle": Lifecycle.TERMINATED})
+    for node in (planning, reporting, done):
+        before = node.model_copy(deep=True)
+        with pytest.raises(plan.RerunRefused):
+            plan.replace_child(node, "b", "b2")
+        assert node == before
 
 
 # --- termination policies ---------------------------------------------------------------------

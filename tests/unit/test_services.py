@@ -374,8 +374,8 @@ def test_maintenance_redrives_a_commit_whose_worker_died():
         def __getattr__(self, name: str) -> Any:
             return getattr(store, name)
 
-        def replace_swarm(self, new: Any, etag: str, nodes: Any = ()) -> str:
-            store.replace_swarm(new, etag, nodes)
+        def replace_swarm(self, new: Any, etag: str, nodes: Any = (), **deletes: Any) -> str:
+            store.replace_swarm(new, etag, nodes, **deletes)
             raise InjectedCrash("after replace_swarm")
 
     app.worker.committer.store = DiesAfterCommit()  # type: ignore[assignment]

@@ -1,8 +1,9 @@
 // One swarm as the console knows it: the tree, the chats and the swarm's status, kept current by
 // the swarm's events. Events come live over Web PubSub (the official client) and, on a gap in
 // `seq` or after a (re)connect, from `GET …/history?after=`; every event is applied once (by
-// `seq` and `index`), a node only ever moves forward, a chat message is kept once (by
-// `message_id`), so the page shows neither a stale nor a duplicated message.
+// `seq` and `index`), a node only ever moves forward (and a node a rerun discarded never comes
+// back), a chat message is kept once (by `message_id`), so the page shows neither a stale nor a
+// duplicated message.
 
 import { WebPubSubClient } from "@azure/web-pubsub-client";
 import { api } from "./api";
@@ -177,7 +178,18 @@ export class SwarmModel {
         }
         break;
       }
+      case "node.rerun":
+        // The branch left the tree for good. Its position stays at the end of time, so an
+        // older event of one of its nodes, read late from the history, cannot bring it back.
+        for (const nodeId of data.discarded as string[]) {
+          this.nodes.delete(nodeId);
+          this.chats.delete(nodeId);
+          this.nodeAt.set(nodeId, [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]);
+        }
+        this.version++;
+        break;
       case "chat.message":
+        if (this.nodeAt.get(data.node_id)?.[0] === Number.MAX_SAFE_INTEGER) break; // discarded
         this.addMessages(data.node_id as string, [data as ChatMessage]);
         break;
       case "swarm.status":
