@@ -140,7 +140,7 @@ OPERATIONS: tuple[ApiOperation, ...] = (
         m.SwarmSummaryResponse,
         201,
         m.ForkSwarm,
-        errors=(400, 404, 409, 413, 422, 429),
+        errors=(404, 409, 413, 422, 429),
         body_optional=True,
     ),
     ApiOperation(

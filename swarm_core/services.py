@@ -196,7 +196,7 @@ class SwarmServices:
         source = self.get_swarm(user_id, swarm_id)
         at = source.seq if at is None else at
         if at > source.seq:
-            raise InvalidRequest(f"`at` must be at most {source.seq}, the swarm's latest step")
+            raise InvalidState(f"the swarm has no step {at} yet: its latest is {source.seq}")
         if source.pending is not None:
             # Its records must be stored before they are read.
             self.committer.roll_forward(source, source.pending)

@@ -133,7 +133,7 @@ def test_effects_written_after_the_purge_are_purged_by_maintenance(rig):
     assert got is not None and got.value.pending is not None
     late = got.value
     app.services.delete_swarm(USER, swarm_id)
-    app.committer._apply_effects(late, late.pending)  # the slow worker's writes land now
+    app.committer.apply(late, late.pending)  # the slow worker's writes land now
     assert leftovers(swarm_id)
     counts = app.services.maintain(stuck_after=timedelta(hours=1))
     assert counts["purged"] == 0 and leftovers(swarm_id)  # it might still be writing

@@ -15,7 +15,7 @@ from swarm_core.forks import apply_changes, changes
 from swarm_core.in_process import run_until_settled
 from swarm_core.models import EventType, InterruptStatus, SwarmStatus
 from swarm_core.ports import chat_stream, history_stream, log_stream
-from swarm_core.services import InvalidRequest, NotFound
+from swarm_core.services import InvalidState, NotFound
 from tests.harness import USER, Rig, ScenarioRun, run_scenario, scenario_user
 
 
@@ -208,7 +208,7 @@ def test_only_the_owner_forks_and_at_is_checked(source):
     with pytest.raises(NotFound):
         rig.services.fork("someone-else", swarm_id)
     latest = source_state_seq(rig, swarm_id)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidState):
         rig.services.fork(USER, swarm_id, latest + 1)
     assert source_state_seq(rig, swarm_id) == latest
 

@@ -523,7 +523,7 @@ def test_fork_over_http(rt):
         ({"at": 2.5}, 422),
         ({"reuse_llm": "no"}, 422),
         ({"when": 3}, 422),
-        ({"at": done["seq"] + 1}, 400),
+        ({"at": done["seq"] + 1}, 409),
     ):
         status, problem, _ = call(http_api.fork_swarm, "POST", bad, token=rt.token, route=route)
         assert status == expected, (bad, problem)
