@@ -7,8 +7,9 @@ in parallel); a message is held invisible while its function runs (10 minutes, r
 time); success deletes it; a failure makes it visible again after ``visibilityTimeout``, unless
 this was its ``maxDequeueCount``-th delivery: then it is copied, unchanged, to
 ``<queue>-poison`` and deleted. With ``messageEncoding: base64`` (the default) a message that is
-not valid base64 goes straight to the poison queue. An empty queue is polled less and less often,
-up to ``maxPollingInterval``; a message resets the interval.
+not valid base64 goes straight to the poison queue. After a batch with messages the queue is read
+again at once; an empty queue is polled less and less often, from 100 ms up to
+``maxPollingInterval``, and a message resets the interval.
 
 The connection setting named by the trigger (default ``AzureWebJobsStorage``) is either a
 connection string or identity-based, read as the host reads it: ``<name>__queueServiceUri`` (or
@@ -222,14 +223,17 @@ class QueueListener:
                 else:
                     messages = []
                 if messages:
+                    # As the host's QueueListener: a batch found, the next is read at once
+                    # (once at most newBatchThreshold run); the first empty read after it
+                    # waits the minimum interval, later ones twice as long each time.
                     delay = MIN_POLLING_INTERVAL
                     for message in messages:
                         task = asyncio.create_task(self._process(message))
                         self._in_flight.add(task)
                         task.add_done_callback(self._in_flight.discard)
+                    continue
                 await asyncio.wait({stop}, timeout=delay)
-                if not messages:
-                    delay = min(delay * 2, self.options.max_polling_interval)
+                delay = min(delay * 2, self.options.max_polling_interval)
         finally:
             stop.cancel()
 
