@@ -44,7 +44,7 @@ from functools import partial
 from typing import Any
 
 from swarm_core import telemetry
-from swarm_core.forks import IncompleteRecords, commit_record, fold
+from swarm_core.forks import IncompleteRecords, commit_record, fold_from
 from swarm_core.models import (
     ChatMessage,
     EventType,
@@ -193,6 +193,12 @@ class SwarmCommitter:
         new = decision.swarm
         record = None
         if decision.outcome == Outcome.COMMITTED:
+            # Parked operations the change dropped (a rerun's, for the branch it discards)
+            # will never run: consumed, as far as the record is concerned.
+            kept = {op.op_id for op in [*new.parked, *decision.effects.operations]}
+            decision.effects.consumed += [
+                op.op_id for op in got.value.parked if op.op_id not in kept
+            ]
             new.pending = self.seal(new, got.value.seq + 1, op_id, decision)
             old = got.value if got.value.seq else None  # a first commit records it all
             record = commit_record(new.pending, old, new, decision.nodes, decision.read_nodes)
@@ -322,7 +328,17 @@ class SwarmCommitter:
             "commits": self.content.mark(commit_stream(swarm_id)),
         }
         try:
-            folded = fold(self.content, swarm_id, seq - 1, self.snapshot_every)
+            # From the checkpoint of `snapshot_every` commits ago (the first from the start):
+            # without it (a swarm older than the records) the fold is not tried, so a commit
+            # never reads more than that many records.
+            previous = None
+            if seq > self.snapshot_every:
+                previous = self.content.get_snapshot(
+                    swarm_id, seq - self.snapshot_every, "checkpoint"
+                )
+                if previous is None:
+                    raise IncompleteRecords(f"no checkpoint at {seq - self.snapshot_every}")
+            folded = fold_from(self.content, swarm_id, previous, seq - 1)
         except IncompleteRecords:
             log.info("checkpoint skipped swarm_id=%s seq=%s: no records before", swarm_id, seq)
             nodes = self.store.list_nodes(swarm_id)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from swarm_core.llm import LLMRequest, LLMResult
+from swarm_core.llm import LLMRequest, LLMResult, json_text
 from swarm_core.models import Node, derive_id
 from swarm_core.operations import Operation, parse_operation
 from swarm_core.ports import (
@@ -67,7 +67,7 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     diff: dict[str, Any] = {}
     for key, value in new.items():
         was = old.get(key)
-        if key in old and was == value:
+        if key in old and _same(was, value):
             continue
         if isinstance(was, dict) and isinstance(value, dict):
             diff.setdefault("merge", {})[key] = _diff(was, value)
@@ -84,14 +84,25 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     return diff
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values: `==` with the types too (1, 1.0 and true are three values)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _slid(old: list[Any], new: list[Any]) -> int | None:
     """How many items `new` dropped from the head of `old`, if it is the rest of `old` followed
     by new items; None if it is not."""
     for dropped in range(len(old) + 1):
         kept = len(old) - dropped
-        if kept > len(new) or (kept and new[0] != old[dropped]):
+        if kept > len(new) or (kept and not _same(new[0], old[dropped])):
             continue
-        if new[:kept] == old[dropped:]:
+        if _same(new[:kept], old[dropped:]):
             return dropped
     return None
 
@@ -137,17 +148,18 @@ def commit_record(
         for node in written
     ]
     effects = pending.effects
-    # Operations the commit parked itself (a rerun's spawn, a spent budget's llm call) are in
-    # flight as much as those it enqueued.
-    was_parked = set() if old is None else {op.op_id for op in old.parked}
-    parked = [op for op in new.parked if op.op_id not in was_parked]
+    # Operations parked on the swarm are in flight as much as those enqueued: a rerun's spawn
+    # and a spent budget's llm call are parked by their commit, and an operation that arrives
+    # while the swarm is paused parks without one (the next commit records it). All of them,
+    # so that the record does not depend on what the committer read before.
+    enqueued = [*effects.operations, *new.parked]
     return {
         "seq": pending.seq,
         "op_id": pending.op_id,
         "swarm": changes(None if old is None else swarm_document(old), swarm_document(new)),
         "nodes": nodes,
         "deleted": list(effects.deleted_node_ids),
-        "enqueued": [op.model_dump(mode="json") for op in [*effects.operations, *parked]],
+        "enqueued": [op.model_dump(mode="json") for op in enqueued],
         "consumed": list(effects.consumed),
     }
 
@@ -160,6 +172,8 @@ class Folded:
     swarm: dict[str, Any] | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     outstanding: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The swarm the documents name when `renamed` made them another's.
+    fork_id: str = ""
 
     def apply(self, record: Mapping[str, Any]) -> None:
         """Take the next commit's record (IncompleteRecords if it is not the next one)."""
@@ -206,7 +220,7 @@ class Folded:
         """The same fold with every `swarm_id` naming `target_id` (as `copy_swarm` does)."""
         text = json.dumps([self.swarm, self.nodes, self.outstanding]).encode()
         swarm, nodes, outstanding = json.loads(rewrite_swarm_id(text, source_id, target_id))
-        return Folded(self.seq, swarm, nodes, outstanding)
+        return Folded(self.seq, swarm, nodes, outstanding, target_id)
 
     def node_documents(self) -> list[Node]:
         return [Node.model_validate(doc) for doc in self.nodes.values()]
@@ -225,6 +239,14 @@ def fold(content: ContentStore, swarm_id: str, until_seq: int, every: int) -> Fo
         checkpoint = content.get_snapshot(swarm_id, expected, "checkpoint")
         if checkpoint is None:
             checkpoint = content.latest_snapshot(swarm_id, until_seq, "checkpoint")
+    return fold_from(content, swarm_id, checkpoint, until_seq)
+
+
+def fold_from(
+    content: ContentStore, swarm_id: str, checkpoint: Mapping[str, Any] | None, until_seq: int
+) -> Folded:
+    """The fold of the records after `checkpoint` (None: from the first) up to `until_seq`;
+    IncompleteRecords if they do not all follow one another."""
     folded = Folded() if checkpoint is None else Folded.from_checkpoint(checkpoint)
     if until_seq > folded.seq:
         mark = STREAM_START if checkpoint is None else checkpoint["commits"]
@@ -234,6 +256,18 @@ def fold(content: ContentStore, swarm_id: str, until_seq: int, every: int) -> Fo
     if folded.seq != until_seq:
         raise IncompleteRecords(f"the records of swarm {swarm_id} end at {folded.seq}")
     return folded
+
+
+def renamed_operations(
+    operations: Sequence[Operation], source_id: str, target_id: str
+) -> list[Operation]:
+    """Operations of one swarm made another's (as `copy_swarm` does to stored ones)."""
+    return [
+        parse_operation(
+            rewrite_swarm_id(op.model_dump_json().encode(), source_id, target_id).decode()
+        )
+        for op in operations
+    ]
 
 
 # --- recorded answers --------------------------------------------------------------------------
@@ -272,7 +306,7 @@ def recorded_answer(
         if entry.get("kind") != "journal" or data.get("digest") != digest:
             continue
         try:
-            parsed = response_model.model_validate_json(data["response"])
+            parsed = response_model.model_validate_json(json_text(data["response"]))
         except (KeyError, ValidationError):
             continue  # not an answer this step can take: the model is asked instead
         return LLMResult(

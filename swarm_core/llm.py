@@ -8,6 +8,7 @@ LLM (`swarm_core.adapters.offline_llm`, the default) and the OpenAI adapter
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -49,6 +50,13 @@ class LLMResult(BaseModel):
     # Set when the answer is one the fork's source recorded (`swarm_core.forks`): the seq of
     # its journal entry there. No model was called and no tokens were spent.
     recorded_seq: int | None = None
+
+
+def json_text(content: str) -> str:
+    """The JSON of a model's answer: inside a ```json fence, as models in JSON mode sometimes
+    wrap it anyway, else the answer as it is."""
+    match = re.fullmatch(r"\s*```[A-Za-z]*\s*\n(.*?)\n?\s*```\s*", content, flags=re.DOTALL)
+    return match.group(1) if match else content
 
 
 class LLMError(Exception):

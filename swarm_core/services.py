@@ -33,10 +33,13 @@ from swarm_core.commits import (
 )
 from swarm_core.forks import (
     NODES_PER_WRITE,
+    Folded,
     IncompleteRecords,
     commit_record,
     fold,
+    fold_from,
     forked_op_id,
+    renamed_operations,
 )
 from swarm_core.models import (
     FINISHED_STATUSES,
@@ -135,6 +138,9 @@ class SwarmServices:
     # Maintenance: a commit unfinished this long is re-driven; a swarm whose live nodes all wait
     # for the user this long is announced as waiting_for_user.
     stuck_after: timedelta = timedelta(minutes=5)
+    # A fork still a tombstone this long after it began was abandoned (its request died) and
+    # is purged: far longer than copying any swarm takes, so a purge never races a fork.
+    fork_abandoned_after: timedelta = timedelta(hours=1)
     idle_after: timedelta = timedelta(minutes=10)
     models: ModelPolicy = field(default_factory=ModelPolicy)
     swarms_per_user: int = 1000
@@ -189,10 +195,10 @@ class SwarmServices:
 
         In this order, so that a crash anywhere leaves either no fork or a whole one: a
         tombstone (listing entry, then document: nothing sees it, and maintenance purges it
-        once `stuck_after` has passed); the copies of the streams and the node documents; the
-        effects of the fork's first step (`swarm.forked` at seq `at + 1`, its commit record);
-        then the swap of the tombstone for the fork, which is the commit; the listing entry
-        last (maintenance puts it right if a crash comes between)."""
+        once `fork_abandoned_after` has passed); the copies of the streams and the node
+        documents; the effects of the fork's first step (`swarm.forked` at seq `at + 1`, its
+        commit record); then the swap of the tombstone for the fork, which is the commit; the
+        listing entry last (maintenance puts it right if a crash comes between)."""
         source = self.get_swarm(user_id, swarm_id)
         at = source.seq if at is None else at
         if at > source.seq:
@@ -202,6 +208,8 @@ class SwarmServices:
             self.committer.roll_forward(source, source.pending)
         try:
             folded = fold(self.content, swarm_id, at, self.committer.snapshot_every)
+            if at == 0 < source.seq:  # as the source was created: its first record says
+                folded.swarm = fold_from(self.content, swarm_id, None, 1).swarm
         except IncompleteRecords as exc:
             raise InvalidState(
                 f"swarm {swarm_id} cannot be forked at step {at}: it is older than the "
@@ -209,62 +217,103 @@ class SwarmServices:
             ) from exc
         self._check_swarm_quota(user_id)
         fork_id = self.new_id()
-        now = self.clock()
         copied = folded.renamed(swarm_id, fork_id)
-        if copied.swarm is None:  # before the first step: as the source was created
-            at_fork = Swarm(swarm_id=fork_id, user_id=user_id, goal=source.goal)
-            at_fork.config = source.config
+        at_fork = self._forked_document(source, copied, at, reuse_llm)
+        tombstone = at_fork.model_copy(update={"status": SwarmStatus.DELETED})
+        try:
+            self.store.put_summary(tombstone.summary())
+            etag = self.store.create_swarm(tombstone)
+            self.content.copy_swarm(swarm_id, fork_id, at)
+            nodes = (
+                [
+                    # Its reuse of recorded answers starts over, in its own source's numbering.
+                    node.model_copy(update={"recorded_seq": 0})
+                    for node in copied.node_documents()
+                ]
+                if at > 0
+                else []
+            )
+            for start in range(0, len(nodes), NODES_PER_WRITE):
+                chunk = nodes[start : start + NODES_PER_WRITE]
+                etag = self.store.replace_swarm(tombstone, etag, chunk)
+            fork = self._commit_fork(Versioned(tombstone, etag), at_fork.status)
+        except ConflictError as exc:
+            # Purged as abandoned meanwhile (it took longer than `fork_abandoned_after`).
+            raise InvalidState("the fork took too long and was abandoned; try again") from exc
+        log.info("forked swarm_id=%s at=%s into %s", swarm_id, at, fork_id)
+        return fork
+
+    def _forked_document(self, source: Swarm, copied: Folded, at: int, reuse_llm: bool) -> Swarm:
+        """The fork's document: the source's after step `at` (`copied`: its fold made the
+        fork's), with the operations in flight parked, paused unless finished or created."""
+        now, fork_id = self.clock(), copied.fork_id
+        if copied.swarm is None:  # a source that never took a step
+            document = Swarm(swarm_id=fork_id, user_id=source.user_id, goal=source.goal)
+            document.config = source.config
         else:
-            at_fork = Swarm.model_validate(copied.swarm)
-        status = at_fork.status
-        if status not in FINISHED_STATUSES and status != SwarmStatus.CREATED:
+            document = Swarm.model_validate(copied.swarm)
+        if at == 0:
+            document = Swarm(
+                swarm_id=fork_id,
+                user_id=source.user_id,
+                goal=document.goal,
+                config=document.config,
+            )
+        in_flight = copied.in_flight()
+        if at == source.seq:
+            # Operations that arrived after the step and parked without a commit (a poison
+            # failure's, say) are in flight too.
+            known = {op.op_id for op in in_flight}
+            in_flight += [
+                op
+                for op in renamed_operations(source.parked, source.swarm_id, fork_id)
+                if op.op_id not in known
+            ]
+        status = document.status
+        if status in FINISHED_STATUSES:
+            in_flight = []  # a finished swarm drops what arrives: none of it would run
+        elif status != SwarmStatus.CREATED:
             status = SwarmStatus.PAUSED
-        tombstone = at_fork.model_copy(
+        return document.model_copy(
             update={
-                "user_id": user_id,
-                "status": SwarmStatus.DELETED,
-                "paused_reason": None,
-                "parked": copied.in_flight(),
+                "status": status,
+                "paused_reason": document.paused_reason
+                if document.status == SwarmStatus.PAUSED
+                else None,
+                "parked": in_flight,
                 "pending": None,
-                "forked_from": ForkOrigin(swarm_id=swarm_id, seq=at),
+                "forked_from": ForkOrigin(swarm_id=source.swarm_id, seq=at),
                 "reuse_llm": reuse_llm,
                 "created_at": now,
                 "updated_at": now,
             }
         )
-        self.store.put_summary(tombstone.summary())
-        etag = self.store.create_swarm(tombstone)
-        self.content.copy_swarm(swarm_id, fork_id, at)
-        nodes = copied.node_documents()
-        for start in range(0, len(nodes), NODES_PER_WRITE):
-            etag = self.store.replace_swarm(tombstone, etag, nodes[start : start + NODES_PER_WRITE])
-        change = ControlCommit(tombstone, now)
+
+    def _commit_fork(self, tombstone: Versioned[Swarm], status: SwarmStatus) -> Swarm:
+        """The fork's first step: its effects while it is still a tombstone (nothing reads them
+        yet; a purge takes them with the rest), all but the listing entry; then the swap, which
+        is the commit (nothing is left to apply after it); then the listing entry."""
+        origin = tombstone.value.forked_from
+        assert origin is not None
+        change = ControlCommit(tombstone.value, tombstone.value.created_at)
         change.swarm.status = status
         change.event(
             EventType.SWARM_FORKED,
             {
-                "forked_from": {"swarm_id": swarm_id, "seq": at},
-                "reuse_llm": reuse_llm,
-                "parked": len(tombstone.parked),
+                "forked_from": origin.model_dump(),
+                "reuse_llm": tombstone.value.reuse_llm,
+                "parked": len(tombstone.value.parked),
             },
         )
         decision = change.decision()
         fork = change.swarm
-        first = self.committer.seal(fork, at + 1, forked_op_id(fork_id), decision)
-        # Its effects while it is still a tombstone (nothing reads them yet; a purge takes
-        # them with the rest), all but the listing entry, which goes last: the swap that makes
-        # it the fork is the commit, and nothing is left to apply after it.
+        first = self.committer.seal(fork, origin.seq + 1, forked_op_id(fork.swarm_id), decision)
         listing, first.effects.summary = first.effects.summary, None
         # Its record takes the whole document (it differs from the source's at `at`, which
         # the copied records rebuild, in more than the tombstone does).
         self.committer.apply(fork, first, commit_record(first, None, fork, []))
-        try:
-            self.store.replace_swarm(fork, etag)
-        except ConflictError as exc:
-            # Purged as abandoned meanwhile (the copy took longer than `stuck_after`).
-            raise InvalidState("the fork took too long and was abandoned; try again") from exc
+        self.store.replace_swarm(fork, tombstone.etag)
         self.store.put_summary(listing or fork.summary())
-        log.info("forked swarm_id=%s at=%s into %s", swarm_id, at, fork_id)
         return fork
 
     def list_swarms(
@@ -664,8 +713,12 @@ class SwarmServices:
             if got is None or got.value.status == SwarmStatus.DELETED:
                 # A deleted swarm, or a listing entry without its swarm (a late write of a
                 # step's effects after the purge): purge once no worker can still be writing.
-                deleted_at = summary.updated_at if got is None else got.value.updated_at
-                if now - deleted_at >= stuck_after:
+                # A fork that never got past its tombstone may be copying still: longer.
+                deleted = summary if got is None else got.value
+                wait = stuck_after
+                if deleted.forked_from is not None and deleted.seq == deleted.forked_from.seq:
+                    wait = max(stuck_after, self.fork_abandoned_after)
+                if now - deleted.updated_at >= wait:
                     self._purge(summary)
                     counts["purged"] += 1
                 continue

@@ -92,6 +92,7 @@ def crash_fork_everywhere(run: ScenarioRun, at: int, stride: int = 1) -> list[An
         return made[-1]
 
     services.new_id = new_id
+    rig.services.fork_abandoned_after = timedelta(0)  # maintenance purges half forks at once
     before = final_state(run)
     rig.plan.position = None
     discard(run, services.fork(USER, swarm_id, at).swarm_id)  # warm: as every later fork

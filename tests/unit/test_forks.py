@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from swarm_core.adapters.offline_llm import OfflineScriptedLLM
+from swarm_core.bootstrap import MemoryAdapters, build_in_memory
 from swarm_core.forks import apply_changes, changes
-from swarm_core.in_process import run_until_settled
-from swarm_core.models import EventType, InterruptStatus, SwarmStatus
+from swarm_core.in_process import reply_through_services, run_until_settled
+from swarm_core.models import EventType, InterruptStatus, Limits, SwarmConfig, SwarmStatus
 from swarm_core.ports import chat_stream, history_stream, log_stream
 from swarm_core.services import InvalidState, NotFound
+from swarm_core.swarm import Swarm
 from tests.harness import USER, Rig, ScenarioRun, run_scenario, scenario_user
 
 
@@ -269,3 +272,64 @@ def test_changes_rebuild_the_document_they_were_taken_from():
         "merge": {"context": {"set": {"n": 2}}},
     }
     assert changes(None, slid) == {"all": slid}
+
+
+class FencedLLM(OfflineScriptedLLM):
+    """The offline LLM answering as a model in JSON mode sometimes does: in a ```json fence
+    (the OpenAI adapter takes the JSON inside and keeps the answer as given)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def complete(self, request: Any, response_model: Any) -> Any:
+        self.calls += 1
+        result = super().complete(request, response_model)
+        return result.model_copy(update={"content": f"```json\n{result.content}\n```"})
+
+
+def run_in_memory(app: Any, swarm_id: str) -> Swarm:
+    run_until_settled(app, swarm_id, reply_through_services(app, USER, swarm_id, lambda n, c: LONG))
+    return app.services.get_swarm(USER, swarm_id)
+
+
+LONG = "A relaxed pace, about 900 EUR in total, good food and one museum a day please."
+
+
+def test_recorded_answers_in_a_code_fence_are_reused():
+    llm = FencedLLM()
+    app = build_in_memory(adapters=MemoryAdapters(llm=llm))
+    swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon")
+    app.services.spawn(USER, swarm.swarm_id)
+    done = run_in_memory(app, swarm.swarm_id)
+    calls = llm.calls
+    fork = app.services.fork(USER, swarm.swarm_id, 1)
+    app.services.resume(USER, fork.swarm_id)
+    assert run_in_memory(app, fork.swarm_id).final_report == done.final_report
+    assert llm.calls == calls
+
+
+def test_forks_at_a_spent_budget_of_a_failed_swarm_and_at_zero():
+    app = build_in_memory()
+    config = SwarmConfig(limits=Limits(max_tokens_total=3000))
+    swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", config)
+    app.services.spawn(USER, swarm.swarm_id)
+    paused = run_in_memory(app, swarm.swarm_id)
+    assert paused.status == SwarmStatus.PAUSED and paused.paused_reason
+    fork = app.services.fork(USER, swarm.swarm_id)
+    assert fork.paused_reason == paused.paused_reason, "it paused for the same reason"
+    assert [op.op_id for op in fork.parked] == [op.op_id for op in paused.parked]
+    app.services.resume(USER, swarm.swarm_id, max_tokens_total=10**6)
+    run_in_memory(app, swarm.swarm_id)
+    at_zero = app.services.fork(USER, swarm.swarm_id, 0)
+    assert at_zero.config.limits.max_tokens_total == 3000, "the config it was created with"
+    # A swarm that failed (a limit): its fork keeps the status and parks nothing (a finished
+    # swarm drops what arrives); a retry of its failed node runs in the fork.
+    failing = app.services.create_swarm(
+        USER, "Plan a 3-day trip to Lisbon", SwarmConfig(limits=Limits(max_steps=20))
+    )
+    app.services.spawn(USER, failing.swarm_id)
+    failed = run_in_memory(app, failing.swarm_id)
+    assert failed.status == SwarmStatus.FAILED
+    copy = app.services.fork(USER, failing.swarm_id)
+    assert copy.status == SwarmStatus.FAILED and copy.parked == []

@@ -38,7 +38,7 @@ from swarm_core.adapters.openai_llm.schema import (
     schema_name,
     strict_json_schema,
 )
-from swarm_core.llm import LLMError, LLMMessage, LLMRequest, LLMResult
+from swarm_core.llm import LLMError, LLMMessage, LLMRequest, LLMResult, json_text
 from swarm_core.models import Usage
 from swarm_core.settings import LLMProviderSettings, Provider, StructuredOutput
 
@@ -139,7 +139,7 @@ class OpenAIChatModel:
             usage = usage.plus(_usage_of(completion))
             content, finish_reason = self._answer_of(request, model, completion)
             try:
-                validated = response_model.model_validate_json(_strip_code_fence(content))
+                validated = response_model.model_validate_json(json_text(content))
             except ValidationError as exc:
                 problems = describe_validation_errors(exc)
                 if repair == self.max_repairs:
@@ -399,12 +399,6 @@ def _usage_of(completion: ChatCompletion) -> Usage:
 
 def _is_retryable_status(status: int) -> bool:
     return status in RETRYABLE_STATUSES or status >= 500
-
-
-def _strip_code_fence(text: str) -> str:
-    """The JSON inside a ```json fence, as models in JSON mode sometimes wrap it anyway."""
-    match = re.fullmatch(r"\s*```[A-Za-z]*\s*\n(.*?)\n?\s*```\s*", text, flags=re.DOTALL)
-    return match.group(1) if match else text
 
 
 def _server_message(body: object) -> str:
