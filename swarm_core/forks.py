@@ -85,14 +85,11 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON values: `==` with the types too (1, 1.0 and true are three values)."""
-    if type(a) is not type(b):
+    """Equal as JSON values: `==` with the types too (1, 1.0 and true are three values). The
+    JSON text settles it for equal containers (in C: cheaper than walking them here)."""
+    if type(a) is not type(b) or a != b:
         return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
+    return not isinstance(a, dict | list) or json.dumps(a) == json.dumps(b)
 
 
 def _slid(old: list[Any], new: list[Any]) -> int | None:
