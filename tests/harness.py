@@ -330,6 +330,31 @@ def records_differing_from_documents(run: ScenarioRun) -> list[str]:
     return differing
 
 
+def crash_problems(
+    run: ScenarioRun, expected: dict[str, Any], expected_seqs: list[int]
+) -> list[str]:
+    """How a run crashed once differs from the crash-free one (`expected`: its `final_state`,
+    `expected_seqs`: its `history_seqs`); empty when it does not."""
+    problems = []
+    if run.rig.plan.fired is None:
+        problems.append("the crash never fired")
+    if run.crashes != 1:
+        problems.append(f"{run.crashes} crashes")
+    if final_state(run) != expected:
+        problems.append("final state differs")
+    if history_seqs(run) != expected_seqs:
+        problems.append("history seqs differ")
+    if differing := states_differing_from_replay(run):
+        problems.append(f"state?at= differs from the history at seqs {differing[:5]}")
+    if differing := records_differing_from_documents(run):
+        problems.append(f"the commit records rebuild other documents: {differing[:5]}")
+    if run.rig.llm.calls_after_commit:
+        problems.append(f"LLM re-called after commit: {run.rig.llm.calls_after_commit}")
+    if len(run.rig.queue):
+        problems.append("messages left in the queue")
+    return problems
+
+
 def history_seqs(run: ScenarioRun) -> list[int]:
     return sorted({e["seq"] for e in run.rig.content.read(history_stream(run.swarm_id))})
 

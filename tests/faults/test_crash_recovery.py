@@ -10,6 +10,7 @@ import pytest
 from tests.harness import (
     CrashPlan,
     assert_completed,
+    crash_problems,
     final_state,
     history_seqs,
     records_differing_from_documents,
@@ -62,23 +63,7 @@ def test_crash_at_every_position_gives_the_crash_free_result(clean):
     for position in positions:
         plan = CrashPlan(position)
         run = run_scenario(plan)
-        problems = []
-        if plan.fired is None:
-            problems.append("the crash never fired")
-        if run.crashes != 1:
-            problems.append(f"{run.crashes} crashes")
-        if final_state(run) != expected:
-            problems.append("final state differs")
-        if history_seqs(run) != expected_seqs:
-            problems.append("history seqs differ")
-        if differing := states_differing_from_replay(run):
-            problems.append(f"state?at= differs from the history at seqs {differing[:5]}")
-        if differing := records_differing_from_documents(run):
-            problems.append(f"the commit records rebuild other documents: {differing[:5]}")
-        if run.rig.llm.calls_after_commit:
-            problems.append(f"LLM re-called after commit: {run.rig.llm.calls_after_commit}")
-        if len(run.rig.queue):
-            problems.append("messages left in the queue")
+        problems = crash_problems(run, expected, expected_seqs)
         if problems:
             failures.append((position, plan.fired, problems))
     print(f"\ncrash positions covered: {len(positions)} ({total} port calls, before and after)")

@@ -26,6 +26,7 @@ from tests.harness import (
     ScenarioRun,
     answer_waiting,
     assert_completed,
+    crash_problems,
     emulator_storage,
     final_state,
     history_seqs,
@@ -155,25 +156,9 @@ def test_a_crash_at_every_position_of_a_rerun_gives_the_crash_free_result(clean)
     for position in positions:
         run = run_rerun_scenario(position)
         plan = run.rig.plan
-        problems = []
-        if plan.fired is None:
-            problems.append("the crash never fired")
-        if run.crashes != 1:
-            problems.append(f"{run.crashes} crashes")
+        problems = crash_problems(run, expected, expected_seqs)
         if run.new_node_id != clean.new_node_id:
             problems.append("another new node")
-        if final_state(run) != expected:
-            problems.append("final state differs")
-        if history_seqs(run) != expected_seqs:
-            problems.append("history seqs differ")
-        if differing := states_differing_from_replay(run):
-            problems.append(f"state?at= differs from the history at seqs {differing[:5]}")
-        if differing := records_differing_from_documents(run):
-            problems.append(f"the commit records rebuild other documents: {differing[:5]}")
-        if run.rig.llm.calls_after_commit:
-            problems.append(f"LLM re-called after commit: {run.rig.llm.calls_after_commit}")
-        if len(run.rig.queue):
-            problems.append("messages left in the queue")
         if problems:
             failures.append((position, plan.fired, problems))
     print(
