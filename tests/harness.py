@@ -159,6 +159,28 @@ class ScenarioRun:
     deliveries: int
 
 
+class CrashingDelivery:
+    """Delivers a message to the rig's worker as a queue does: a crash leaves it to be
+    delivered again (released, as when its visibility timeout runs out), else it is done.
+    `twice`: every message is delivered a second time after it succeeded."""
+
+    def __init__(self, rig: Rig, twice: bool = False) -> None:
+        self.rig = rig
+        self.twice = twice
+        self.crashes = 0
+
+    def __call__(self, message: QueueMessage) -> None:
+        try:
+            self.rig.worker.process(message.body)
+            if self.twice:
+                self.rig.worker.process(message.body)
+        except InjectedCrash:
+            self.crashes += 1
+            self.rig.queue.release(message)
+            return
+        self.rig.queue.ack(message)
+
+
 def run_scenario(
     plan: CrashPlan | None = None,
     config: SwarmConfig | None = None,
@@ -173,20 +195,7 @@ def run_scenario(
     rig = make_rig(plan or CrashPlan())
     swarm = rig.services.create_swarm(USER, GOAL, config or scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
-    crashes = 0
-
-    def deliver(message: QueueMessage) -> None:
-        nonlocal crashes
-        try:
-            rig.worker.process(message.body)
-            if deliver_twice:
-                rig.worker.process(message.body)
-        except InjectedCrash:
-            crashes += 1
-            rig.queue.release(message)
-            return
-        rig.queue.ack(message)
-
+    deliver = CrashingDelivery(rig, deliver_twice)
     deliveries = run_until_settled(
         rig.http_app,
         swarm.swarm_id,
@@ -194,7 +203,7 @@ def run_scenario(
         deliver=deliver,
         max_deliveries=max_deliveries,
     )
-    return ScenarioRun(rig, swarm.swarm_id, crashes + rig.user_crashes, deliveries)
+    return ScenarioRun(rig, swarm.swarm_id, deliver.crashes + rig.user_crashes, deliveries)
 
 
 def scenario_user(rig: Rig, swarm_id: str) -> Any:

@@ -20,6 +20,7 @@ from swarm_core.models import ActionType, SwarmStatus
 from swarm_core.services import InvalidState
 from tests.harness import (
     USER,
+    CrashingDelivery,
     CrashPlan,
     InjectedCrash,
     Rig,
@@ -100,25 +101,14 @@ def run_rerun_scenario(
             assert rig.store.get_swarm(swarm_id).value.status == SwarmStatus.RUNNING
 
     until_crash_free(rig, resume)
-    crashes = 0
-
-    def deliver(message: Any) -> None:
-        nonlocal crashes
-        try:
-            rig.worker.process(message.body)
-        except InjectedCrash:
-            crashes += 1
-            rig.queue.release(message)
-            return
-        rig.queue.ack(message)
-
+    deliver = CrashingDelivery(rig)
     deliveries = run_until_settled(
         rig.http_app, swarm_id, scenario_user(rig, swarm_id), deliver=deliver
     )
     return RerunRun(
         rig,
         swarm_id,
-        crashes + rig.user_crashes,
+        deliver.crashes + rig.user_crashes,
         deliveries,
         discarded_id=branch,
         new_node_id=rerun.new_node_id,
