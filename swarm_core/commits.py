@@ -62,7 +62,6 @@ from swarm_core.ports import (
     SwarmStore,
     Versioned,
     chat_stream,
-    commit_stream,
     history_stream,
     log_stream,
 )
@@ -247,9 +246,7 @@ class SwarmCommitter:
         writing, enqueuing and publishing everything again). True if it applied them."""
         if self._applied_or_waited(pending.op_id):
             return False
-        if pending.effects.events and self.content.has_seq(
-            history_stream(swarm.swarm_id), pending.seq
-        ):
+        if self.content.has_seq(history_stream(swarm.swarm_id), pending.seq):
             self._remember_applied(pending.op_id)
             return False
         self.apply(swarm, pending)
@@ -309,12 +306,11 @@ class SwarmCommitter:
             calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
         if events:
             calls.append(partial(self._publish, swarm_id, seq, events))
-        calls.append(partial(self.content.append, commit_stream(swarm_id), seq, [record]))
         if effects.snapshot:
             calls.append(partial(self._snapshot, swarm_id, record))
         self._run_all(calls)
-        if events:
-            self.content.append(history_stream(swarm_id), seq, events)
+        # The commit's record goes with its history batch: one write for both.
+        self.content.append(history_stream(swarm_id), seq, events, commit=record)
 
     def _snapshot(self, swarm_id: str, record: dict[str, Any]) -> None:
         """Store the swarm as it is right after this commit: the checkpoint a fork starts from
@@ -323,10 +319,7 @@ class SwarmCommitter:
         with where the stream after it starts. A swarm without the records before this one (older
         than them) gets its tree from the node documents instead, unless they moved on."""
         seq = int(record["seq"])
-        marks = {
-            "history": self.content.mark(history_stream(swarm_id)),
-            "commits": self.content.mark(commit_stream(swarm_id)),
-        }
+        mark = self.content.mark(history_stream(swarm_id))
         try:
             # From the checkpoint of `snapshot_every` commits ago (the first from the start):
             # without it (a swarm older than the records) the fold is not tried, so a commit
@@ -347,12 +340,10 @@ class SwarmCommitter:
                 return
         else:
             folded.apply(record)
-            self.content.put_snapshot(
-                swarm_id, seq, folded.checkpoint(marks["commits"]), "checkpoint"
-            )
+            self.content.put_snapshot(swarm_id, seq, folded.checkpoint(mark), "checkpoint")
             nodes = folded.node_documents()
         views = sorted((n.public_view() for n in nodes), key=tree_order)
-        document = {"seq": seq, "nodes": views, "history": marks["history"]}
+        document = {"seq": seq, "nodes": views, "history": mark}
         self.content.put_snapshot(swarm_id, seq, document)
 
     def _publish(self, swarm_id: str, seq: int, events: list[dict[str, Any]]) -> None:

@@ -1,14 +1,14 @@
 """Forks: the record each commit leaves, the swarm rebuilt as it was after any step, and the
 recorded LLM answers a fork reuses.
 
-Every commit appends one record to the swarm's `commits` stream (an effect, like its history
-batch): what it changed in the swarm document (without its pending effects and parked
-operations) and in each node it wrote (the whole document of a new node), the ids of the nodes
-it deleted, the operations it enqueued and the ids of those it consumed. Folding the records up
-to seq N gives the swarm as it was right after step N: its document, every node with its context
-and continuation, and the operations in flight then (enqueued, not consumed yet). The commit of
-every `snapshot_every`-th seq stores that fold as a checkpoint, so a fold reads at most that many
-records.
+Every commit keeps one record with its batch of the swarm's history (the last of its effects,
+one write for both): what it changed in the swarm document (without its pending effects and
+parked operations) and in each node it wrote (the whole document of a new node), the ids of the
+nodes it deleted, the operations in flight it enqueued or parked and the ids of those it
+consumed. Folding the records up to seq N gives the swarm as it was right after step N: its
+document, every node with its context and continuation, and the operations in flight then
+(enqueued, not consumed yet). The commit of every `snapshot_every`-th seq stores that fold as a
+checkpoint, so a fold reads at most that many records.
 
 A fork (`SwarmServices.fork`) is such a fold written as a new swarm, with copies of the source's
 streams up to N (`ContentStore.copy_swarm`); its operations in flight are parked, so resuming the
@@ -34,7 +34,7 @@ from swarm_core.operations import Operation, parse_operation
 from swarm_core.ports import (
     STREAM_START,
     ContentStore,
-    commit_stream,
+    history_stream,
     log_stream,
     rewrite_swarm_id,
 )
@@ -194,14 +194,15 @@ class Folded:
                 k: op for k, op in self.outstanding.items() if op["node_id"] not in deleted
             }
 
-    def checkpoint(self, commits_mark: Mapping[str, Any]) -> dict[str, Any]:
-        """The fold as a snapshot document, with where the records after it start."""
+    def checkpoint(self, history_mark: Mapping[str, Any]) -> dict[str, Any]:
+        """The fold as a snapshot document, with where the history (and so the records) after
+        it starts."""
         return {
             "seq": self.seq,
             "swarm": self.swarm,
             "nodes": list(self.nodes.values()),
             "outstanding": list(self.outstanding.values()),
-            "commits": dict(commits_mark),
+            "history": dict(history_mark),
         }
 
     @classmethod
@@ -246,8 +247,8 @@ def fold_from(
     IncompleteRecords if they do not all follow one another."""
     folded = Folded() if checkpoint is None else Folded.from_checkpoint(checkpoint)
     if until_seq > folded.seq:
-        mark = STREAM_START if checkpoint is None else checkpoint["commits"]
-        records = content.read_from(commit_stream(swarm_id), mark, folded.seq, until_seq)
+        mark = STREAM_START if checkpoint is None else checkpoint["history"]
+        records = content.read_commits(history_stream(swarm_id), mark, folded.seq, until_seq)
         for record in records:
             folded.apply(record)
     if folded.seq != until_seq:

@@ -138,8 +138,16 @@ class ContentStore(Protocol):
     one swarm commit in seq order and a commit's effects are applied before the next commits, so
     this is exactly "append each committed batch once"."""
 
-    def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
-        """Append the batch; False if a batch with seq >= `seq` is there already."""
+    def append(
+        self,
+        stream: str,
+        seq: int,
+        records: Sequence[Mapping[str, Any]],
+        commit: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Append the batch; False if a batch with seq >= `seq` is there already. `commit`: the
+        record of the commit the batch belongs to (`swarm_core.forks`), kept with the batch but
+        apart from its records: `read` and `read_from` leave it out, `read_commits` reads it."""
         ...
 
     def has_seq(self, stream: str, seq: int) -> bool:
@@ -163,6 +171,13 @@ class ContentStore(Protocol):
     ) -> list[dict[str, Any]]:
         """Records with after_seq < seq <= until_seq, in order, reading from `mark` on: only
         what lies between the mark and `until_seq`, however long the stream is."""
+        ...
+
+    def read_commits(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[dict[str, Any]]:
+        """The commit records of the batches with after_seq < seq <= until_seq, in order,
+        reading from `mark` on (as `read_from`)."""
         ...
 
     def put_snapshot(
@@ -254,8 +269,3 @@ def chat_stream(swarm_id: str, node_id: str) -> str:
 
 def log_stream(swarm_id: str, node_id: str) -> str:
     return f"{swarm_id}/logs/{node_id}"
-
-
-def commit_stream(swarm_id: str) -> str:
-    """One record per commit (`swarm_core.forks`): what a fork at any seq is rebuilt from."""
-    return f"{swarm_id}/commits"

@@ -111,8 +111,14 @@ def _encode_line(payload: Mapping[str, Any], seq: int) -> bytes:
     return json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"
 
 
-def _encode_records(records: Sequence[Mapping[str, Any]], seq: int) -> bytes:
-    return b"".join(_encode_line({"r": dict(record)}, seq) for record in records)
+def _encode_batch(
+    records: Sequence[Mapping[str, Any]], seq: int, commit: Mapping[str, Any] | None
+) -> bytes:
+    """A batch's block: its commit record's line (`"c"`), if any, then a line per record
+    (`"r"`); with neither, one empty line that still carries the seq."""
+    lines = [] if commit is None else [_encode_line({"c": dict(commit)}, seq)]
+    lines += [_encode_line({"r": dict(record)}, seq) for record in records]
+    return b"".join(lines) or _encode_line({"n": 0}, seq)
 
 
 def _last_seq(data: bytes) -> int:
@@ -358,10 +364,16 @@ class BlobContentStore:
 
     # --- ContentStore -------------------------------------------------------------------------
 
-    def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
+    def append(
+        self,
+        stream: str,
+        seq: int,
+        records: Sequence[Mapping[str, Any]],
+        commit: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Append the batch as one block iff the stream's last seq is lower; False otherwise."""
         seq = int(seq)
-        block = _encode_records(records, seq) if records else _encode_line({"n": 0}, seq)
+        block = _encode_batch(records, seq, commit)
         oversize = len(block) > self._max_block
         tail = self._cached_tail(stream)
         if tail is None:
@@ -465,30 +477,33 @@ class BlobContentStore:
                 if limit is not None and out and len(out) + count > limit:
                     return out
                 # An oversize batch's blob is fetched only once the batch is known to be wanted.
-                out.extend(self._read_batch_blob(batch) if isinstance(batch, str) else batch)
+                out.extend(self._read_batch_blob(batch)[0] if isinstance(batch, str) else batch)
         return out
 
     @staticmethod
     def _batches(data: bytes) -> Iterator[tuple[int, int, list[dict[str, Any]] | str]]:
-        """(seq, record count, the records or the name of the blob holding them) per batch."""
+        """(seq, record count, the records or the name of the blob holding them) per batch;
+        a batch's lines are contiguous and share its seq (its commit line is not a record)."""
         lines = [json.loads(line) for line in data.split(b"\n") if line]
         i = 0
         while i < len(lines):
-            seq = int(lines[i]["seq"])
-            if "r" not in lines[i]:  # a pointer to an oversize batch, or an empty batch
-                name = lines[i].get("batch")
-                yield seq, int(lines[i]["n"]), [] if name is None else str(name)
-                i += 1
-                continue
-            j = i
-            while j < len(lines) and "r" in lines[j] and int(lines[j]["seq"]) == seq:
+            seq, j = int(lines[i]["seq"]), i
+            while j < len(lines) and int(lines[j]["seq"]) == seq:
                 j += 1
-            yield seq, j - i, [line["r"] for line in lines[i:j]]
-            i = j
+            group, i = lines[i:j], j
+            pointer = next((line for line in group if "batch" in line), None)
+            if pointer is not None:  # an oversize batch
+                yield seq, int(pointer["n"]), str(pointer["batch"])
+            else:
+                records = [line["r"] for line in group if "r" in line]
+                yield seq, len(records), records
 
-    def _read_batch_blob(self, name: str) -> list[dict[str, Any]]:
+    def _read_batch_blob(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """An oversize batch's records and commit record."""
         data = self._blob(name).download_blob().readall()
-        return [json.loads(line)["r"] for line in data.split(b"\n") if line]
+        lines = [json.loads(line) for line in data.split(b"\n") if line]
+        commit = next((line["c"] for line in lines if "c" in line), None)
+        return [line["r"] for line in lines if "r" in line], commit
 
     def mark(self, stream: str) -> dict[str, Any]:
         """The end of the stream as this process last saw it (a hint that may lag, never lead),
@@ -503,16 +518,38 @@ class BlobContentStore:
     def read_from(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
     ) -> list[dict[str, Any]]:
-        """Ranged reads from the mark, a chunk at a time, until a line past `until_seq` (or the
-        stream's end): a batch's lines are contiguous and streams are in seq order."""
-        segment, offset = int(mark.get("segment", 0)), int(mark.get("offset", 0))
         out: list[dict[str, Any]] = []
+        for line in self._lines_from(stream, mark, after_seq, until_seq):
+            if "r" in line:
+                out.append(line["r"])
+            elif "batch" in line:
+                out.extend(self._read_batch_blob(str(line["batch"]))[0])
+        return out
+
+    def read_commits(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for line in self._lines_from(stream, mark, after_seq, until_seq):
+            if "c" in line:
+                out.append(line["c"])
+            elif "batch" in line and (commit := self._read_batch_blob(str(line["batch"]))[1]):
+                out.append(commit)
+        return out
+
+    def _lines_from(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> Iterator[dict[str, Any]]:
+        """The lines of the batches with after_seq < seq <= until_seq: ranged reads from the
+        mark, a chunk at a time, until a line past `until_seq` (or the stream's end); a
+        batch's lines are contiguous and streams are in seq order."""
+        segment, offset = int(mark.get("segment", 0)), int(mark.get("offset", 0))
         partial_line = b""  # a line cut by the chunk's end, completed by the next chunk
         last_seq = after_seq
         while True:
             data = self._read_chunk(self._segment_name(stream, segment), offset)
             if data is None:
-                return out  # no such segment: the stream ends before it
+                return  # no such segment: the stream ends before it
             offset += len(data)
             lines = (partial_line + data).split(b"\n")
             partial_line = lines.pop()
@@ -522,16 +559,12 @@ class BlobContentStore:
                 line = json.loads(raw)
                 seq = last_seq = int(line["seq"])
                 if seq > until_seq:
-                    return out
-                if seq <= after_seq:
-                    continue
-                if "r" in line:
-                    out.append(line["r"])
-                elif "batch" in line:
-                    out.extend(self._read_batch_blob(str(line["batch"])))
+                    return
+                if seq > after_seq:
+                    yield line
             if len(data) < _READ_CHUNK_BYTES:
                 if last_seq >= until_seq:
-                    return out  # a segment ends with a whole batch: nothing more to take
+                    return  # a segment ends with a whole batch: nothing more to take
                 # The segment's end: a later one exists only if this one is sealed (full).
                 segment, offset, partial_line = segment + 1, 0, b""
 

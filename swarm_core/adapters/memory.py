@@ -172,7 +172,8 @@ class MemoryAttemptStore:
 class MemoryContentStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._streams: dict[str, list[tuple[int, list[str]]]] = defaultdict(list)
+        # Per stream, its batches: (seq, the records' JSON, the commit record's JSON or None).
+        self._streams: dict[str, list[tuple[int, list[str], str | None]]] = defaultdict(list)
         self._snapshots: dict[str, dict[tuple[str, int], str]] = defaultdict(dict)
         self._claims: dict[str, bytes] = {}
 
@@ -186,13 +187,20 @@ class MemoryContentStore:
                 raise KeyError(name)
             return self._claims[name]
 
-    def append(self, stream: str, seq: int, records: Sequence[Mapping[str, Any]]) -> bool:
+    def append(
+        self,
+        stream: str,
+        seq: int,
+        records: Sequence[Mapping[str, Any]],
+        commit: Mapping[str, Any] | None = None,
+    ) -> bool:
         lines = [json.dumps(dict(r), default=str) for r in records]
+        committed = None if commit is None else json.dumps(dict(commit), default=str)
         with self._lock:
             batches = self._streams[stream]
             if batches and batches[-1][0] >= seq:
                 return False
-            batches.append((seq, lines))
+            batches.append((seq, lines, committed))
             return True
 
     def has_seq(self, stream: str, seq: int) -> bool:
@@ -206,7 +214,7 @@ class MemoryContentStore:
         with self._lock:
             batches = [b for b in self._streams.get(stream, []) if b[0] > after_seq]
         out: list[dict[str, Any]] = []
-        for _, lines in batches:
+        for _, lines, _ in batches:
             if limit is not None and out and len(out) + len(lines) > limit:
                 break
             out.extend(json.loads(line) for line in lines)
@@ -219,14 +227,27 @@ class MemoryContentStore:
     def read_from(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
     ) -> list[dict[str, Any]]:
-        with self._lock:
-            batches = self._streams.get(stream, [])[int(mark.get("batch", 0)) :]
         return [
             json.loads(line)
-            for seq, lines in batches
-            if after_seq < seq <= until_seq
+            for _, lines, _ in self._batches_from(stream, mark, after_seq, until_seq)
             for line in lines
         ]
+
+    def read_commits(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[dict[str, Any]]:
+        return [
+            json.loads(commit)
+            for _, _, commit in self._batches_from(stream, mark, after_seq, until_seq)
+            if commit is not None
+        ]
+
+    def _batches_from(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> list[tuple[int, list[str], str | None]]:
+        with self._lock:
+            batches = self._streams.get(stream, [])[int(mark.get("batch", 0)) :]
+        return [b for b in batches if after_seq < b[0] <= until_seq]
 
     def put_snapshot(
         self, swarm_id: str, seq: int, document: Mapping[str, Any], kind: str = "state"
@@ -261,8 +282,12 @@ class MemoryContentStore:
             for stream, batches in list(self._streams.items()):
                 if stream.startswith(source):
                     self._streams[target + stream[len(source) :]] = [
-                        (seq, [rewritten(line) for line in lines])
-                        for seq, lines in batches
+                        (
+                            seq,
+                            [rewritten(line) for line in lines],
+                            None if commit is None else rewritten(commit),
+                        )
+                        for seq, lines, commit in batches
                         if seq <= until_seq
                     ]
             self._snapshots[target_id] = {

@@ -298,6 +298,26 @@ def test_snapshots_and_claim_checks(content_store):
         content_store.get_claim(f"{swarm_id}/claims/missing.json")
 
 
+def test_a_batch_keeps_its_commit_record_apart_from_its_records(content_store):
+    from swarm_core.ports import STREAM_START
+
+    stream = f"{unique('s')}/history"
+    content_store.append(stream, 1, [{"seq": 1}], commit={"seq": 1, "what": "first"})
+    content_store.append(stream, 2, [], commit={"seq": 2, "what": "no events"})
+    content_store.append(stream, 3, [{"seq": 3}, {"seq": 3, "i": 1}])  # no commit record
+    mark = content_store.mark(stream)
+    content_store.append(stream, 4, [{"seq": 4}], commit={"seq": 4, "big": "x" * 5_000_000})
+    assert content_store.read(stream) == [{"seq": 1}, {"seq": 3}, {"seq": 3, "i": 1}, {"seq": 4}]
+    assert content_store.read_from(stream, STREAM_START, 0, 4) == content_store.read(stream)
+    commits = content_store.read_commits(stream, STREAM_START, 0, 10)
+    assert [c["seq"] for c in commits] == [1, 2, 4]
+    assert commits[1] == {"seq": 2, "what": "no events"}
+    assert commits[2]["big"] == "x" * 5_000_000, "an oversize batch keeps its commit record"
+    assert content_store.read_commits(stream, STREAM_START, 1, 2) == [commits[1]]
+    assert content_store.read_commits(stream, mark, 3, 10) == [commits[2]]
+    assert content_store.has_seq(stream, 4) and not content_store.has_seq(stream, 5)
+
+
 def test_snapshot_kinds_are_series_of_their_own(content_store):
     swarm_id = unique("s")
     content_store.put_snapshot(swarm_id, 10, {"seq": 10, "kind": "state"})

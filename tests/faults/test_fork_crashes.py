@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from swarm_core.forks import forked_op_id
-from swarm_core.ports import chat_stream, commit_stream, history_stream, log_stream
+from swarm_core.ports import STREAM_START, chat_stream, history_stream, log_stream
 from tests.harness import (
     USER,
     InjectedCrash,
@@ -44,7 +44,7 @@ def fork_view(run: ScenarioRun, fork_id: str) -> dict[str, Any]:
         "nodes": sorted((n.model_dump(mode="json") for n in nodes), key=lambda n: n["node_id"]),
         "states": [rig.services.state(USER, fork_id, seq)["nodes"] for seq in range(swarm.seq)],
         "history": rig.content.read(history_stream(fork_id)),
-        "commits": rig.content.read(commit_stream(fork_id)),
+        "commits": rig.content.read_commits(history_stream(fork_id), STREAM_START, 0, 10**9),
         "chats": {n.node_id: rig.content.read(chat_stream(fork_id, n.node_id)) for n in nodes},
         "logs": {n.node_id: rig.content.read(log_stream(fork_id, n.node_id)) for n in nodes},
         "listed": rig.store.get_summary(USER, fork_id).model_dump(
@@ -65,7 +65,7 @@ def leftovers(run: ScenarioRun, fork_id: str) -> list[str]:
         found.append("listing entry")
     if rig.store.list_nodes(fork_id):
         found.append("nodes")
-    if rig.content.read(history_stream(fork_id)) or rig.content.read(commit_stream(fork_id)):
+    if rig.content.read_commits(history_stream(fork_id), STREAM_START, 0, 10**9):
         found.append("streams")
     if rig.content.latest_snapshot(fork_id, 10**9) is not None:
         found.append("snapshots")
