@@ -1,15 +1,16 @@
 """The content store on Azure Blob storage: history, chats and logs as segmented append blobs.
 
-A stream (`{swarm_id}/history`, `{swarm_id}/chats/{node_id}`, `{swarm_id}/logs/{node_id}`) is a
-run of append blobs `{stream}/{segment:06d}.jsonl`. Each committed batch is ONE appended block of
-JSON lines, each line `{"r": record, "seq": N}` with the batch's seq written last, so the tail
-bytes of a segment tell its last seq. `append` writes with `appendpos_condition` = the length at
-which the writer saw that last seq: the append lands only if nobody appended in between, which
-makes "append iff the last seq is lower" atomic (racers with the same batch append it once, a
-stalled worker with an old seq is skipped). A per-process cache of each stream's tail (segment,
-length, last seq) makes a typical append one round trip; the condition validates the hint, and a
-412 refreshes it. A full segment (block or byte limit) is sealed and the next one is created with
-metadata `prev_seq` (the sealed segment's last seq), so `read(after_seq)` starts at the right
+A stream (`{swarm_id}/history`, `{swarm_id}/chats/{node_id}`, `{swarm_id}/logs/{node_id}`) is a run
+of append blobs `{stream}/{segment:06d}.jsonl`. Each committed batch is ONE appended block of JSON
+lines, each line `{"r": record, "seq": N}` (first, for a history batch, its commit's record `{"c":
+record, "seq": N}`, which `read_commits` reads and record reads skip) with the batch's seq written
+last, so the tail bytes of a segment tell its last seq. `append` writes with `appendpos_condition` =
+the length at which the writer saw that last seq: the append lands only if nobody appended in
+between, which makes "append iff the last seq is lower" atomic (racers with the same batch append it
+once, a stalled worker with an old seq is skipped). A per-process cache of each stream's tail
+(segment, length, last seq) makes a typical append one round trip; the condition validates the hint,
+and a 412 refreshes it. A full segment (block or byte limit) is sealed and the next one is created
+with metadata `prev_seq` (the sealed segment's last seq), so `read(after_seq)` starts at the right
 segment. A batch larger than one block is stored as its own block blob and appended as a one-line
 pointer. Snapshots and claim checks are block blobs; everything of a swarm lives under
 `{swarm_id}/`.
