@@ -85,9 +85,10 @@ class Console:
         self.context.close()
 
 
-def answer_questions_until_done(console: Console, drop: Any) -> int:
+def answer_questions_until_done(console: Console, drop: Any, screenshot: bool = False) -> int:
     """Answer every open question through the page until the final report shows; call `drop`
-    once, right after the first answer. Returns the number of answers sent."""
+    once, right after the first answer (and, with `screenshot`, take the README's picture of a
+    swarm mid-run then). Returns the number of answers sent."""
     page = console.page
     answered: set[tuple[str, int]] = set()
     deadline = time.monotonic() + 180
@@ -118,8 +119,9 @@ def answer_questions_until_done(console: Console, drop: Any) -> int:
             arg=[node_id, key[1]],
         )
         if len(answered) == 1:
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "swarm.png"))
+            if screenshot:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "swarm.png"))
             drop()
     raise AssertionError("the swarm did not complete in the page")
 
@@ -160,7 +162,7 @@ def test_a_whole_swarm_from_the_browser(browser: Any, host: DevHost, emulator_st
         service.close_user_connections(me["user_id"], reason="dropped by the test")
         dropped.append(True)
 
-    answers = answer_questions_until_done(console, drop)
+    answers = answer_questions_until_done(console, drop, screenshot=True)
     assert answers >= 1 and dropped
     page.locator("[data-testid=connection]:text('live')").wait_for()
 
