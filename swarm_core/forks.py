@@ -26,8 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from swarm_core.actions.prompts import with_prompt
+from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.llm import LLMRequest, LLMResult, json_text
 from swarm_core.models import Node, derive_id
 from swarm_core.operations import Operation, parse_operation
@@ -285,18 +287,17 @@ def request_digest(prompted: LLMRequest) -> str:
 
 
 def recorded_answer(
-    content: ContentStore,
-    swarm: Swarm,
-    node: Node,
-    prompted: LLMRequest,
-    response_model: type[BaseModel],
+    content: ContentStore, swarm: Swarm, node: Node, request: LLMRequest
 ) -> LLMResult | None:
-    """The source's recorded answer to this very request, for a fork that reuses them: the
-    first entry of the source's journal of the node after the fork point and after the last
-    answer the node reused, whose request digest is this request's (one read)."""
+    """The source's recorded answer to this very request (as its `llm` operation carries it),
+    for a fork that reuses them: the first entry of the source's journal of the node after the
+    fork point and after the last answer the node reused, whose request digest is this
+    request's (one read). None, without any work, for a swarm that is no such fork."""
     origin = swarm.forked_from
     if origin is None or not swarm.reuse_llm:
         return None
+    prompted = with_prompt(request)
+    response_model = RESPONSE_MODELS[prompted.task]
     digest = request_digest(prompted)
     after = max(origin.seq, node.recorded_seq)
     for entry in content.read(log_stream(origin.swarm_id, node.node_id), after_seq=after):

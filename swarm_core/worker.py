@@ -31,7 +31,7 @@ from swarm_core.commits import (
 from swarm_core.engine import advance_one_step, needs_parent
 from swarm_core.forks import recorded_answer
 from swarm_core.llm import LanguageModel, LLMError, LLMResult
-from swarm_core.models import FINISHED_STATUSES, Node, SwarmStatus, derive_id, utcnow
+from swarm_core.models import FINISHED_STATUSES, SwarmStatus, derive_id, utcnow
 from swarm_core.operations import (
     FailOperation,
     LLMOperation,
@@ -144,7 +144,9 @@ class SwarmWorker:
         llm_result = None
         if isinstance(operation, LLMOperation) and node is not None:
             if not llm_answer:
-                recorded = self._recorded_answer(swarm, node.value, operation)
+                recorded = recorded_answer(
+                    self.committer.content, swarm, node.value, operation.payload.request
+                )
                 if recorded is not None:
                     llm_answer.append(recorded)
             if not llm_answer and budget_spent(swarm):
@@ -169,17 +171,6 @@ class SwarmWorker:
             # A poison failure stands for the operation that failed: that one is done too.
             decision.effects.consumed.append(str(operation.payload.operation["op_id"]))
         return decision
-
-    def _recorded_answer(
-        self, swarm: Swarm, node: Node, operation: LLMOperation
-    ) -> LLMResult | None:
-        """In a fork that reuses them, the source's recorded answer to this same request."""
-        if swarm.forked_from is None or not swarm.reuse_llm:
-            return None
-        request = with_prompt(operation.payload.request)
-        return recorded_answer(
-            self.committer.content, swarm, node, request, RESPONSE_MODELS[request.task]
-        )
 
     def _discarded(self, swarm: Swarm, operation: Operation) -> bool:
         """Whether the operation is for a node that a rerun took out of the tree (with its
