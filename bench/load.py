@@ -1,14 +1,18 @@
 """Benchmark: N swarms at once over HTTP on the local stack, driven as a frontend drives them.
 
 For each level N (default 1, 4, 16, 32): N users each create and spawn a swarm (offline LLM),
-then poll their chats and answer every open question, until every swarm is completed. Per level:
+then drive it as a page does, answering every open question, until every swarm is completed.
+The page follows its swarm's live events as the console does (`--driver events`, the default:
+on `interrupt.opened` it loads the chats and the asking node's chat and answers), or polls the
+swarm and its chats every 0.25 s (`--driver poll`, ten times the API traffic). Per level:
 wall time, committed steps per second, queue executions per committed step (the dev host's
 `Executing 'Functions.advance_swarm'` lines over the steps the swarms committed), CPU of the host
-process per committed step, and the median / p90 of `GET …/chats` and `POST …/messages`. Then
-every swarm is checked: its history has every seq from 1 to its last exactly once per (seq,
-index), and no chat holds a message twice.
+process per committed step (and of the emulators' processes, which share the machine's two
+cores), and the median / p90 of `GET …/chats` and `POST …/messages`. Then every swarm is
+checked: its history has every seq from 1 to its last exactly once per (seq, index), and no chat
+holds a message twice.
 
-    .venv/bin/python bench/load.py [--levels 1,4,16,32] [--before REV]
+    .venv/bin/python bench/load.py [--levels 1,4,16,32] [--before REV] [--driver events|poll]
 
 `--before REV` measures the git revision REV (a temporary worktree) the same way first and prints
 both side by side. Starts the emulators itself and stops what it started.
@@ -24,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,36 +37,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from turns import (
     call,
     dev_host,
+    live_events,
     side_by_side,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG: dict[str, Any] = {}  # the defaults
 ANSWER = "A relaxed pace, about 900 EUR, good food and one museum a day please."
-POLL_SECONDS = 0.25  # how often a driver looks at its chats, as a page would
+POLL_SECONDS = 0.25  # how often the polling driver looks at its chats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="1,4,16,32")
     parser.add_argument("--before", help="a git revision to measure first, side by side")
+    parser.add_argument(
+        "--driver",
+        choices=sorted(DRIVERS),
+        default="events",
+        help="events: each page follows its swarm's live events, as the console does (default);"
+        f" poll: each page polls its swarm and chats every {POLL_SECONDS} s",
+    )
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
-    results = side_by_side(args.before, lambda code, env: measure(code, levels, env))
+    driver = DRIVERS[args.driver]
+    results = side_by_side(args.before, lambda code, env: measure(code, levels, env, driver))
     print_table(results, levels)
 
 
-def measure(code: Path, levels: list[int], stack_settings: dict[str, str]) -> dict[int, Any]:
+def measure(
+    code: Path, levels: list[int], stack_settings: dict[str, str], driver: Driver
+) -> dict[int, Any]:
     out = {}
     for n in levels:
-        out[n] = one_level(code, n, stack_settings)
+        out[n] = one_level(code, n, stack_settings, driver)
         print(f"{code.name} N={n}: {json.dumps(out[n])}", file=sys.stderr)
     return out
 
 
-def one_level(code: Path, n: int, stack_settings: dict[str, str]) -> dict[str, Any]:
+def one_level(code: Path, n: int, stack_settings: dict[str, str], driver: Driver) -> dict[str, Any]:
     with dev_host(code, "load", stack_settings) as host:
-        return run_level(host.base, n, host.pid, host.log)
+        return run_level(host.base, n, host.pid, host.log, driver)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,30 +98,81 @@ class Timings:
         return result
 
 
-def drive(base: str, token: str, swarm_id: str, timings: Timings, deadline: float) -> None:
-    """A page: poll the chats, answer each open question once, until the swarm completes."""
+def drive_polling(
+    base: str, token: str, swarm_id: str, timings: Timings, deadline: float, _events: Any
+) -> None:
+    """A page that polls: every POLL_SECONDS the swarm's status and its chats, answering each
+    open question once, until the swarm completes."""
     answered: set[tuple[str, int]] = set()
     while time.monotonic() < deadline:
-        status = call(base, "GET", f"/swarms/{swarm_id}", token=token)[1]["status"]
-        if status in ("completed", "failed"):
+        if _finished(base, token, swarm_id):
             return
-        chats = timings.timed("GET chats", base, "GET", f"/swarms/{swarm_id}/chats", token=token)
-        for chat in chats[1]["chats"]:
-            if not chat["waiting_for_user"]:
-                continue
-            path = f"/swarms/{swarm_id}/chats/{chat['node_id']}"
-            count = len(call(base, "GET", path, token=token)[1]["messages"])
-            if (chat["node_id"], count) in answered:
-                continue
-            answered.add((chat["node_id"], count))
-            timings.timed(
-                "POST answer", base, "POST", f"{path}/messages", {"content": ANSWER}, token
-            )
+        _answer_open_questions(base, token, swarm_id, timings, answered)
         time.sleep(POLL_SECONDS)
     raise SystemExit(f"swarm {swarm_id} did not complete in time")
 
 
-def run_level(base: str, n: int, pid: int, log_path: Path) -> dict[str, Any]:
+def drive_by_events(
+    base: str, token: str, swarm_id: str, timings: Timings, deadline: float, events: Any
+) -> None:
+    """A page as the console is one: it follows the swarm's live events (Web PubSub) and calls
+    the API when they say so. On `interrupt.opened` it loads the chats and the asking node's
+    chat, then answers; on a final `swarm.status` it is done. Should the events fall silent for
+    QUIET_SECONDS (a lost connection), it looks at the swarm itself, as the console's catch-up
+    does, so a lost event costs time, never the run."""
+    import queue
+
+    answered: set[tuple[str, int]] = set()
+    while time.monotonic() < deadline:
+        try:
+            event = events.get(timeout=QUIET_SECONDS)
+        except queue.Empty:
+            if _finished(base, token, swarm_id):
+                return
+            _answer_open_questions(base, token, swarm_id, timings, answered)
+            continue
+        if event.get("type") == "interrupt.opened":
+            _answer_open_questions(base, token, swarm_id, timings, answered)
+        elif event.get("type") == "swarm.status" and event["data"].get("status") in FINAL:
+            return
+    raise SystemExit(f"swarm {swarm_id} did not complete in time")
+
+
+Driver = Callable[[str, str, str, "Timings", float, Any], None]
+FINAL = ("completed", "failed")
+QUIET_SECONDS = 5.0
+DRIVERS = {"events": drive_by_events, "poll": drive_polling}
+
+
+def _finished(base: str, token: str, swarm_id: str) -> bool:
+    return call(base, "GET", f"/swarms/{swarm_id}", token=token)[1]["status"] in FINAL
+
+
+def _answer_open_questions(
+    base: str, token: str, swarm_id: str, timings: Timings, answered: set[tuple[str, int]]
+) -> None:
+    """Load the chats and answer each open question once (a question is a node and the length
+    of its chat when it asked)."""
+    chats = timings.timed("GET chats", base, "GET", f"/swarms/{swarm_id}/chats", token=token)
+    for chat in chats[1]["chats"]:
+        if not chat["waiting_for_user"]:
+            continue
+        path = f"/swarms/{swarm_id}/chats/{chat['node_id']}"
+        count = len(call(base, "GET", path, token=token)[1]["messages"])
+        if (chat["node_id"], count) in answered:
+            continue
+        answered.add((chat["node_id"], count))
+        timings.timed("POST answer", base, "POST", f"{path}/messages", {"content": ANSWER}, token)
+
+
+def emulator_pids() -> list[int]:
+    """The running emulators' processes (`start_stack` reuses the ones side_by_side started)."""
+    from devstack.stack import start_stack
+
+    return [s.pid for s in start_stack().services.values() if s.pid is not None]
+
+
+def run_level(base: str, n: int, pid: int, log_path: Path, driver: Driver) -> dict[str, Any]:
     swarms = []
     for i in range(n):
         user = f"u{uuid.uuid4().hex[:10]}{i}"
@@ -115,27 +182,36 @@ def run_level(base: str, n: int, pid: int, log_path: Path) -> dict[str, Any]:
         swarm_id = call(base, "POST", "/swarms", {"goal": "Plan a trip", "config": CONFIG}, token)[
             1
         ]["swarm_id"]
-        swarms.append((token, swarm_id))
+        # The page's live events, connected before the swarm starts (as the console's page is).
+        events = live_events(base, swarm_id, token) if driver is drive_by_events else None
+        swarms.append((token, swarm_id, events))
     executions_before = _executions(log_path)
+    emulators = emulator_pids()
     cpu_before = cpu_seconds(pid)
+    emulators_before = sum(cpu_seconds(p) for p in emulators)
     timings = Timings()
     started = time.monotonic()
-    for token, swarm_id in swarms:
+    for token, swarm_id, _ in swarms:
         call(base, "POST", f"/swarms/{swarm_id}/spawn", token=token)
     threads = [
-        threading.Thread(target=drive, args=(base, t, s, timings, started + 900)) for t, s in swarms
+        threading.Thread(target=driver, args=(base, t, s, timings, started + 900, e))
+        for t, s, e in swarms
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.monotonic() - started
+    for _, _, events in swarms:
+        if events is not None:
+            events.close()
     time.sleep(1.0)  # the last messages' executions end (a duplicate redelivered late counts)
     cpu = cpu_seconds(pid) - cpu_before
+    emulators_cpu = sum(cpu_seconds(p) for p in emulators) - emulators_before
     executions = _executions(log_path) - executions_before
     steps = 0
     problems = []
-    for token, swarm_id in swarms:
+    for token, swarm_id, _ in swarms:
         detail = call(base, "GET", f"/swarms/{swarm_id}", token=token)[1]
         steps += detail["seq"]
         problems += check_swarm(base, token, swarm_id, detail)
@@ -151,6 +227,7 @@ def run_level(base: str, n: int, pid: int, log_path: Path) -> dict[str, Any]:
         "steps_per_s": steps / wall,
         "executions_per_step": executions / steps,
         "cpu_ms_per_step": cpu * 1000 / steps,
+        "emulators_cpu_ms_per_step": emulators_cpu * 1000 / steps,
         **{
             f"{what} {stat}": pct(values, q)
             for what, values in timings.ms.items()
@@ -198,6 +275,7 @@ def print_table(results: dict[str, dict[int, dict[str, Any]]], levels: list[int]
         ("committed steps/s", "steps_per_s", "{:.1f}"),
         ("queue executions / step", "executions_per_step", "{:.2f}"),
         ("host CPU ms / step", "cpu_ms_per_step", "{:.1f}"),
+        ("emulators CPU ms / step", "emulators_cpu_ms_per_step", "{:.1f}"),
         ("GET chats median ms", "GET chats median", "{:.0f}"),
         ("GET chats p90 ms", "GET chats p90", "{:.0f}"),
         ("POST answer median ms", "POST answer median", "{:.0f}"),

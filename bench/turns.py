@@ -29,7 +29,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -440,6 +440,31 @@ def dev_host(code: Path, prefix: str, env: dict[str, str] | None = None) -> Iter
         finally:
             host.terminate()
             host.wait(timeout=30)
+            drop_resources(name, env)
+
+
+def drop_resources(name: str, settings: Mapping[str, str]) -> None:
+    """Delete what a bench's dev host made: its database, blob container and queues. Azurite
+    keeps everything in memory and searches it on every request: left there, one run's data
+    slows the emulators for every later run (a third more emulator CPU per step, measured)."""
+    from azure.cosmos import CosmosClient, SSLConfiguration
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
+
+    storage = settings.get("AzureWebJobsStorage")
+    if not storage:  # identity mode: the bench does not clean up there
+        return
+    with contextlib.suppress(Exception):
+        BlobServiceClient.from_connection_string(storage).delete_container(name)
+    queues = QueueServiceClient.from_connection_string(storage)
+    for queue in (name, f"{name}-poison"):
+        with contextlib.suppress(Exception):
+            queues.delete_queue(queue)
+    tls = SSLConfiguration()
+    tls.SSLCaCerts = settings.get("COSMOS_CA_CERT")
+    with contextlib.suppress(Exception):
+        cosmos = CosmosClient(settings["COSMOS_ENDPOINT"], settings["COSMOS_KEY"], ssl_config=tls)
+        cosmos.delete_database(name)
 
 
 def http_latency(code: Path, exchanges: int) -> dict[str, float]:
