@@ -46,6 +46,7 @@ from typing import Any
 from swarm_core import telemetry
 from swarm_core.forks import IncompleteRecords, commit_record, fold_from
 from swarm_core.models import (
+    MAINTAINED_STATUSES,
     ChatMessage,
     EventType,
     HistoryEvent,
@@ -295,12 +296,19 @@ class SwarmCommitter:
         # the commit. Publishing is best effort: a client that misses an event reads it from
         # the history.
         calls: list[Callable[[], object]] = []
+        # A listing entry that leaves the statuses maintenance looks at (a pause, the end) goes
+        # after the history batch: until then the entry still shows the commit to maintenance,
+        # which re-drives it should its applier die and no message bring it back (a pause whose
+        # client gave up). Maintenance also rewrites an entry found behind its swarm.
+        listing_last = (
+            effects.summary is not None and effects.summary.status not in MAINTAINED_STATUSES
+        )
         chats = (e["data"] for e in events if e["type"] == EventType.CHAT_MESSAGE)
         for node_id, chat in _by_node(chats):
             calls.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
         for node_id, logs in _by_node(entry.model_dump(mode="json") for entry in effects.logs):
             calls.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
-        if effects.summary is not None:
+        if effects.summary is not None and not listing_last:
             calls.append(partial(self.store.put_summary, effects.summary))
         for operation in effects.operations:
             calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
@@ -311,6 +319,9 @@ class SwarmCommitter:
         self._run_all(calls)
         # The commit's record goes with its history batch: one write for both.
         self.content.append(history_stream(swarm_id), seq, events, commit=record)
+        if listing_last:
+            assert effects.summary is not None
+            self.store.put_summary(effects.summary)
 
     def _snapshot(self, swarm_id: str, record: dict[str, Any]) -> None:
         """Store the swarm as it is right after this commit: the checkpoint a fork starts from

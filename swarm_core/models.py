@@ -139,6 +139,10 @@ class SwarmStatus(StrEnum):
 
 
 FINISHED_STATUSES = frozenset({SwarmStatus.COMPLETED, SwarmStatus.FAILED})
+# The statuses whose listing entries the maintenance timer looks at (`list_active_summaries`).
+MAINTAINED_STATUSES = frozenset(
+    {SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER, SwarmStatus.DELETED}
+)
 
 
 class Lifecycle(StrEnum):

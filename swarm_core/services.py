@@ -695,13 +695,13 @@ class SwarmServices:
         limit: int = 200,
     ) -> dict[str, int]:
         """Re-drive swarms whose latest commit was never finished (its worker died and no step
-        came after it), mark swarms whose live nodes all wait for the user as
-        `waiting_for_user` (announced with a `swarm.status` event), and finish the deletes
-        (`delete_swarm`) that are older than `stuck_after`."""
+        came after it), rewrite listing entries found behind their swarm, mark swarms whose live
+        nodes all wait for the user as `waiting_for_user` (announced with a `swarm.status`
+        event), and finish the deletes (`delete_swarm`) that are older than `stuck_after`."""
         stuck_after = self.stuck_after if stuck_after is None else stuck_after
         idle_after = self.idle_after if idle_after is None else idle_after
         now = self.clock()
-        counts = {"checked": 0, "redriven": 0, "waiting_for_user": 0, "purged": 0}
+        counts = {"checked": 0, "redriven": 0, "relisted": 0, "waiting_for_user": 0, "purged": 0}
         for summary in self.store.list_active_summaries(limit):
             got = self.store.get_swarm(summary.swarm_id)
             counts["checked"] += 1
@@ -732,6 +732,15 @@ class SwarmServices:
                     counts["redriven"] += 1
                 with contextlib.suppress(ConflictError):
                     self.store.replace_swarm(swarm.model_copy(update={"pending": None}), got.etag)
+                pending = None
+            if pending is None and swarm.status != summary.status:
+                # A listing entry behind its swarm: the applier of a pause (or of the end) died
+                # between the history batch and the entry, which goes last when it leaves the
+                # statuses looked at here. Not while a commit may still be being applied: the
+                # entry must not say `paused` before the rest of the pause is in place.
+                self.store.put_summary(swarm.summary())
+                counts["relisted"] += 1
+                continue
             # Nothing runnable (parents only wait for children) and someone waits for the user.
             runnable = sum(
                 swarm.node_counts.get(k.value, 0) for k in (Lifecycle.SPAWNED, Lifecycle.RUNNING)

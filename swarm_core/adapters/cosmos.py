@@ -31,7 +31,7 @@ from azure.cosmos import exceptions as cosmos_errors
 
 from swarm_core.adapters import sdk_http
 from swarm_core.adapters.identity import app_credential
-from swarm_core.models import Document, Node, User
+from swarm_core.models import MAINTAINED_STATUSES, Document, Node, User
 from swarm_core.ports import MAX_ATTEMPTS_KEPT, MAX_COMMIT_NODES, ConflictError, Versioned
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
@@ -466,8 +466,9 @@ class CosmosSwarmStore:
     def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
         """A cross-partition query (the maintenance timer's, never a request's), sorted here:
         the emulator cannot order a cross-partition query."""
+        statuses = ", ".join(f"'{status.value}'" for status in sorted(MAINTAINED_STATUSES))
         items = self._swarms.query_items(
-            "SELECT * FROM c WHERE c.status IN ('running', 'waiting_for_user', 'deleted')",
+            f"SELECT * FROM c WHERE c.status IN ({statuses})",
             enable_cross_partition_query=True,
             max_item_count=max(limit, 1),
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from swarm_core.models import Node, SwarmStatus, User
+from swarm_core.models import MAINTAINED_STATUSES, Node, SwarmStatus, User
 from swarm_core.operations import Operation
 from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned, rewrite_swarm_id
 from swarm_core.swarm import Swarm, SwarmSummary
@@ -118,10 +118,10 @@ class MemorySwarmStore:
             self._summaries[user_id].pop(swarm_id, None)
 
     def list_active_summaries(self, limit: int) -> list[SwarmSummary]:
-        active = {SwarmStatus.RUNNING, SwarmStatus.WAITING_FOR_USER, SwarmStatus.DELETED}
         with self._lock:
             docs = [d for per_user in self._summaries.values() for d in per_user.values()]
-        items = [s for s in map(SwarmSummary.model_validate_json, docs) if s.status in active]
+        summaries = map(SwarmSummary.model_validate_json, docs)
+        items = [s for s in summaries if s.status in MAINTAINED_STATUSES]
         return sorted(items, key=lambda s: s.updated_at)[:limit]
 
 
