@@ -3,7 +3,8 @@
 
 Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`:
 
-1. Read the swarm document (with its ETag). If the operation is the swarm's `pending` commit, it
+1. Read the swarm document (with its ETag; `run_on_node`: with the node the operation is about,
+   in one round trip). If the operation is the swarm's `pending` commit, it
    committed already and its effects may be half applied: re-drive them (unless they are known
    to have landed, as in 2), idempotently, and stop.
 2. If the swarm's `pending` commit (another operation's) may be unfinished — its worker may have
@@ -110,6 +111,8 @@ class Decision:
 
 
 Decide = Callable[[Versioned[Swarm]], Decision]
+# A decision about one node, given as it was read with the swarm document (None: no such node).
+NodeDecide = Callable[[Versioned[Swarm], "Versioned[Node] | None"], Decision]
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,29 @@ class SwarmCommitter:
         self._lock = threading.Lock()
 
     def run(self, swarm_id: str, op_id: str, decide: Decide) -> CommitRun:
+        return self._run(
+            swarm_id,
+            op_id,
+            lambda: (self.store.get_swarm(swarm_id), None),
+            lambda got, _: decide(got),
+        )
+
+    def run_on_node(self, swarm_id: str, op_id: str, node_id: str, decide: NodeDecide) -> CommitRun:
+        """`run`, deciding on one node as well: it is read with the swarm document, at the same
+        moment, in one round trip (`get_swarm_and_node`), on every attempt."""
+        return self._run(
+            swarm_id, op_id, lambda: self.store.get_swarm_and_node(swarm_id, node_id), decide
+        )
+
+    def _run(
+        self,
+        swarm_id: str,
+        op_id: str,
+        read: Callable[[], tuple[Versioned[Swarm] | None, Versioned[Node] | None]],
+        decide: NodeDecide,
+    ) -> CommitRun:
         for _ in range(self.max_attempts):
-            got = self.store.get_swarm(swarm_id)
+            got, node = read()
             if got is None:
                 raise SwarmNotFound(swarm_id)
             swarm = got.value
@@ -176,7 +200,7 @@ class SwarmCommitter:
                 return CommitRun(outcome, swarm, pending.seq)
             if pending is not None:
                 self.roll_forward(swarm, pending)
-            decision = decide(got)
+            decision = decide(got, node)
             if decision.swarm is None:
                 return CommitRun(decision.outcome, swarm, swarm.seq)
             try:

@@ -73,6 +73,13 @@ class SwarmStore(Protocol):
 
     def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None: ...
 
+    def get_swarm_and_node(
+        self, swarm_id: str, node_id: str
+    ) -> tuple[Versioned[Swarm] | None, Versioned[Node] | None]:
+        """The swarm document and one of its nodes as they were at one moment (one round trip
+        while both exist): what a step decides on. No swarm: (None, None)."""
+        ...
+
     def list_nodes(self, swarm_id: str) -> list[Node]: ...
 
     def put_summary(self, summary: SwarmSummary) -> None:

@@ -26,6 +26,7 @@ from swarm_core.actions import plan
 from swarm_core.commits import (
     ControlCommit,
     Decision,
+    NodeDecide,
     Outcome,
     SwarmCommitter,
     SwarmNotFound,
@@ -573,15 +574,32 @@ class SwarmServices:
         """Commit a control change (as `op_id`, else a new id). With `user_id`, only on that
         user's swarm: the ownership is checked on the read the commit makes anyway; someone
         else's swarm is a missing one."""
+        return self._commit_control(swarm_id, None, lambda got, _: decide(got), user_id, op_id)
 
-        def owned(got: Versioned[Swarm]) -> Decision:
+    def _control_on_node(
+        self, swarm_id: str, node_id: str, decide: NodeDecide, user_id: str
+    ) -> Swarm:
+        """`_control` for a change of one node, read with the swarm document (one round trip)."""
+        return self._commit_control(swarm_id, node_id, decide, user_id, None)
+
+    def _commit_control(
+        self,
+        swarm_id: str,
+        node_id: str | None,
+        decide: NodeDecide,
+        user_id: str | None,
+        op_id: str | None,
+    ) -> Swarm:
+        def owned(got: Versioned[Swarm], node: Versioned[Node] | None) -> Decision:
             if user_id is not None and got.value.user_id != user_id:
                 raise NotFound(f"swarm {swarm_id} not found")
-            return decide(got)
+            return decide(got, node)
 
+        op_id = op_id or f"control-{uuid.uuid4().hex}"
         try:
-            op_id = op_id or f"control-{uuid.uuid4().hex}"
-            return self.committer.run(swarm_id, op_id, owned).swarm
+            if node_id is None:
+                return self.committer.run(swarm_id, op_id, lambda got: owned(got, None)).swarm
+            return self.committer.run_on_node(swarm_id, op_id, node_id, owned).swarm
         except SwarmNotFound as exc:
             raise NotFound(f"swarm {swarm_id} not found") from exc
 
@@ -605,9 +623,8 @@ class SwarmServices:
         node's conversation is over or the swarm finished, InvalidState."""
         accepted: list[ClientMessage] = []
 
-        def decide(got: Versioned[Swarm]) -> Decision:
+        def decide(got: Versioned[Swarm], read: Versioned[Node] | None) -> Decision:
             swarm = got.value
-            read = self.store.get_node(swarm_id, node_id)
             if read is None:
                 raise NotFound(f"node {node_id} not found")
             node = read.value
@@ -657,7 +674,7 @@ class SwarmServices:
             )
             return change.decision()
 
-        self._control(swarm_id, decide, user_id)
+        self._control_on_node(swarm_id, node_id, decide, user_id)
         return accepted[-1]
 
     def interrupts(self, user_id: str, swarm_id: str, status: str = "open") -> list[Interrupt]:

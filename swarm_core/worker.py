@@ -1,9 +1,10 @@
 """The worker: one queue message, one node step — read, LLM call, step, commit.
 
-`process(message)` is what the queue trigger calls. It decides on a fresh read of the swarm, via
-the commit protocol of `swarm_core.commits`: a paused swarm parks the operation on the swarm
+`process(message)` is what the queue trigger calls. It decides on a fresh read of the swarm and
+the operation's node (one round trip; a `spawn` reads its node, which it makes, apart), via the
+commit protocol of `swarm_core.commits`: a paused swarm parks the operation on the swarm
 document (resume re-enqueues it), a finished or deleted swarm drops it; otherwise it reads the
-node (and its parent for a `terminate`), drops an operation whose node a rerun discarded, makes
+node's parent for a `terminate`, drops an operation whose node a rerun discarded, makes
 the operation's one LLM call if it is an `llm` operation, runs the pure step and commits the
 result. A lost commit race decides again on a fresh read with the LLM answer it already has
 (never asked twice). `fail_poisoned` is what the poison queue's trigger calls for an operation
@@ -21,6 +22,7 @@ from swarm_core import telemetry
 from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.commits import (
+    CommitRun,
     ControlCommit,
     Decision,
     Outcome,
@@ -31,7 +33,7 @@ from swarm_core.commits import (
 from swarm_core.engine import advance_one_step, needs_parent
 from swarm_core.forks import recorded_answer
 from swarm_core.llm import LanguageModel, LLMError, LLMResult
-from swarm_core.models import FINISHED_STATUSES, SwarmStatus, derive_id, utcnow
+from swarm_core.models import FINISHED_STATUSES, Node, SwarmStatus, derive_id, utcnow
 from swarm_core.operations import (
     FailOperation,
     LLMOperation,
@@ -70,11 +72,7 @@ class SwarmWorker:
         llm_answer: list[LLMResult | LLMError] = []
         with telemetry.step_span(operation) as span:
             try:
-                run = self.committer.run(
-                    operation.swarm_id,
-                    operation.op_id,
-                    lambda got: self._decide(operation, got, llm_answer),
-                )
+                run = self._commit(operation, llm_answer)
                 outcome, seq = run.outcome, run.seq
             except SwarmNotFound:
                 outcome, seq = Outcome.DROPPED, 0
@@ -111,8 +109,30 @@ class SwarmWorker:
         )
         return outcome
 
+    def _commit(self, operation: Operation, llm_answer: list[LLMResult | LLMError]) -> CommitRun:
+        swarm_id, op_id = operation.swarm_id, operation.op_id
+        if isinstance(operation, SpawnOperation):
+            # Its node is made by this step: read it (a duplicate) only where the swarm admits
+            # the step, instead of failing a combined read on every spawn.
+            def read_node() -> Versioned[Node] | None:
+                return self.store.get_node(swarm_id, operation.node_id)
+
+            return self.committer.run(
+                swarm_id, op_id, lambda got: self._decide(operation, got, read_node, llm_answer)
+            )
+        return self.committer.run_on_node(
+            swarm_id,
+            op_id,
+            operation.node_id,
+            lambda got, node: self._decide(operation, got, lambda: node, llm_answer),
+        )
+
     def _decide(
-        self, operation: Operation, got: Versioned[Swarm], llm_answer: list[LLMResult | LLMError]
+        self,
+        operation: Operation,
+        got: Versioned[Swarm],
+        read_node: Callable[[], Versioned[Node] | None],
+        llm_answer: list[LLMResult | LLMError],
     ) -> Decision:
         swarm = got.value
         if swarm.status in FINISHED_STATUSES or not swarm.spawned:
@@ -124,7 +144,7 @@ class SwarmWorker:
             parked = swarm.model_copy(deep=True)
             parked.parked.append(operation)
             return Decision(Outcome.PARKED, parked)
-        node = self.store.get_node(swarm.swarm_id, operation.node_id)
+        node = read_node()
         if node is not None and (
             isinstance(operation, SpawnOperation) or operation.op_id in node.value.recent_op_ids
         ):

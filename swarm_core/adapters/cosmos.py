@@ -232,6 +232,12 @@ def _read(container: ContainerProxy, item_id: str, partition_key: str) -> dict[s
     return item
 
 
+def _status(error: cosmos_errors.CosmosBatchOperationError, index: int) -> int | None:
+    """The status of one operation of a failed transactional batch."""
+    responses = error.operation_responses or []
+    return responses[index].get("statusCode") if index < len(responses) else None
+
+
 def _delete(container: ContainerProxy, item_id: str, partition_key: str) -> None:
     # Gone already is fine: deleting is idempotent.
     with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
@@ -383,6 +389,32 @@ class CosmosSwarmStore:
         if item is None:
             return None
         return Versioned(_load(Node, item), item["_etag"])
+
+    def get_swarm_and_node(
+        self, swarm_id: str, node_id: str
+    ) -> tuple[Versioned[Swarm] | None, Versioned[Node] | None]:
+        """Both reads in one transactional batch: one round trip, one snapshot of the
+        partition, the cost of two point reads (the batch of a commit, read-only). A batch
+        fails as a whole when a document is missing: then the swarm document, and after it the
+        node, are read one by one (a node is read after the swarm document it goes with)."""
+        item_id = node_doc_id(node_id)
+        if not storable_id(item_id):
+            return self.get_swarm(swarm_id), None
+        reads = [("read", (SWARM_DOC_ID,)), ("read", (item_id,))]
+        try:
+            results = self._nodes.execute_item_batch(reads, partition_key=swarm_id)
+        except cosmos_errors.CosmosBatchOperationError as exc:
+            if exc.error_index == 0 and _status(exc, 0) == 404:
+                return None, None
+            if exc.error_index != 1 or _status(exc, 1) != 404:
+                raise
+            swarm = self.get_swarm(swarm_id)
+            return swarm, None if swarm is None else self.get_node(swarm_id, node_id)
+        swarm_item, node_item = results[0]["resourceBody"], results[1]["resourceBody"]
+        return (
+            Versioned(_load(Swarm, swarm_item), swarm_item["_etag"]),
+            Versioned(_load(Node, node_item), node_item["_etag"]),
+        )
 
     def list_nodes(self, swarm_id: str) -> list[Node]:
         items = _query_partition(

@@ -83,6 +83,12 @@ class MemorySwarmStore:
             return None
         return Versioned(Node.model_validate_json(got[0]), got[1])
 
+    def get_swarm_and_node(
+        self, swarm_id: str, node_id: str
+    ) -> tuple[Versioned[Swarm] | None, Versioned[Node] | None]:
+        with self._lock:
+            return self.get_swarm(swarm_id), self.get_node(swarm_id, node_id)
+
     def list_nodes(self, swarm_id: str) -> list[Node]:
         with self._lock:
             docs = [doc for doc, _ in self._nodes[swarm_id].values()]

@@ -98,6 +98,21 @@ def test_a_commit_writes_the_swarm_and_its_nodes_all_or_nothing(swarm_store):
     assert swarm_store.get_node(swarm.swarm_id, "nope") is None
 
 
+def test_a_swarm_and_one_of_its_nodes_are_read_together(swarm_store):
+    swarm = a_swarm()
+    etag = swarm_store.create_swarm(swarm)
+    a = a_node(swarm.swarm_id, "a")
+    etag = swarm_store.replace_swarm(swarm.model_copy(update={"seq": 1}), etag, [a])
+    got, node = swarm_store.get_swarm_and_node(swarm.swarm_id, "a")
+    assert got.etag == etag and got.value.seq == 1
+    assert node.value == a and node.etag == swarm_store.get_node(swarm.swarm_id, "a").etag
+    # A missing node is None, with the swarm; a missing swarm is None, with no node.
+    got, node = swarm_store.get_swarm_and_node(swarm.swarm_id, "nope")
+    assert got.etag == etag and node is None
+    assert swarm_store.get_swarm_and_node(swarm.swarm_id, "bad/id") == (got, None)
+    assert swarm_store.get_swarm_and_node(unique("s"), "a") == (None, None)
+
+
 def test_a_commit_deletes_nodes_with_its_writes_all_or_nothing(swarm_store):
     swarm = a_swarm()
     swarm_store.create_swarm(swarm)
