@@ -82,6 +82,11 @@ class SwarmStore(Protocol):
 
     def list_nodes(self, swarm_id: str) -> list[Node]: ...
 
+    def get_swarm_and_nodes(self, swarm_id: str) -> tuple[Versioned[Swarm] | None, list[Node]]:
+        """The swarm document and all its nodes, in one query (a read for a page: the two may
+        be a step apart). No swarm: (None, whatever nodes are left)."""
+        ...
+
     def put_summary(self, summary: SwarmSummary) -> None:
         """Upsert the listing entry unless the stored one has a higher `seq` (never go back)."""
         ...

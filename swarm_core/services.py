@@ -328,10 +328,20 @@ class SwarmServices:
 
     def get_swarm(self, user_id: str, swarm_id: str) -> Swarm:
         """The caller's swarm; someone else's is indistinguishable from a missing one (404)."""
-        got = self.store.get_swarm(swarm_id)
-        if got is None or got.value.user_id != user_id or got.value.status == SwarmStatus.DELETED:
-            raise NotFound(f"swarm {swarm_id} not found")
-        return got.value
+        return _owned(self.store.get_swarm(swarm_id), user_id, swarm_id)
+
+    def _swarm_and_nodes(self, user_id: str, swarm_id: str) -> tuple[Swarm, list[Node]]:
+        """The caller's swarm and its nodes (one query)."""
+        got, nodes = self.store.get_swarm_and_nodes(swarm_id)
+        return _owned(got, user_id, swarm_id), nodes
+
+    def _swarm_and_node(self, user_id: str, swarm_id: str, node_id: str) -> Versioned[Node]:
+        """One node of the caller's swarm (read with the swarm document: one round trip)."""
+        got, node = self.store.get_swarm_and_node(swarm_id, node_id)
+        _owned(got, user_id, swarm_id)
+        if node is None:
+            raise NotFound(f"node {node_id} not found")
+        return node
 
     def delete_swarm(self, user_id: str, swarm_id: str) -> None:
         """Delete the swarm for good, even while it runs.
@@ -680,16 +690,17 @@ class SwarmServices:
     def interrupts(self, user_id: str, swarm_id: str, status: str = "open") -> list[Interrupt]:
         """The swarm's open interrupts (questions waiting for the user), oldest first; with
         `status="all"` every interrupt the swarm ever opened, folded from its history."""
-        self.get_swarm(user_id, swarm_id)
         if status == "open":
+            _, nodes = self._swarm_and_nodes(user_id, swarm_id)
             found = [
                 n.interrupt
-                for n in self.store.list_nodes(swarm_id)
+                for n in nodes
                 if n.interrupt is not None and n.interrupt.status == InterruptStatus.OPEN
             ]
             return sorted(found, key=lambda i: (i.created_at, i.interrupt_id))
         if status != "all":
             raise InvalidRequest("status must be open or all")
+        self.get_swarm(user_id, swarm_id)
         folded: dict[str, Interrupt] = {}
         for event in self.content.read(history_stream(swarm_id)):
             if event["type"] == EventType.INTERRUPT_OPENED.value:
@@ -787,13 +798,15 @@ class SwarmServices:
         """The tree now, or as it was right after step `at`: the snapshot at or before `at`
         (stored by the commits every `snapshot_every` steps), then the history between them.
         `latest_seq` is the swarm's latest step (the end of a time slider)."""
-        swarm = self.get_swarm(user_id, swarm_id)
         if at is not None and at < 0:
             raise InvalidRequest("`at` must be >= 0")
+        if at is None:  # the tree now: one query
+            swarm, nodes_now = self._swarm_and_nodes(user_id, swarm_id)
+        else:  # a past tree needs only the swarm document, unless `at` is now
+            swarm = self.get_swarm(user_id, swarm_id)
+            nodes_now = self.store.list_nodes(swarm_id) if at >= swarm.seq else []
         if at is None or at >= swarm.seq:
-            nodes = sorted(
-                (n.public_view() for n in self.store.list_nodes(swarm_id)), key=tree_order
-            )
+            nodes = sorted((n.public_view() for n in nodes_now), key=tree_order)
             return {"seq": swarm.seq, "latest_seq": swarm.seq, "nodes": nodes}
         snapshot = self._snapshot_before(swarm_id, at)
         tree: dict[str, dict[str, Any]] = {}
@@ -836,9 +849,9 @@ class SwarmServices:
         return {"events": events, "next_after": next_after}
 
     def chats(self, user_id: str, swarm_id: str) -> list[dict[str, Any]]:
-        self.get_swarm(user_id, swarm_id)
+        _, nodes = self._swarm_and_nodes(user_id, swarm_id)
         out = []
-        for node in self.store.list_nodes(swarm_id):
+        for node in nodes:
             if node.chat_length == 0 and node.action != ActionType.ASK_USER:
                 continue
             out.append(
@@ -856,16 +869,11 @@ class SwarmServices:
     def chat_messages(
         self, user_id: str, swarm_id: str, node_id: str, after: int = 0
     ) -> list[dict[str, Any]]:
-        self.get_swarm(user_id, swarm_id)
-        if self.store.get_node(swarm_id, node_id) is None:
-            raise NotFound(f"node {node_id} not found")
+        self._swarm_and_node(user_id, swarm_id, node_id)
         return self.content.read(chat_stream(swarm_id, node_id), after_seq=after)
 
     def node_detail(self, user_id: str, swarm_id: str, node_id: str) -> dict[str, Any]:
-        self.get_swarm(user_id, swarm_id)
-        got = self.store.get_node(swarm_id, node_id)
-        if got is None:
-            raise NotFound(f"node {node_id} not found")
+        got = self._swarm_and_node(user_id, swarm_id, node_id)
         entries = self.content.read(log_stream(swarm_id, node_id))
         return {
             **got.value.public_view(),
@@ -880,3 +888,11 @@ class SwarmServices:
         """A receive-only Web PubSub URL for the caller, joined to their swarm's group."""
         self.get_swarm(user_id, swarm_id)
         return self.client_access.client_access_url(user_id, swarm_id)
+
+
+def _owned(got: Versioned[Swarm] | None, user_id: str, swarm_id: str) -> Swarm:
+    """The swarm as read, if it is the user's and not deleted; else NotFound (someone else's
+    swarm is indistinguishable from a missing one)."""
+    if got is None or got.value.user_id != user_id or got.value.status == SwarmStatus.DELETED:
+        raise NotFound(f"swarm {swarm_id} not found")
+    return got.value

@@ -416,6 +416,18 @@ class CosmosSwarmStore:
             Versioned(_load(Node, node_item), node_item["_etag"]),
         )
 
+    def get_swarm_and_nodes(self, swarm_id: str) -> tuple[Versioned[Swarm] | None, list[Node]]:
+        """Every document of the swarm's partition in one query: its swarm document and nodes."""
+        swarm: Versioned[Swarm] | None = None
+        nodes = []
+        everything = "SELECT * FROM c WHERE c.swarm_id = @pk"
+        for item in _query_partition(self._nodes, everything, swarm_id):
+            if item["id"] == SWARM_DOC_ID:
+                swarm = Versioned(_load(Swarm, item), item["_etag"])
+            elif item.get("kind") == "node":
+                nodes.append(_load(Node, item))
+        return swarm, nodes
+
     def list_nodes(self, swarm_id: str) -> list[Node]:
         items = _query_partition(
             self._nodes,

@@ -89,6 +89,10 @@ class MemorySwarmStore:
         with self._lock:
             return self.get_swarm(swarm_id), self.get_node(swarm_id, node_id)
 
+    def get_swarm_and_nodes(self, swarm_id: str) -> tuple[Versioned[Swarm] | None, list[Node]]:
+        with self._lock:
+            return self.get_swarm(swarm_id), self.list_nodes(swarm_id)
+
     def list_nodes(self, swarm_id: str) -> list[Node]:
         with self._lock:
             docs = [doc for doc, _ in self._nodes[swarm_id].values()]

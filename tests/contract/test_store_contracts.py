@@ -113,6 +113,20 @@ def test_a_swarm_and_one_of_its_nodes_are_read_together(swarm_store):
     assert swarm_store.get_swarm_and_node(unique("s"), "a") == (None, None)
 
 
+def test_a_swarm_is_read_with_all_its_nodes(swarm_store):
+    swarm, other = a_swarm(), a_swarm()
+    etag = swarm_store.create_swarm(swarm)
+    swarm_store.create_swarm(other)
+    a, b = a_node(swarm.swarm_id, "a"), a_node(swarm.swarm_id, "b")
+    etag = swarm_store.replace_swarm(swarm.model_copy(update={"seq": 1}), etag, [a, b])
+    got, nodes = swarm_store.get_swarm_and_nodes(swarm.swarm_id)
+    assert got.etag == etag and got.value.seq == 1
+    assert sorted(nodes, key=lambda n: n.node_id) == [a, b]
+    got, nodes = swarm_store.get_swarm_and_nodes(other.swarm_id)
+    assert got.value.swarm_id == other.swarm_id and nodes == []
+    assert swarm_store.get_swarm_and_nodes(unique("s")) == (None, [])
+
+
 def test_a_commit_deletes_nodes_with_its_writes_all_or_nothing(swarm_store):
     swarm = a_swarm()
     swarm_store.create_swarm(swarm)
