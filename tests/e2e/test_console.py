@@ -99,7 +99,12 @@ def answer_questions_until_done(console: Console, drop: Any, screenshot: bool = 
         if not asking.count():
             page.wait_for_timeout(200)
             continue
-        asking.first.click()
+        try:
+            asking.first.click(timeout=2000)
+        except playwright_api.TimeoutError:
+            # The question was there when counted and is gone now (the list re-rendered as an
+            # event came in): look again. A question that never comes back fails at the deadline.
+            continue
         chat = page.locator("[data-testid=chat]")
         node_id = chat.get_attribute("data-node-id")
         box = chat.locator("textarea[name=answer]")
