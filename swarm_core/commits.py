@@ -324,15 +324,15 @@ class SwarmCommitter:
         # after the history batch: until then the entry still shows the commit to maintenance,
         # which re-drives it should its applier die and no message bring it back (a pause whose
         # client gave up). Maintenance also rewrites an entry found behind its swarm.
-        listing_last = (
-            effects.summary is not None and effects.summary.status not in MAINTAINED_STATUSES
-        )
+        last_listing = effects.summary
+        if last_listing is not None and last_listing.status in MAINTAINED_STATUSES:
+            last_listing = None
         chats = (e["data"] for e in events if e["type"] == EventType.CHAT_MESSAGE)
         for node_id, chat in _by_node(chats):
             calls.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
         for node_id, logs in _by_node(entry.model_dump(mode="json") for entry in effects.logs):
             calls.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
-        if effects.summary is not None and not listing_last:
+        if effects.summary is not None and last_listing is None:
             calls.append(partial(self.store.put_summary, effects.summary))
         for operation in effects.operations:
             calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
@@ -343,9 +343,8 @@ class SwarmCommitter:
         self._run_all(calls)
         # The commit's record goes with its history batch: one write for both.
         self.content.append(history_stream(swarm_id), seq, events, commit=record)
-        if listing_last:
-            assert effects.summary is not None
-            self.store.put_summary(effects.summary)
+        if last_listing is not None:
+            self.store.put_summary(last_listing)
 
     def _snapshot(self, swarm_id: str, record: dict[str, Any]) -> None:
         """Store the swarm as it is right after this commit: the checkpoint a fork starts from

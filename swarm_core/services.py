@@ -698,9 +698,9 @@ class SwarmServices:
                 if n.interrupt is not None and n.interrupt.status == InterruptStatus.OPEN
             ]
             return sorted(found, key=lambda i: (i.created_at, i.interrupt_id))
+        self.get_swarm(user_id, swarm_id)
         if status != "all":
             raise InvalidRequest("status must be open or all")
-        self.get_swarm(user_id, swarm_id)
         folded: dict[str, Interrupt] = {}
         for event in self.content.read(history_stream(swarm_id)):
             if event["type"] == EventType.INTERRUPT_OPENED.value:
