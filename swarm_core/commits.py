@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 APPLIED_CACHE_SIZE = 4096
 
+# A commit, as the committer knows it: its swarm and its seq.
+CommitKey = tuple[str, int]
+
 
 class Outcome(StrEnum):
     COMMITTED = "committed"
@@ -155,11 +158,13 @@ class SwarmCommitter:
         )
         # Commits this process applied completely: the next commit of the swarm need not roll
         # them forward. Only ever holds true facts, so it is safe to lose (a process that does
-        # not know a commit applies it again, idempotently).
-        self._applied: OrderedDict[str, None] = OrderedDict()
+        # not know a commit applies it again, idempotently). A commit is named by its swarm
+        # and seq: an op id can name several (a fork's outstanding operations keep the ids
+        # the source committed them with; an operation parked by its own commit commits again).
+        self._applied: OrderedDict[CommitKey, None] = OrderedDict()
         # Commits this process is applying right now: another thread of the process waits for
         # that instead of applying them a second time (enqueuing and publishing twice).
-        self._applying: dict[str, threading.Event] = {}
+        self._applying: dict[CommitKey, threading.Event] = {}
         self._lock = threading.Lock()
 
     def run(self, swarm_id: str, op_id: str, decide: Decide) -> CommitRun:
@@ -250,36 +255,37 @@ class SwarmCommitter:
             effects.consumed.insert(0, op_id)
         return PendingCommit(op_id=op_id, seq=seq, effects=effects)
 
-    def is_applied(self, op_id: str) -> bool:
-        """Whether this process applied the commit of `op_id` completely. Unknown is not
-        applied: applying again is safe (every effect is idempotent), only slower."""
+    def is_applied(self, key: CommitKey) -> bool:
+        """Whether this process applied the commit completely. Unknown is not applied: applying
+        again is safe (every effect is idempotent), only slower."""
         with self._lock:
-            return op_id in self._applied
+            return key in self._applied
 
-    def _applied_or_waited(self, op_id: str, timeout: float = 30.0) -> bool:
+    def _applied_or_waited(self, key: CommitKey, timeout: float = 30.0) -> bool:
         """Whether the commit is applied, waiting for it while this process applies it."""
         with self._lock:
-            if op_id in self._applied:
+            if key in self._applied:
                 return True
-            applying = self._applying.get(op_id)
-        return applying is not None and applying.wait(timeout) and self.is_applied(op_id)
+            applying = self._applying.get(key)
+        return applying is not None and applying.wait(timeout) and self.is_applied(key)
 
     def roll_forward(self, swarm: Swarm, pending: PendingCommit) -> bool:
         """Apply a commit whose worker may have died before finishing it, unless it is known to
         be finished: this process finished it (or is finishing it: wait), or its history batch
         is stored — appended last, it proves every other effect landed (one read, instead of
         writing, enqueuing and publishing everything again). True if it applied them."""
-        if self._applied_or_waited(pending.op_id):
+        key = (swarm.swarm_id, pending.seq)
+        if self._applied_or_waited(key):
             return False
         if self.content.has_seq(history_stream(swarm.swarm_id), pending.seq):
-            self._remember_applied(pending.op_id)
+            self._remember_applied(key)
             return False
         self.apply(swarm, pending)
         return True
 
-    def _remember_applied(self, op_id: str) -> None:
+    def _remember_applied(self, key: CommitKey) -> None:
         with self._lock:
-            self._applied[op_id] = None
+            self._applied[key] = None
             if len(self._applied) > APPLIED_CACHE_SIZE:
                 self._applied.popitem(last=False)
 
@@ -290,16 +296,17 @@ class SwarmCommitter:
         commit's record, as its committer made it (the changes from what it read); without
         it, the record is made of the documents as the commit left them, read back (no later
         commit can have changed them: it would have applied this one first)."""
+        key = (swarm.swarm_id, pending.seq)
         with self._lock:
-            applying = self._applying.setdefault(pending.op_id, threading.Event())
+            applying = self._applying.setdefault(key, threading.Event())
         try:
             if record is None:
                 record = self._record_read_back(swarm, pending)
             self._apply_effects(swarm, pending, record)
-            self._remember_applied(pending.op_id)
+            self._remember_applied(key)
         finally:
             with self._lock:
-                self._applying.pop(pending.op_id, None)
+                self._applying.pop(key, None)
             applying.set()
 
     def _record_read_back(self, swarm: Swarm, pending: PendingCommit) -> dict[str, Any]:
