@@ -6,11 +6,11 @@ The page follows its swarm's live events as the console does (`--driver events`,
 on `interrupt.opened` it loads the chats and the asking node's chat and answers), or polls the
 swarm and its chats every 0.25 s (`--driver poll`, ten times the API traffic). Per level:
 wall time, committed steps per second, queue executions per committed step (the dev host's
-`Executing 'Functions.advance_swarm'` lines over the steps the swarms committed), CPU of the host
-process per committed step (and of the emulators' processes, which share the machine's two
-cores), and the median / p90 of `GET …/chats` and `POST …/messages`. Then every swarm is
-checked: its history has every seq from 1 to its last exactly once per (seq, index), and no chat
-holds a message twice.
+`Executing 'Functions.advance_swarm'` lines over the steps the swarms committed), CPU of the dev
+host per committed step (both its processes, HTTP and queue, as `scripts/run.sh` runs it; and of
+the emulators' processes, which share the machine's two cores), and the median / p90 of
+`GET …/chats` and `POST …/messages`. Then every swarm is checked: its history has every seq
+from 1 to its last exactly once per (seq, index), and no chat holds a message twice.
 
     .venv/bin/python bench/load.py [--levels 1,4,16,32] [--before REV] [--driver events|poll]
 
@@ -77,7 +77,7 @@ def measure(
 
 def one_level(code: Path, n: int, stack_settings: dict[str, str], driver: Driver) -> dict[str, Any]:
     with dev_host(code, "load", stack_settings) as host:
-        return run_level(host.base, n, host.pid, host.log, driver)
+        return run_level(host.base, n, host.pids, host.log, driver)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -185,7 +185,9 @@ def settle(pids: list[int], timeout: float = 300.0) -> None:
     raise SystemExit("the emulators did not settle")
 
 
-def run_level(base: str, n: int, pid: int, log_path: Path, driver: Driver) -> dict[str, Any]:
+def run_level(
+    base: str, n: int, pids: tuple[int, ...], log_path: Path, driver: Driver
+) -> dict[str, Any]:
     swarms = []
     for i in range(n):
         user = f"u{uuid.uuid4().hex[:10]}{i}"
@@ -201,7 +203,7 @@ def run_level(base: str, n: int, pid: int, log_path: Path, driver: Driver) -> di
     executions_before = _executions(log_path)
     emulators = emulator_pids()
     settle(emulators)
-    cpu_before = cpu_seconds(pid)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     emulators_before = sum(cpu_seconds(p) for p in emulators)
     timings = Timings()
     started = time.monotonic()
@@ -220,7 +222,7 @@ def run_level(base: str, n: int, pid: int, log_path: Path, driver: Driver) -> di
         if events is not None:
             events.close()
     time.sleep(1.0)  # the last messages' executions end (a duplicate redelivered late counts)
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
     emulators_cpu = sum(cpu_seconds(p) for p in emulators) - emulators_before
     executions = _executions(log_path) - executions_before
     steps = 0

@@ -388,14 +388,16 @@ def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any,
 
 class RunningHost(NamedTuple):
     base: str  # the API's base URL
-    pid: int
+    pids: tuple[int, ...]  # of its processes
     name: str  # of its own database, container and queue
-    log: Path
+    log: Path  # of all its processes
 
 
 @contextlib.contextmanager
 def dev_host(code: Path, prefix: str, env: dict[str, str] | None = None) -> Iterator[RunningHost]:
-    """A dev host serving `code` on a free port, on a database, container and queue of its own."""
+    """The dev host serving `code` on a free port, on a database, container and queue of its own:
+    two processes, one for the HTTP functions and one for the others, as `scripts/run.sh` runs
+    it (as Flex Consumption scales the app); one process for a checkout older than that."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -416,18 +418,18 @@ def dev_host(code: Path, prefix: str, env: dict[str, str] | None = None) -> Iter
         "PYTHON_THREADPOOL_THREAD_COUNT": "24",  # as infra/app/api.bicep sets it
     }
     log_path = Path(tempfile.gettempdir()) / f"{prefix}-devhost-{port}.log"
-    with log_path.open("wb") as log:
-        host = subprocess.Popen(
-            [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"],
-            cwd=code,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    command = [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "none.json"]
+    split = "--triggers" in (code / "devhost" / "__main__.py").read_text()
+    commands = [[*command, "--triggers", "http"], [*command, "--triggers", "queue,timer"]]
+    with log_path.open("ab") as log:  # appended to by both processes, a line at a time
+        hosts = [
+            subprocess.Popen(argv, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
+            for argv in (commands if split else [command])
+        ]
         base = f"http://127.0.0.1:{port}/api"
 
         def healthy() -> bool:
-            if host.poll() is not None:
+            if any(host.poll() is not None for host in hosts):
                 raise SystemExit(f"the dev host exited; see {log_path}")
             try:
                 return call(base, "GET", "/health")[0] == 200
@@ -436,10 +438,12 @@ def dev_host(code: Path, prefix: str, env: dict[str, str] | None = None) -> Iter
 
         try:
             wait_for(healthy, 60)
-            yield RunningHost(base, host.pid, name, log_path)
+            yield RunningHost(base, tuple(host.pid for host in hosts), name, log_path)
         finally:
-            host.terminate()
-            host.wait(timeout=30)
+            for host in hosts:
+                host.terminate()
+            for host in hosts:
+                host.wait(timeout=30)
             drop_resources(name, env)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from devhost.config import HostConfigError, load_local_settings
 from devhost.functions import UnsupportedFunction
-from devhost.host import DEFAULT_APP, DEFAULT_PORT, DevHost
+from devhost.host import DEFAULT_APP, DEFAULT_PORT, TRIGGERS, DevHost
 from devhost.queue_listener import PROCESSING_VISIBILITY
 
 logger = logging.getLogger("devhost")
@@ -44,6 +44,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default=PROCESSING_VISIBILITY,
         help="seconds a queue message stays hidden while its function runs (renewed at half "
         "time); the messages of a killed host come back after it (host: 600)",
+    )
+    parser.add_argument(
+        "--triggers",
+        default=",".join(TRIGGERS),
+        help="the kinds of function this process runs, of http,queue,timer (default: all); "
+        "run the app as two processes, `http` and `queue,timer`, as Flex Consumption scales "
+        "its HTTP functions apart from the others",
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging, SDK requests too")
     return parser.parse_args(argv)
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             host_json=args.host_json,
             shutdown_timeout=args.shutdown_timeout,
             processing_visibility=args.processing_visibility,
+            triggers=[kind.strip() for kind in args.triggers.split(",") if kind.strip()],
             out=sys.stdout,
         )
         asyncio.run(_serve(devhost))

@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
@@ -65,6 +65,23 @@ def _thread_count() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+# The kinds of trigger a host process runs (`--triggers`): all of them by default. Flex
+# Consumption runs an app's HTTP functions on instances of their own and each other function on
+# its own (per-function scaling), so its API never waits behind queue work; two dev hosts, one
+# with `http` and one with `queue,timer`, run the app that way.
+TRIGGERS = ("http", "queue", "timer")
+_KIND = {HTTP_TRIGGER: "http", QUEUE_TRIGGER: "queue", TIMER_TRIGGER: "timer"}
+
+
+def is_disabled(function_name: str) -> bool:
+    """Whether the app setting ``AzureWebJobs.<name>.Disabled`` turns the function off, as the
+    Functions host reads it: its trigger is not started (an HTTP route answers 404, a queue is
+    not polled, a timer does not fire). One app can so run as two processes, its HTTP functions
+    in one and its queue function in another, as Flex Consumption scales them apart."""
+    value = os.environ.get(f"AzureWebJobs.{function_name}.Disabled", "")
+    return value.strip().lower() in ("true", "1")
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -93,8 +110,13 @@ class DevHost:
         shutdown_timeout: float = 30.0,
         out: TextIO | None = None,
         processing_visibility: float = PROCESSING_VISIBILITY,
+        triggers: Collection[str] = TRIGGERS,
     ) -> None:
+        unknown = set(triggers) - set(TRIGGERS)
+        if unknown:
+            raise HostConfigError(f"unknown trigger kind(s): {', '.join(sorted(unknown))}")
         self.app_ref = app_ref
+        self.triggers = frozenset(triggers)
         self.host = host
         self.port = port
         self.host_json = host_json
@@ -144,6 +166,15 @@ class DevHost:
                 skipped.append(str(exc))
                 logger.warning("Skipping function %s", exc)
         self.functions.sort(key=lambda f: f.name)
+        disabled = [f.name for f in self.functions if is_disabled(f.name)]
+        self.functions = [f for f in self.functions if f.name not in disabled]
+        skipped += [f"{name}: disabled (AzureWebJobs.{name}.Disabled)" for name in disabled]
+        elsewhere = [
+            f.name for f in self.functions if _KIND.get(f.trigger_type) not in self.triggers
+        ]
+        self.functions = [f for f in self.functions if f.name not in elsewhere]
+        if elsewhere:
+            skipped.append(f"{', '.join(elsewhere)}: left to another process (--triggers)")
 
         routes = [
             HttpRoute.for_function(f) for f in self.functions if f.trigger_type == HTTP_TRIGGER
@@ -161,16 +192,17 @@ class DevHost:
                 skipped.append(f"{function.name}: {exc}")
                 logger.error("The '%s' function is in error: %s", function.name, exc)
 
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(
-            self.http.application(),
-            handle_signals=False,
-            access_log=None,  # the invoker logs each invocation; unmatched paths need no log
-            shutdown_timeout=self.shutdown_timeout,
-        )
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        if "http" in self.triggers:
+            sock = _bind(self.host, self.port)
+            self.port = sock.getsockname()[1]
+            self._runner = web.AppRunner(
+                self.http.application(),
+                handle_signals=False,
+                access_log=None,  # the invoker logs each invocation; unmatched paths need no log
+                shutdown_timeout=self.shutdown_timeout,
+            )
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
 
         for listener in self.listeners:
             listener.start()
@@ -220,7 +252,10 @@ class DevHost:
             lines.append(f"\t{timer.function.name}: timerTrigger ({timer.schedule}{startup})")
         for reason in skipped:
             lines.append(f"\tnot running: {reason}")
-        lines += ["", f"Functions host listening on {self.base_url}"]
+        if "http" in self.triggers:
+            lines += ["", f"Functions host listening on {self.base_url}"]
+        else:
+            lines += ["", f"Functions host running ({', '.join(sorted(self.triggers))} triggers)"]
         print("\n".join(lines), file=self._out, flush=True)
 
     def request_stop(self) -> None:
@@ -350,6 +385,7 @@ def start_host_in_thread(
     ready_timeout: float = 30.0,
     out: TextIO | None = sys.stdout,
     processing_visibility: float = PROCESSING_VISIBILITY,
+    triggers: Collection[str] = TRIGGERS,
 ) -> HostHandle:
     """Start a host on a background thread and return once it serves (or raise why it cannot).
 
@@ -376,6 +412,7 @@ def start_host_in_thread(
         shutdown_timeout=shutdown_timeout,
         out=out,
         processing_visibility=processing_visibility,
+        triggers=triggers,
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the product locally on a fresh machine: installs what it needs, starts the emulators
 # (Azurite, the Cosmos DB server, the Web PubSub dev emulator) and the Functions dev host with
-# the offline LLM, and prints the console and API URLs. Ctrl-C stops the host;
+# the offline LLM, and prints the console and API URLs. The app runs as two dev host processes,
+# as Flex Consumption scales it: the HTTP functions (API and console) in one, the queue and timer
+# functions in the other, so the API never waits behind steps. Ctrl-C stops both;
 # `python -m devstack down` stops the emulators. Set PORT to move the API (default 7071).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +19,7 @@ export PYTHON_THREADPOOL_THREAD_COUNT="${PYTHON_THREADPOOL_THREAD_COUNT:-24}"
 port="${PORT:-7071}"
 echo "Console: http://localhost:${port}/"
 echo "API:     http://localhost:${port}/api  (try: curl http://localhost:${port}/api/health)"
-exec .venv/bin/python -m devhost --port "$port"
+.venv/bin/python -m devhost --triggers queue,timer &
+worker=$!
+trap 'kill -TERM "$worker" 2>/dev/null; wait "$worker"' EXIT
+.venv/bin/python -m devhost --port "$port" --triggers http

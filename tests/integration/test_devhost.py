@@ -427,6 +427,82 @@ def test_timer_fires_every_second(sample_host: SampleHost) -> None:
     assert runs[0]["past_due"] is False
 
 
+@pytest.mark.emulators
+def test_disabled_functions_are_not_run(emulator_stack: StackInfo, tmp_path: Path) -> None:
+    """`AzureWebJobs.<name>.Disabled`: an HTTP function's route answers 404, a queue is not
+    polled, a timer does not fire; the app's other functions run."""
+    records = tmp_path / "records"
+    records.mkdir()
+    queue_name = f"devhost-off-{uuid.uuid4().hex[:10]}"
+    connection = emulator_stack.settings["AzureWebJobsStorage"]
+    handle = start_host_in_thread(
+        SAMPLE_APP,
+        env={
+            "AzureWebJobsStorage": connection,
+            "SAMPLE_QUEUE": queue_name,
+            "SAMPLE_RECORD_DIR": str(records),
+            "AzureWebJobs.plain_text.Disabled": "true",
+            "AzureWebJobs.record_message.Disabled": "1",
+            "AzureWebJobs.every_second.Disabled": "True",
+            "AzureWebJobs.echo_chat.Disabled": "false",
+        },
+        host_json=_test_host_json(tmp_path),
+        shutdown_timeout=5.0,
+    )
+    try:
+        assert call("GET", f"{handle.base_url}/text").status == 404
+        assert call("GET", f"{handle.base_url}/swarms/s1/chats/c1").status == 200
+        queue = QueueClient.from_connection_string(connection, queue_name)
+        queue.create_queue()
+        queue.send_message(base64.b64encode(b"left alone").decode())
+        time.sleep(2.5)  # five polls of an enabled listener (maxPollingInterval 0.5 s)
+        assert queue.get_queue_properties().approximate_message_count == 1
+        assert [r for r in _records(records, "queue.jsonl") if r["body"] == "left alone"] == []
+        # The module's host records into the same place while this one's settings are in the
+        # environment: ask this host which timers it runs instead.
+        assert handle.devhost.timers == [] and handle.devhost.listeners == []
+        names = {function.name for function in handle.devhost.functions}
+        assert "echo_chat" in names and not names & {"plain_text", "record_message"}
+    finally:
+        handle.stop()
+
+
+@pytest.mark.emulators
+def test_a_host_process_runs_only_the_triggers_it_is_given(
+    emulator_stack: StackInfo, tmp_path: Path
+) -> None:
+    """`--triggers queue`: the queue function runs, no HTTP server, no timer; an unknown kind
+    is refused."""
+    records = tmp_path / "records"
+    records.mkdir()
+    queue_name = f"devhost-q-{uuid.uuid4().hex[:10]}"
+    connection = emulator_stack.settings["AzureWebJobsStorage"]
+    handle = start_host_in_thread(
+        SAMPLE_APP,
+        env={
+            "AzureWebJobsStorage": connection,
+            "SAMPLE_QUEUE": queue_name,
+            "SAMPLE_RECORD_DIR": str(records),
+        },
+        host_json=_test_host_json(tmp_path),
+        shutdown_timeout=5.0,
+        triggers=["queue"],
+    )
+    try:
+        assert handle.devhost.http is not None and handle.devhost.port == 0, "no HTTP server"
+        assert handle.devhost.timers == []
+        assert {f.trigger_type for f in handle.devhost.functions} == {"queueTrigger"}
+        body = f"queue only {uuid.uuid4().hex}"
+        QueueClient.from_connection_string(
+            connection, queue_name, message_encode_policy=TextBase64EncodePolicy()
+        ).send_message(body)
+        wait_for(lambda: [r for r in _records(records, "queue.jsonl") if r["body"] == body])
+    finally:
+        handle.stop()
+    with pytest.raises(HostConfigError, match="unknown trigger"):
+        start_host_in_thread(SAMPLE_APP, triggers=["http", "blob"])
+
+
 # ------------------------------------------------------------------- the command line
 
 
