@@ -286,7 +286,20 @@ class SampleHost:
 def sample_host(
     emulator_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SampleHost]:
-    directory = tmp_path_factory.mktemp("devhost")
+    host = start_sample_host(emulator_stack, tmp_path_factory.mktemp("devhost"))
+    try:
+        yield host
+    finally:
+        host.handle.stop()
+
+
+def start_sample_host(
+    emulator_stack: StackInfo,
+    directory: Path,
+    settings: dict[str, str] | None = None,
+    **options: Any,
+) -> SampleHost:
+    """The sample app in a host on a background thread, on a queue and records of its own."""
     records = directory / "records"
     records.mkdir()
     queue_name = f"devhost-{uuid.uuid4().hex[:10]}"
@@ -297,14 +310,13 @@ def sample_host(
             "AzureWebJobsStorage": connection,
             "SAMPLE_QUEUE": queue_name,
             "SAMPLE_RECORD_DIR": str(records),
+            **(settings or {}),
         },
         host_json=_test_host_json(directory),
         shutdown_timeout=5.0,
+        **options,
     )
-    try:
-        yield SampleHost(handle, queue_name, records, connection)
-    finally:
-        handle.stop()
+    return SampleHost(handle, queue_name, records, connection)
 
 
 @pytest.mark.emulators
@@ -431,33 +443,26 @@ def test_timer_fires_every_second(sample_host: SampleHost) -> None:
 def test_disabled_functions_are_not_run(emulator_stack: StackInfo, tmp_path: Path) -> None:
     """`AzureWebJobs.<name>.Disabled`: an HTTP function's route answers 404, a queue is not
     polled, a timer does not fire; the app's other functions run."""
-    records = tmp_path / "records"
-    records.mkdir()
-    queue_name = f"devhost-off-{uuid.uuid4().hex[:10]}"
-    connection = emulator_stack.settings["AzureWebJobsStorage"]
-    handle = start_host_in_thread(
-        SAMPLE_APP,
-        env={
-            "AzureWebJobsStorage": connection,
-            "SAMPLE_QUEUE": queue_name,
-            "SAMPLE_RECORD_DIR": str(records),
+    host = start_sample_host(
+        emulator_stack,
+        tmp_path,
+        {
             "AzureWebJobs.plain_text.Disabled": "true",
             "AzureWebJobs.record_message.Disabled": "1",
             "AzureWebJobs.every_second.Disabled": "True",
             "AzureWebJobs.echo_chat.Disabled": "false",
         },
-        host_json=_test_host_json(tmp_path),
-        shutdown_timeout=5.0,
     )
+    handle = host.handle
     try:
         assert call("GET", f"{handle.base_url}/text").status == 404
         assert call("GET", f"{handle.base_url}/swarms/s1/chats/c1").status == 200
-        queue = QueueClient.from_connection_string(connection, queue_name)
+        queue = host.queue()
         queue.create_queue()
-        queue.send_message(base64.b64encode(b"left alone").decode())
+        queue.send_message("left alone")
         time.sleep(2.5)  # five polls of an enabled listener (maxPollingInterval 0.5 s)
         assert queue.get_queue_properties().approximate_message_count == 1
-        assert [r for r in _records(records, "queue.jsonl") if r["body"] == "left alone"] == []
+        assert host.attempts("left alone") == []
         # The module's host records into the same place while this one's settings are in the
         # environment: ask this host which timers it runs instead.
         assert handle.devhost.timers == [] and handle.devhost.listeners == []
@@ -473,30 +478,15 @@ def test_a_host_process_runs_only_the_triggers_it_is_given(
 ) -> None:
     """`--triggers queue`: the queue function runs, no HTTP server, no timer; an unknown kind
     is refused."""
-    records = tmp_path / "records"
-    records.mkdir()
-    queue_name = f"devhost-q-{uuid.uuid4().hex[:10]}"
-    connection = emulator_stack.settings["AzureWebJobsStorage"]
-    handle = start_host_in_thread(
-        SAMPLE_APP,
-        env={
-            "AzureWebJobsStorage": connection,
-            "SAMPLE_QUEUE": queue_name,
-            "SAMPLE_RECORD_DIR": str(records),
-        },
-        host_json=_test_host_json(tmp_path),
-        shutdown_timeout=5.0,
-        triggers=["queue"],
-    )
+    host = start_sample_host(emulator_stack, tmp_path, triggers=["queue"])
+    handle = host.handle
     try:
         assert handle.devhost.http is not None and handle.devhost.port == 0, "no HTTP server"
         assert handle.devhost.timers == []
         assert {f.trigger_type for f in handle.devhost.functions} == {"queueTrigger"}
         body = f"queue only {uuid.uuid4().hex}"
-        QueueClient.from_connection_string(
-            connection, queue_name, message_encode_policy=TextBase64EncodePolicy()
-        ).send_message(body)
-        wait_for(lambda: [r for r in _records(records, "queue.jsonl") if r["body"] == body])
+        host.queue().send_message(body)
+        wait_for(lambda: host.attempts(body))
     finally:
         handle.stop()
     with pytest.raises(HostConfigError, match="unknown trigger"):
