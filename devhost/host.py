@@ -76,8 +76,7 @@ _KIND = {HTTP_TRIGGER: "http", QUEUE_TRIGGER: "queue", TIMER_TRIGGER: "timer"}
 def is_disabled(function_name: str) -> bool:
     """Whether the app setting ``AzureWebJobs.<name>.Disabled`` turns the function off, as the
     Functions host reads it: its trigger is not started (an HTTP route answers 404, a queue is
-    not polled, a timer does not fire). One app can so run as two processes, its HTTP functions
-    in one and its queue function in another, as Flex Consumption scales them apart."""
+    not polled, a timer does not fire)."""
     value = os.environ.get(f"AzureWebJobs.{function_name}.Disabled", "")
     return value.strip().lower() in ("true", "1")
 
