@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from azure.core.exceptions import (
+    IncompleteReadError,
+    ServiceRequestError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.pipeline.transport import HttpRequest, RequestsTransport
 
 from swarm_core.adapters import sdk_http
 
@@ -45,26 +54,48 @@ def test_given_options_win():
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every request with its own method, path, headers and body, as JSON."""
+    """Answers a request with its own method, path, headers and body and the client's port, as
+    JSON, over kept-alive HTTP/1.1. Some paths misbehave on purpose: `/hang-up` closes the
+    connection after answering without saying so, `/say-close` says it closes it, `/slow` answers
+    after a second, `/short` promises more body than it sends, `/big` sends 256 KiB."""
+
+    protocol_version = "HTTP/1.1"
 
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        path = self.path.split("?")[0]
+        if path == "/slow":
+            time.sleep(1)
+        if path == "/short":
+            self.send_response(200)
+            self.send_header("content-length", "100")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.close_connection = True
+            return
         reply = json.dumps(
             {
                 "method": self.command,
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body.decode(),
+                "port": self.client_address[1],
             }
         ).encode()
+        if path == "/big":
+            reply = b"x" * (256 * 1024)
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(reply)))
         self.send_header("set-cookie", "affinity=1")
+        if path == "/say-close":
+            self.send_header("connection", "close")
         self.end_headers()
         self.wfile.write(reply)
+        if path == "/hang-up":
+            self.close_connection = True
 
-    do_GET = do_PUT = do_POST = do_DELETE = _answer
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -73,6 +104,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -80,7 +112,9 @@ def recorder() -> Iterator[str]:
     server.server_close()
 
 
-def _as_the_sdk_calls(session: requests.Session, url: str, **extra: object) -> requests.Response:
+def _as_the_sdk_calls(
+    session: requests.Session, url: str, path: str = "/dbs/x/docs?a=1&b=%2F", **extra: object
+) -> requests.Response:
     # The arguments RequestsTransport.send gives the session.
     arguments: dict[str, object] = {
         "headers": {"x-ms-version": "2020-01-01", "Content-Type": "application/json"},
@@ -94,28 +128,95 @@ def _as_the_sdk_calls(session: requests.Session, url: str, **extra: object) -> r
         "stream": False,
     }
     arguments.update(extra)
-    return session.request("PUT", url + "/dbs/x/docs?a=1&b=%2F", **arguments)  # type: ignore[arg-type]
+    return session.request("PUT", url + path, **arguments)  # type: ignore[arg-type]
 
 
-def test_the_lean_session_sends_what_requests_sends(recorder):
-    plain, lean = requests.Session(), sdk_http.LeanSession()
-    plain.trust_env = lean.trust_env = False
-    seen_plain = _as_the_sdk_calls(plain, recorder).json()
-    seen_lean = _as_the_sdk_calls(lean, recorder).json()
-    assert seen_lean == seen_plain
-    assert seen_lean["headers"]["x-ms-version"] == "2020-01-01"
-    assert seen_lean["headers"]["accept-encoding"], "the session's default headers are sent"
-    assert seen_lean["body"] == '{"id": "x"}'
-
-
-def test_the_lean_session_keeps_no_cookies_and_streams_on_request(recorder):
+def _lean() -> sdk_http.LeanSession:
     lean = sdk_http.LeanSession()
     lean.trust_env = False
-    first = _as_the_sdk_calls(lean, recorder)
+    return lean
+
+
+def test_the_lean_session_sends_what_requests_sends_but_asks_for_bodies_as_stored(recorder):
+    plain, lean = requests.Session(), _lean()
+    plain.trust_env = False
+    seen_plain = _as_the_sdk_calls(plain, recorder).json()
+    seen_lean = _as_the_sdk_calls(lean, recorder).json()
+    assert seen_plain["headers"].pop("accept-encoding") == "gzip, deflate"
+    assert seen_lean["headers"].pop("accept-encoding") == "identity"
+    for seen in (seen_plain, seen_lean):
+        del seen["port"]
+    assert seen_lean == seen_plain
+    assert seen_lean["headers"]["x-ms-version"] == "2020-01-01"
+    assert seen_lean["headers"]["user-agent"], "the session's default headers are sent"
+    assert seen_lean["body"] == '{"id": "x"}'
+    text = _as_the_sdk_calls(lean, recorder, data='{"name": "Zoë"}').json()
+    assert text["body"] == '{"name": "Zoë"}', "text goes as UTF-8, as requests sends it"
+
+
+def test_the_lean_session_keeps_connections_alive_and_sends_no_cookies(recorder):
+    lean = _lean()
+    ports = {_as_the_sdk_calls(lean, recorder).json()["port"] for _ in range(5)}
+    assert len(ports) == 1, "one kept-alive connection for requests one after another"
     assert "cookie" not in _as_the_sdk_calls(lean, recorder).json()["headers"]
-    assert first.cookies.get("affinity") == "1", "the response still shows its cookies"
-    streamed = _as_the_sdk_calls(lean, recorder, stream=True)
-    assert streamed.raw.read() and streamed.status_code == 200
+    lean.close()
+    assert _as_the_sdk_calls(lean, recorder).json()["port"] not in ports, "close closed it"
+
+
+@pytest.mark.parametrize("path", ["/hang-up", "/say-close"])
+def test_a_connection_the_server_closed_is_not_reused(recorder, path):
+    lean = _lean()
+    first = _as_the_sdk_calls(lean, recorder, path=path).json()["port"]
+    time.sleep(0.1)  # the server's close reaches the client
+    assert _as_the_sdk_calls(lean, recorder).json()["port"] != first
+
+
+def test_a_streamed_body_gives_its_connection_back_once_read_and_drops_it_if_left(recorder):
+    lean = _lean()
+    port = _as_the_sdk_calls(lean, recorder).json()["port"]
+    streamed = _as_the_sdk_calls(lean, recorder, path="/big", stream=True)
+    assert b"".join(streamed.iter_content(4096)) == b"x" * 256 * 1024
+    assert _as_the_sdk_calls(lean, recorder).json()["port"] == port, "read to the end: kept"
+    left = _as_the_sdk_calls(lean, recorder, path="/big", stream=True)
+    assert len(left.raw.read(1024)) == 1024
+    left.close()
+    assert _as_the_sdk_calls(lean, recorder).json()["port"] != port, "left unread: closed"
+
+
+def test_many_threads_share_a_session_each_getting_its_own_answer(recorder):
+    lean = _lean()
+
+    def calls(worker: int) -> list[bool]:
+        return [
+            _as_the_sdk_calls(lean, recorder, path=f"/w{worker}/{n}").json()["path"]
+            == f"/w{worker}/{n}"
+            for n in range(25)
+        ]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [ok for oks in pool.map(calls, range(8)) for ok in oks]
+    assert results == [True] * 200
+
+
+def _send(transport: RequestsTransport, url: str, **kwargs: object) -> object:
+    with transport:
+        return transport.send(HttpRequest("GET", url), **kwargs)
+
+
+def test_failures_reach_the_sdk_as_its_own_errors(recorder):
+    transport = sdk_http.transport()
+    with pytest.raises(ServiceResponseTimeoutError):
+        _send(transport, recorder + "/slow", read_timeout=0.2)
+    with pytest.raises(IncompleteReadError):
+        _send(sdk_http.transport(), recorder + "/short")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    with pytest.raises(ServiceRequestError):
+        _send(sdk_http.transport(), f"http://127.0.0.1:{port}/")
+    answer = _send(sdk_http.transport(), recorder + "/after-the-failures")
+    assert answer.status_code == 200  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -125,12 +226,12 @@ def test_the_lean_session_keeps_no_cookies_and_streams_on_request(recorder):
         (lambda s: s.cookies.set("k", "v"), {}),
         (lambda s: None, {"allow_redirects": True}),
         (lambda s: None, {"params": {"q": "1"}}),
+        (lambda s: None, {"data": iter([b"chunk"])}),
     ],
-    ids=["environment", "session cookies", "redirects", "other keywords"],
+    ids=["environment", "session cookies", "redirects", "other keywords", "streamed upload"],
 )
 def test_the_lean_session_takes_the_full_way_for_what_it_skips(recorder, monkeypatch, setup, extra):
-    lean = sdk_http.LeanSession()
-    lean.trust_env = False
+    lean = _lean()
     setup(lean)
     full_way = []
     original = requests.Session.request
