@@ -477,7 +477,7 @@ class SwarmServices:
                 raise InvalidState("only a failed node can be retried")
             attempt = int(current.value.execution_memory.get("retries", 0)) + 1
             retry = retry_operation(parse_operation(failed), attempt)
-            fixed = current.value.model_copy(deep=True)
+            fixed = current.value.deep_copy()
             # Back where the failed operation found it (a failed resume: waiting for the user,
             # with the committed answers still unread).
             fixed.lifecycle = fixed.failed_lifecycle or Lifecycle.RUNNING
@@ -536,7 +536,7 @@ class SwarmServices:
                 )
             spawn = rerun_spawn_operation(op_id, node, directive)
             parent = tree[node.parent_id]
-            updated = parent.model_copy(deep=True)
+            updated = parent.deep_copy()
             try:
                 plan.replace_child(updated, node_id, spawn.node_id)
             except plan.RerunRefused as exc:
@@ -657,7 +657,7 @@ class SwarmServices:
                     created_at=change.now,
                     seq=change.seq,
                 )
-                updated = node.model_copy(deep=True)
+                updated = node.deep_copy()
                 accepted_as = conversation.accept(updated, message, client_message_id)
             except conversation.MessageRefused as exc:
                 raise InvalidState(str(exc)) from exc

@@ -106,8 +106,8 @@ class StepContext:
         self.seq = view.swarm.seq + 1
         self.llm_result = view.llm_result
         # Copies: the view stays as read, so the worker can tell what changed.
-        self.node: Node | None = view.node.model_copy(deep=True) if view.node else None
-        self.parent: Node | None = view.parent.model_copy(deep=True) if view.parent else None
+        self.node: Node | None = view.node.deep_copy() if view.node else None
+        self.parent: Node | None = view.parent.deep_copy() if view.parent else None
         self._touched: dict[str, Node] = {}
         self._new_nodes: list[Node] = []
         self._operations: list[Operation] = []

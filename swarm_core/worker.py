@@ -141,7 +141,7 @@ class SwarmWorker:
         if swarm.status == SwarmStatus.PAUSED:
             if any(p.op_id == operation.op_id for p in swarm.parked):
                 return Decision(Outcome.PARKED)
-            parked = swarm.model_copy(deep=True)
+            parked = swarm.deep_copy()
             parked.parked.append(operation)
             return Decision(Outcome.PARKED, parked)
         node = read_node()

@@ -567,3 +567,31 @@ def test_a_conversation_does_not_end_on_a_message_the_node_has_not_read():
     judge = ops_of(result, OperationKind.LLM)[0]
     said = [m["content"] for m in judge["payload"]["request"]["facts"]["conversation"]]
     assert said[-2:] == ["Salty", "and crunchy, with a view of the sea"]
+
+
+def test_a_deep_copy_of_a_document_is_equal_and_shares_nothing():
+    """A step works on a deep copy of its node (and a paused swarm parks on a copy): the copy
+    equals the document, keeps its types, and changing it anywhere leaves the original as it
+    was."""
+    node = make_node(
+        context={"plan": {"steps": ["a", "b"]}, "answers": [{"text": "x", "n": 1}]},
+        execution_memory={"phase": "ask", "counts": [1, 2.5, True]},
+        last_message_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    swarm = make_swarm()
+    swarm.parked = [op(OperationKind.TERMINATE, report="done")]
+    for document in (node, swarm):
+        copied = document.deep_copy()
+        assert copied == document and type(copied) is type(document)
+    copied_node = node.deep_copy()
+    assert copied_node.last_message_at == node.last_message_at
+    assert copied_node.execution_memory["counts"] == [1, 2.5, True]
+    assert [type(v) for v in copied_node.execution_memory["counts"]] == [int, float, bool]
+    copied_node.context["plan"]["steps"].append("c")
+    copied_node.context["answers"][0]["text"] = "changed"
+    copied_node.execution_memory["counts"].clear()
+    assert node.context == {"plan": {"steps": ["a", "b"]}, "answers": [{"text": "x", "n": 1}]}
+    assert node.execution_memory["counts"] == [1, 2.5, True]
+    copied_swarm = swarm.deep_copy()
+    copied_swarm.parked.clear()
+    assert len(swarm.parked) == 1

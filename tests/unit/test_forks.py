@@ -272,6 +272,10 @@ def test_changes_rebuild_the_document_they_were_taken_from():
         "merge": {"context": {"set": {"n": 2}}},
     }
     assert changes(None, slid) == {"all": slid}
+    # Equal in Python is not the same JSON value: 1, 1.0 and true differ inside containers too.
+    for was, now in (([1], [True]), ({"x": 1}, {"x": 1.0}), ([{"y": [0]}], [{"y": [False]}])):
+        diff = changes({"a": was}, {"a": now})
+        assert json.dumps(apply_changes({"a": was}, diff)) == json.dumps({"a": now})
 
 
 class FencedLLM(OfflineScriptedLLM):
