@@ -141,9 +141,12 @@ class LeanSession(requests.Session):
             connection.sock.settimeout(read_timeout)
             connection.request(method, target, body=body, headers=sent)
             answer = connection.getresponse()
-        except BaseException as exc:
+        except (OSError, http.client.HTTPException) as exc:
             connection.close()
-            raise _as_requests_error(exc, url) from exc
+            raise _as_requests_error(exc) from exc
+        except BaseException:
+            connection.close()
+            raise
         response = requests.Response()
         response.status_code = answer.status
         response.reason = answer.reason
@@ -219,18 +222,16 @@ def _headers(answer: http.client.HTTPResponse) -> CaseInsensitiveDict[str]:
     return headers
 
 
-def _as_requests_error(exc: BaseException, url: str) -> BaseException:
+def _as_requests_error(exc: OSError | http.client.HTTPException) -> requests.RequestException:
     """A failure to send or to read an answer, as the `requests` exception the SDK's transport
-    turns into its own error (a timeout, a broken connection, a cut-short body)."""
+    turns into its own error (a timeout, a cut-short body, a broken connection)."""
     if isinstance(exc, TimeoutError):
         return requests.exceptions.ReadTimeout(exc)
     if isinstance(exc, http.client.IncompleteRead):
         return requests.exceptions.ChunkedEncodingError(
             ProtocolError(f"Connection broken: IncompleteRead({exc!r})", exc)
         )
-    if isinstance(exc, OSError | http.client.HTTPException):
-        return requests.exceptions.ConnectionError(ProtocolError("Connection aborted.", exc))
-    return exc
+    return requests.exceptions.ConnectionError(ProtocolError("Connection aborted.", exc))
 
 
 class _IdleConnections:
@@ -303,13 +304,17 @@ class _Body:
     def read(self, amt: int | None = None, **_: Any) -> bytes:
         try:
             data = self._answer.read(amt)
-        except BaseException as exc:
+        except TimeoutError as exc:
             self._discard()
-            if isinstance(exc, TimeoutError):
-                # As requests raises urllib3's timeout mid-body (it has no pool to name here).
-                timed_out = ReadTimeoutError(None, self._url, f"Read timed out. ({exc})")  # type: ignore[arg-type]
-                raise requests.exceptions.ConnectionError(timed_out) from exc
-            raise _as_requests_error(exc, self._url) from exc
+            # As requests raises urllib3's timeout mid-body (it has no pool to name here).
+            timed_out = ReadTimeoutError(None, self._url, f"Read timed out. ({exc})")  # type: ignore[arg-type]
+            raise requests.exceptions.ConnectionError(timed_out) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self._discard()
+            raise _as_requests_error(exc) from exc
+        except BaseException:
+            self._discard()
+            raise
         if self._answer.isclosed():
             self._release()
         return data

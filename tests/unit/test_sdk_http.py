@@ -57,7 +57,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
     """Answers a request with its own method, path, headers and body and the client's port, as
     JSON, over kept-alive HTTP/1.1. Some paths misbehave on purpose: `/hang-up` closes the
     connection after answering without saying so, `/say-close` says it closes it, `/slow` answers
-    after a second, `/short` promises more body than it sends, `/big` sends 256 KiB."""
+    after a second, `/stall` stops mid-body for a second, `/short` promises more body than it
+    sends, `/big` sends 256 KiB."""
 
     protocol_version = "HTTP/1.1"
 
@@ -66,6 +67,15 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/slow":
             time.sleep(1)
+        if path == "/stall":
+            self.send_response(200)
+            self.send_header("content-length", "100")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            time.sleep(1)
+            self.close_connection = True
+            return
         if path == "/short":
             self.send_response(200)
             self.send_header("content-length", "100")
@@ -101,10 +111,16 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that leaves a body unread hangs up on purpose
+
+
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -209,6 +225,12 @@ def test_failures_reach_the_sdk_as_its_own_errors(recorder):
         _send(transport, recorder + "/slow", read_timeout=0.2)
     with pytest.raises(IncompleteReadError):
         _send(sdk_http.transport(), recorder + "/short")
+    with sdk_http.transport() as streaming:
+        stalled = streaming.send(
+            HttpRequest("GET", recorder + "/stall"), stream=True, read_timeout=0.2
+        )
+        with pytest.raises(ServiceResponseTimeoutError):
+            b"".join(stalled.stream_download(None))
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
