@@ -104,8 +104,8 @@ class LeanSession(requests.Session):
             or self.cookies
             or self.auth
             or files
-            or cert
-            or self.cert
+            or _client_certificate(cert)
+            or _client_certificate(self.cert)
             or not _whole_body(data)
             or parts.scheme not in _DEFAULT_PORTS
             or not parts.hostname
@@ -201,6 +201,12 @@ class LeanSession(requests.Session):
     def close(self) -> None:
         self._idle.close()
         super().close()
+
+
+def _client_certificate(cert: Any) -> bool:
+    """Whether `cert` names a client certificate: a file, or a (cert, key) pair; Cosmos DB's
+    client passes `(None, None)` for none."""
+    return bool(cert) and (isinstance(cert, str) or any(cert))
 
 
 def _whole_body(data: Any) -> bool:

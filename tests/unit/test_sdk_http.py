@@ -170,6 +170,15 @@ def test_the_lean_session_sends_what_requests_sends_but_asks_for_bodies_as_store
     assert text["body"] == '{"name": "Zoë"}', "text goes as UTF-8, as requests sends it"
 
 
+def test_the_lean_way_is_taken_for_calls_as_each_sdk_makes_them(recorder, monkeypatch):
+    """Cosmos DB's client passes `cert=(None, None)` (no client certificate) and text bodies;
+    the Storage clients pass `cert=None` and bytes: all of them take the lean way."""
+    lean = _lean()
+    monkeypatch.setattr(requests.Session, "request", None)  # the full way would fail
+    for cert, data in (((None, None), '{"id": "x"}'), (None, b"x"), (None, None)):
+        assert _as_the_sdk_calls(lean, recorder, cert=cert, data=data).status_code == 200
+
+
 def test_the_lean_session_keeps_connections_alive_and_sends_no_cookies(recorder):
     lean = _lean()
     ports = {_as_the_sdk_calls(lean, recorder).json()["port"] for _ in range(5)}
@@ -249,10 +258,25 @@ def test_failures_reach_the_sdk_as_its_own_errors(recorder):
         (lambda s: None, {"allow_redirects": True}),
         (lambda s: None, {"params": {"q": "1"}}),
         (lambda s: None, {"data": iter([b"chunk"])}),
+        (lambda s: None, {"cert": "client.pem"}),
+        (lambda s: None, {"cert": ("client.pem", "client.key")}),
     ],
-    ids=["environment", "session cookies", "redirects", "other keywords", "streamed upload"],
+    ids=[
+        "environment",
+        "session cookies",
+        "redirects",
+        "other keywords",
+        "streamed upload",
+        "client certificate",
+        "client certificate and key",
+    ],
 )
-def test_the_lean_session_takes_the_full_way_for_what_it_skips(recorder, monkeypatch, setup, extra):
+def test_the_lean_session_takes_the_full_way_for_what_it_skips(
+    recorder, monkeypatch, tmp_path, setup, extra
+):
+    monkeypatch.chdir(tmp_path)  # where the client certificate files are (requests checks)
+    (tmp_path / "client.pem").write_text("")
+    (tmp_path / "client.key").write_text("")
     lean = _lean()
     setup(lean)
     full_way = []
