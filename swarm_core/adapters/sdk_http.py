@@ -22,8 +22,8 @@ errors (so its retry policies retry them as before). A request that asks for any
 redirect, a proxy, the environment, cookies, a client certificate, a streamed upload, other
 keywords) goes the full way through `requests`.
 
-Responses are asked for unencoded (`Accept-Encoding: identity`, as `http.client` asks by
-default): the app's own blobs are never stored encoded, so a body arrives as it was written.
+Responses are asked for unencoded (the session's `Accept-Encoding: identity`, either way): the
+app's own blobs are never stored encoded, so a body arrives as it was written.
 
 TLS is verified against the default CA bundle, or against one CA file when the settings name one
 for a service (`STORAGE_CA_CERT`, `WEBPUBSUB_CA_CERT`: the local emulators' development CA, which
@@ -32,6 +32,7 @@ for a service (`STORAGE_CA_CERT`, `WEBPUBSUB_CA_CERT`: the local emulators' deve
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import select
@@ -39,6 +40,7 @@ import ssl
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -76,6 +78,7 @@ class LeanSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
+        self.headers["Accept-Encoding"] = "identity"  # bodies as stored (module docstring)
         self._idle = _IdleConnections()
         self._tls: dict[Any, ssl.SSLContext] = {}
 
@@ -126,8 +129,6 @@ class LeanSession(requests.Session):
             )
         merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict(self.headers)
         merged.update(headers or {})
-        if not headers or "accept-encoding" not in CaseInsensitiveDict(headers):
-            merged["Accept-Encoding"] = "identity"  # bodies as stored (module docstring)
         sent = {key: value for key, value in merged.items() if value is not None}
         body = data.encode("utf-8") if isinstance(data, str) else data
         verify = self.verify if verify is None else verify
@@ -137,16 +138,10 @@ class LeanSession(requests.Session):
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
         connection = self._idle.take(server) or self._connect(server, connect_timeout)
-        try:
+        with _failing_as_requests_fails(connection.close):
             connection.sock.settimeout(read_timeout)
             connection.request(method, target, body=body, headers=sent)
             answer = connection.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise _as_requests_error(exc) from exc
-        except BaseException:
-            connection.close()
-            raise
         response = requests.Response()
         response.status_code = answer.status
         response.reason = answer.reason
@@ -228,16 +223,33 @@ def _headers(answer: http.client.HTTPResponse) -> CaseInsensitiveDict[str]:
     return headers
 
 
-def _as_requests_error(exc: OSError | http.client.HTTPException) -> requests.RequestException:
-    """A failure to send or to read an answer, as the `requests` exception the SDK's transport
-    turns into its own error (a timeout, a cut-short body, a broken connection)."""
-    if isinstance(exc, TimeoutError):
-        return requests.exceptions.ReadTimeout(exc)
-    if isinstance(exc, http.client.IncompleteRead):
-        return requests.exceptions.ChunkedEncodingError(
-            ProtocolError(f"Connection broken: IncompleteRead({exc!r})", exc)
-        )
-    return requests.exceptions.ConnectionError(ProtocolError("Connection aborted.", exc))
+@contextlib.contextmanager
+def _failing_as_requests_fails(
+    drop_connection: Callable[[], None], *, mid_body_of: str | None = None
+) -> Iterator[None]:
+    """Send a request or read an answer: on any failure the connection is dropped, and a
+    network failure is raised as the `requests` exception the SDK's transport turns into its
+    own error (a timeout, a cut-short body, a broken connection). A timeout `mid_body_of` a
+    response is raised as requests raises urllib3's there; anything else is raised as it is."""
+    try:
+        yield
+    except (OSError, http.client.HTTPException) as exc:
+        drop_connection()
+        if isinstance(exc, TimeoutError) and mid_body_of is not None:
+            # urllib3's timeout names its pool; there is none here.
+            timed_out = ReadTimeoutError(None, mid_body_of, f"Read timed out. ({exc})")  # type: ignore[arg-type]
+            raise requests.exceptions.ConnectionError(timed_out) from exc
+        if isinstance(exc, TimeoutError):
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        if isinstance(exc, http.client.IncompleteRead):
+            broken = ProtocolError(f"Connection broken: IncompleteRead({exc!r})", exc)
+            raise requests.exceptions.ChunkedEncodingError(broken) from exc
+        raise requests.exceptions.ConnectionError(
+            ProtocolError("Connection aborted.", exc)
+        ) from exc
+    except BaseException:
+        drop_connection()
+        raise
 
 
 class _IdleConnections:
@@ -308,19 +320,8 @@ class _Body:
         self._url = url
 
     def read(self, amt: int | None = None, **_: Any) -> bytes:
-        try:
+        with _failing_as_requests_fails(self._discard, mid_body_of=self._url):
             data = self._answer.read(amt)
-        except TimeoutError as exc:
-            self._discard()
-            # As requests raises urllib3's timeout mid-body (it has no pool to name here).
-            timed_out = ReadTimeoutError(None, self._url, f"Read timed out. ({exc})")  # type: ignore[arg-type]
-            raise requests.exceptions.ConnectionError(timed_out) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            self._discard()
-            raise _as_requests_error(exc) from exc
-        except BaseException:
-            self._discard()
-            raise
         if self._answer.isclosed():
             self._release()
         return data
