@@ -664,17 +664,20 @@ class SwarmServices:
             updated.chat_length += 1
             updated.last_message_at = change.now
             updated.updated_at = change.now
-            change.chat(message)
             interrupt = updated.interrupt
             assert interrupt is not None
+            # The node (its question answered) is announced before the message: a page that
+            # renders each live event as it comes never shows the new answer under a question
+            # still marked open, which would invite a second answer.
+            change.write_node(updated, read.value)
             if accepted_as != conversation.Accepted.UNREAD:
                 # The event carries every answer so far (a later one adds to the list).
                 change.event(EventType.INTERRUPT_ANSWERED, answered_event_data(interrupt))
+            change.chat(message)
             if accepted_as == conversation.Accepted.ANSWERED:
                 change.enqueue(resume_operation(swarm_id, node_id, interrupt.interrupt_id))
                 if swarm.status == SwarmStatus.WAITING_FOR_USER:
                     change.swarm.status = SwarmStatus.RUNNING
-            change.write_node(updated, read.value)
             accepted.append(
                 ClientMessage(
                     message_id=message.message_id,
