@@ -111,17 +111,20 @@ def answer_questions_until_done(console: Console, drop: Any, screenshot: bool = 
         if not box.count():
             page.wait_for_timeout(200)
             continue
-        key = (str(node_id), chat.locator(".message").count())
-        if key in answered or not chat.locator(".message.agent").count():
+        # One answer per question, as a person gives it: the key is the agent's messages so far.
+        questions = chat.locator(".message.agent").count()
+        key = (str(node_id), questions)
+        if key in answered or not questions:
             page.wait_for_timeout(200)
             continue
+        shown = chat.locator(".message").count()
         answered.add(key)
         box.fill(ANSWER)
         chat.locator("button[type=submit]").click()
         page.wait_for_function(
             "([id, n]) => document.querySelectorAll("
             "`[data-testid=chat][data-node-id='${id}'] .message`).length > n",
-            arg=[node_id, key[1]],
+            arg=[node_id, shown],
         )
         if len(answered) == 1:
             if screenshot:
