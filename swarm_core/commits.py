@@ -1,10 +1,17 @@
 """The commit protocol (docs/architecture.md), shared by the worker (node steps) and the services
 (control changes: spawn, pause, resume, retry, idle, a user's message).
 
-Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`:
+Per swarm, one commit at a time, all through `SwarmCommitter.run(swarm_id, op_id, decide)`; in
+one process, one swarm's decisions and commits take turns (a lock per swarm), so its steps on
+different threads do not race each other for the ETag:
 
 1. Read the swarm document (with its ETag; `run_on_node`: with the node the operation is about,
-   in one round trip). If the operation is the swarm's `pending` commit, it
+   in one round trip). A step (`latest`) decides instead on the documents as this process's
+   last commit of the swarm left them, when it has them: no read on the common path. A commit
+   on them proves them current; if another process committed since, the commit loses the ETag
+   race and the step decides again on a fresh read. A decision to write nothing, or one that
+   needs a slow call first (`CallFirst`: the step's LLM call, made outside the lock), is only
+   believed on a fresh read. If the operation is the swarm's `pending` commit, it
    committed already and its effects may be half applied: re-drive them (unless they are known
    to have landed, as in 2), idempotently, and stop.
 2. If the swarm's `pending` commit (another operation's) may be unfinished — its worker may have
@@ -36,8 +43,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -73,6 +81,7 @@ from swarm_core.swarm import Effects, PendingCommit, Swarm
 log = logging.getLogger(__name__)
 
 APPLIED_CACHE_SIZE = 4096
+LATEST_CACHE_SIZE = 1024  # swarms whose latest documents a process keeps
 
 # A commit, as the committer knows it: its swarm and its seq.
 CommitKey = tuple[str, int]
@@ -84,6 +93,15 @@ class Outcome(StrEnum):
     REDRIVEN = "redriven"  # committed before, effects re-applied
     PARKED = "parked"
     DROPPED = "dropped"
+
+
+class CallFirst(Exception):
+    """Raised by a decision that needs a slow call first (a step's LLM call): the commit loop
+    makes `call` without holding the swarm's lock, then decides again."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        super().__init__("the decision needs a call first")
+        self.call = call
 
 
 class TooManyConflicts(Exception):
@@ -116,6 +134,22 @@ class Decision:
 Decide = Callable[[Versioned[Swarm]], Decision]
 # A decision about one node, given as it was read with the swarm document (None: no such node).
 NodeDecide = Callable[[Versioned[Swarm], "Versioned[Node] | None"], Decision]
+
+
+@dataclass
+class _Latest:
+    """A swarm's documents as this process's last commit of it (or last read) left them: the
+    swarm document with its ETag, and the nodes that commit chain wrote or read."""
+
+    swarm: Swarm
+    etag: str
+    nodes: dict[str, Node]
+
+
+@dataclass
+class _SwarmLock:
+    lock: threading.RLock
+    users: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,54 +199,183 @@ class SwarmCommitter:
         # Commits this process is applying right now: another thread of the process waits for
         # that instead of applying them a second time (enqueuing and publishing twice).
         self._applying: dict[CommitKey, threading.Event] = {}
+        # The documents of the swarms this process committed last (`_read`), and the lock
+        # each swarm's decisions and commits take in turn (`_run`).
+        self._latest: OrderedDict[str, _Latest] = OrderedDict()
+        self._swarm_locks: dict[str, _SwarmLock] = {}
         self._lock = threading.Lock()
 
-    def run(self, swarm_id: str, op_id: str, decide: Decide) -> CommitRun:
-        return self._run(
-            swarm_id,
-            op_id,
-            lambda: (self.store.get_swarm(swarm_id), None),
-            lambda got, _: decide(got),
-        )
+    def run(self, swarm_id: str, op_id: str, decide: Decide, latest: bool = False) -> CommitRun:
+        """Commit what `decide` makes of the swarm document (see the module docstring). With
+        `latest`, the first decision may be made on the documents as this process's last
+        commit of the swarm left them, without a read (see `_read`)."""
+        return self._run(swarm_id, op_id, None, lambda got, _: decide(got), latest)
 
-    def run_on_node(self, swarm_id: str, op_id: str, node_id: str, decide: NodeDecide) -> CommitRun:
+    def run_on_node(
+        self, swarm_id: str, op_id: str, node_id: str, decide: NodeDecide, latest: bool = False
+    ) -> CommitRun:
         """`run`, deciding on one node as well: it is read with the swarm document, at the same
-        moment, in one round trip (`get_swarm_and_node`), on every attempt."""
-        return self._run(
-            swarm_id, op_id, lambda: self.store.get_swarm_and_node(swarm_id, node_id), decide
-        )
+        moment, in one round trip (`get_swarm_and_node`)."""
+        return self._run(swarm_id, op_id, node_id, decide, latest)
+
+    def get_node(self, swarm_id: str, node_id: str) -> Versioned[Node] | None:
+        """For a decision: one of the swarm's nodes, as the documents it decides on hold it
+        (this process's last commit of the swarm, when it wrote or read that node), else as
+        stored now. Either way the commit's ETag check proves it current."""
+        with self._lock:
+            latest = self._latest.get(swarm_id)
+            node = None if latest is None else latest.nodes.get(node_id)
+        if node is not None:
+            return Versioned(node.deep_copy(), "")
+        return self.store.get_node(swarm_id, node_id)
+
+    def _read(
+        self, swarm_id: str, node_id: str | None, latest: bool
+    ) -> tuple[Versioned[Swarm] | None, Versioned[Node] | None, bool]:
+        """The swarm document (and the node) to decide on, and whether they came from memory.
+
+        With `latest`, the documents as this process's last commit of the swarm left them (a
+        copy), when it has them: the common path, where one process runs a swarm's steps one
+        after another, needs no read. They may be stale (another process committed since): a
+        commit on them then loses the ETag race and decides again on a fresh read, and a
+        decision to write nothing is made again on a fresh read before it is believed."""
+        if latest:
+            with self._lock:
+                known = self._latest.get(swarm_id)
+                if known is not None:
+                    self._latest.move_to_end(swarm_id)
+            if known is not None:
+                remembered = Versioned(known.swarm.deep_copy(), known.etag)
+                if node_id is None:
+                    return remembered, None, True
+                return remembered, self.get_node(swarm_id, node_id), True
+        if node_id is None:
+            got, node = self.store.get_swarm(swarm_id), None
+        else:
+            got, node = self.store.get_swarm_and_node(swarm_id, node_id)
+        self._remember_read(swarm_id, got, node)
+        return got, node, False
 
     def _run(
         self,
         swarm_id: str,
         op_id: str,
-        read: Callable[[], tuple[Versioned[Swarm] | None, Versioned[Node] | None]],
+        node_id: str | None,
         decide: NodeDecide,
+        latest: bool,
     ) -> CommitRun:
+        use_latest = latest
         for _ in range(self.max_attempts):
-            got, node = read()
-            if got is None:
-                raise SwarmNotFound(swarm_id)
-            swarm = got.value
-            if swarm.status == SwarmStatus.DELETED:
-                # Its purge owns what is left: applying a pending commit now would write again
-                # what the purge deletes.
-                raise SwarmNotFound(swarm_id)
-            pending = swarm.pending
-            if pending is not None and pending.op_id == op_id:
-                redriven = self.roll_forward(swarm, pending)
-                outcome = Outcome.REDRIVEN if redriven else Outcome.DUPLICATE
-                return CommitRun(outcome, swarm, pending.seq)
-            if pending is not None:
-                self.roll_forward(swarm, pending)
-            decision = decide(got, node)
-            if decision.swarm is None:
-                return CommitRun(decision.outcome, swarm, swarm.seq)
-            try:
-                return self.commit(got, op_id, decision)
-            except ConflictError:
-                log.info("commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id)
+            call_first: Callable[[], object] | None = None
+            # One decision and commit of a swarm at a time in this process: two steps of one
+            # swarm would otherwise both decide on the same document, and one of them would lose
+            # the ETag race and do it all again. The next commit waits for this one's effects
+            # anyway (roll forward), so little is lost by waiting for the lock instead.
+            with self._swarm_lock(swarm_id):
+                got, node, remembered = self._read(swarm_id, node_id, use_latest)
+                use_latest = latest
+                try:
+                    if got is None:
+                        raise SwarmNotFound(swarm_id)
+                    swarm = got.value
+                    if swarm.status == SwarmStatus.DELETED:
+                        # Its purge owns what is left: applying a pending commit now would
+                        # write again what the purge deletes.
+                        raise SwarmNotFound(swarm_id)
+                    pending = swarm.pending
+                    if pending is not None and pending.op_id == op_id:
+                        redriven = self.roll_forward(swarm, pending)
+                        outcome = Outcome.REDRIVEN if redriven else Outcome.DUPLICATE
+                        return CommitRun(outcome, swarm, pending.seq)
+                    if pending is not None:
+                        self.roll_forward(swarm, pending)
+                    try:
+                        decision = decide(got, node)
+                    except CallFirst as needed:
+                        if remembered:
+                            # A slow (and paid) call is made only for a decision on a fresh
+                            # read: on a stale one, the step may be a duplicate or parked.
+                            use_latest = False
+                            continue
+                        call_first = needed.call
+                    else:
+                        if decision.swarm is None:
+                            if remembered:
+                                use_latest = False  # nothing to write: believed only fresh
+                                continue
+                            return CommitRun(decision.outcome, swarm, swarm.seq)
+                        try:
+                            return self.commit(got, op_id, decision)
+                        except ConflictError:
+                            use_latest = False
+                            log.info(
+                                "commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id
+                            )
+                except BaseException:
+                    # Whatever failed (a write may have landed all the same): decide on a
+                    # fresh read next time.
+                    self._forget_latest(swarm_id)
+                    raise
+            if call_first is not None:
+                call_first()  # outside the lock: the swarm's other steps go on meanwhile
         raise TooManyConflicts(f"op {op_id} on swarm {swarm_id}")
+
+    @contextmanager
+    def _swarm_lock(self, swarm_id: str) -> Iterator[None]:
+        with self._lock:
+            entry = self._swarm_locks.get(swarm_id)
+            if entry is None:
+                entry = self._swarm_locks[swarm_id] = _SwarmLock(threading.RLock())
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._lock:
+                entry.users -= 1
+                if not entry.users:
+                    del self._swarm_locks[swarm_id]
+
+    # --- the documents as this process last committed them ------------------------------------
+
+    def _remember_read(
+        self, swarm_id: str, got: Versioned[Swarm] | None, node: Versioned[Node] | None
+    ) -> None:
+        """A fresh read replaces what was remembered. The nodes remembered stay true if the
+        swarm document is the one remembered (nothing committed since); otherwise another
+        process committed, and they may have changed."""
+        if got is None:
+            self._forget_latest(swarm_id)
+            return
+        with self._lock:
+            known = self._latest.get(swarm_id)
+        nodes = dict(known.nodes) if known is not None and known.etag == got.etag else {}
+        if node is not None:
+            nodes[node.value.node_id] = node.value.deep_copy()
+        self._keep_latest(swarm_id, _Latest(got.value.deep_copy(), got.etag, nodes))
+
+    def _remember_commit(self, read_etag: str, new: Swarm, etag: str, decision: Decision) -> None:
+        """After a commit on the document read with `read_etag`: its nodes as remembered stay
+        true (nothing else committed in between), but for those the commit wrote or deleted."""
+        with self._lock:
+            known = self._latest.get(new.swarm_id)
+        nodes = dict(known.nodes) if known is not None and known.etag == read_etag else {}
+        for node in decision.nodes:
+            nodes[node.node_id] = node.deep_copy()
+        for node_id in decision.deleted_nodes:
+            nodes.pop(node_id, None)
+        self._keep_latest(new.swarm_id, _Latest(new.deep_copy(), etag, nodes))
+
+    def _keep_latest(self, swarm_id: str, latest: _Latest) -> None:
+        with self._lock:
+            self._latest[swarm_id] = latest
+            self._latest.move_to_end(swarm_id)
+            while len(self._latest) > LATEST_CACHE_SIZE:
+                self._latest.popitem(last=False)
+
+    def _forget_latest(self, swarm_id: str) -> None:
+        with self._lock:
+            self._latest.pop(swarm_id, None)
 
     def commit(self, got: Versioned[Swarm], op_id: str, decision: Decision) -> CommitRun:
         """Write `decision.swarm` over the swarm document as read (`got`), with its nodes, and
@@ -231,9 +394,14 @@ class SwarmCommitter:
             new.pending = self.seal(new, got.value.seq + 1, op_id, decision)
             old = got.value if got.value.seq else None  # a first commit records it all
             record = commit_record(new.pending, old, new, decision.nodes, decision.read_nodes)
-        self.store.replace_swarm(
-            new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
-        )
+        try:
+            etag = self.store.replace_swarm(
+                new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
+            )
+        except ConflictError:
+            self._forget_latest(new.swarm_id)
+            raise
+        self._remember_commit(got.etag, new, etag, decision)
         if new.pending is not None and record is not None:
             self.apply(new, new.pending, record)
         return CommitRun(decision.outcome, new, new.seq)

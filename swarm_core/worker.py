@@ -22,6 +22,7 @@ from swarm_core import telemetry
 from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.commits import (
+    CallFirst,
     CommitRun,
     ControlCommit,
     Decision,
@@ -111,20 +112,26 @@ class SwarmWorker:
 
     def _commit(self, operation: Operation, llm_answer: list[LLMResult | LLMError]) -> CommitRun:
         swarm_id, op_id = operation.swarm_id, operation.op_id
+        # A step decides on the documents as this process's last commit of the swarm left
+        # them when it has them (`latest`): no read on the common path.
         if isinstance(operation, SpawnOperation):
             # Its node is made by this step: read it (a duplicate) only where the swarm admits
             # the step, instead of failing a combined read on every spawn.
             def read_node() -> Versioned[Node] | None:
-                return self.store.get_node(swarm_id, operation.node_id)
+                return self.committer.get_node(swarm_id, operation.node_id)
 
             return self.committer.run(
-                swarm_id, op_id, lambda got: self._decide(operation, got, read_node, llm_answer)
+                swarm_id,
+                op_id,
+                lambda got: self._decide(operation, got, read_node, llm_answer),
+                latest=True,
             )
         return self.committer.run_on_node(
             swarm_id,
             op_id,
             operation.node_id,
             lambda got, node: self._decide(operation, got, lambda: node, llm_answer),
+            latest=True,
         )
 
     def _decide(
@@ -159,7 +166,7 @@ class SwarmWorker:
             return Decision(Outcome.DROPPED)
         parent = None
         if needs_parent(operation) and node is not None and node.value.parent_id:
-            parent = self.store.get_node(swarm.swarm_id, node.value.parent_id)
+            parent = self.committer.get_node(swarm.swarm_id, node.value.parent_id)
         step_op = operation
         llm_result = None
         if isinstance(operation, LLMOperation) and node is not None:
@@ -172,7 +179,8 @@ class SwarmWorker:
             if not llm_answer and budget_spent(swarm):
                 return self._pause_for_budget(swarm, operation)
             if not llm_answer:
-                llm_answer.append(self._call_llm(operation))
+                # Made without holding the swarm's lock; then the step decides again.
+                raise CallFirst(lambda: llm_answer.append(self._call_llm(operation)))
             answer = llm_answer[0]
             if isinstance(answer, LLMError):
                 step_op = fail_operation(operation, f"LLM call failed: {answer}")
@@ -203,7 +211,7 @@ class SwarmWorker:
             return True
         if swarm.reruns == 0 or spawn.parent_id is None:
             return False
-        parent = self.store.get_node(swarm.swarm_id, spawn.parent_id)
+        parent = self.committer.get_node(swarm.swarm_id, spawn.parent_id)
         return parent is None or operation.node_id not in parent.value.children_ids
 
     def _pause_for_budget(self, swarm: Swarm, operation: Operation) -> Decision:

@@ -55,7 +55,15 @@ class CrashPlan:
             self.position = None
             self.fired = f"before {name} (call {index})"
             raise InjectedCrash(self.fired)
-        result = fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as failed:
+            # A call that failed (a commit that lost the ETag race) can be crashed after too.
+            if self.position == 2 * index + 1:
+                self.position = None
+                self.fired = f"after {name} (call {index}, failed)"
+                raise InjectedCrash(self.fired) from failed
+            raise
         if self.position == 2 * index + 1:
             self.position = None
             self.fired = f"after {name} (call {index})"

@@ -64,16 +64,50 @@ def test_two_workers_racing_lose_no_update():
     clean = run_scenario()
     rig = Rig(CrashPlan())
     racing = RacingStore(rig.store, races=40)
-    # Two invocations at once in one host process: two threads on one app's worker (and its one
-    # committer). Processes of their own would each apply the other's commits again.
+    # Two processes at once (two apps, two committers): one process never races itself (the
+    # next test), two do, and the ETag decides.
     adapters = dataclasses.replace(rig.http_app.adapters, store=racing)
-    worker = build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker
-    workers = [worker, worker]
+    workers = [
+        build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW).worker for _ in range(2)
+    ]
     swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
-    errors: list[BaseException] = []
+    work_in_threads(rig, workers, swarm.swarm_id)
+    run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
+    assert_completed(run)
+    assert racing.conflicts > 0, "the workers really raced"
+    assert final_state(run) == final_state(clean)
+    assert not rig.llm.calls_after_commit
 
-    def work(worker: SwarmWorker) -> None:
+
+def test_steps_of_one_swarm_in_one_process_take_turns_and_never_conflict():
+    """Two invocations at once in one process (two threads, one committer), the user's
+    messages committed by the same process, as on one Functions host: the swarm's decisions
+    and commits take turns, so no commit loses the ETag race."""
+    clean = run_scenario()
+    rig = Rig(CrashPlan())
+    counting = RacingStore(rig.store, races=0)
+    adapters = dataclasses.replace(rig.http_app.adapters, store=counting)
+    rig.user_app = build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW)
+    worker = rig.user_app.worker
+    swarm = rig.services.create_swarm(USER, GOAL, scenario_config())  # the scenario's ids
+    rig.services.spawn(USER, swarm.swarm_id)
+    processed = work_in_threads(rig, [worker, worker], swarm.swarm_id)
+    run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
+    assert_completed(run)
+    assert final_state(run) == final_state(clean)
+    assert min(processed) > 10, f"both threads worked: {processed}"
+    assert counting.conflicts == 0
+    assert not rig.llm.calls_after_commit
+
+
+def work_in_threads(rig: Rig, workers: list[SwarmWorker], swarm_id: str) -> list[int]:
+    """Run the queue on one thread per worker, answering between rounds, until the swarm needs
+    no answer (an error fails the test); the messages each thread processed."""
+    errors: list[BaseException] = []
+    processed = [0] * len(workers)
+
+    def work(index: int) -> None:
         try:
             # Until no message is queued or in flight (the other worker may still enqueue).
             while len(rig.queue):
@@ -81,25 +115,22 @@ def test_two_workers_racing_lose_no_update():
                 if message is None:
                     time.sleep(0.001)
                     continue
-                worker.process(message.body)
+                workers[index].process(message.body)
                 rig.queue.ack(message)
+                processed[index] += 1
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
     for _round in range(50):
-        threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=120)
         assert not errors, errors
-        if not answer_waiting(rig, swarm.swarm_id):
+        if not answer_waiting(rig, swarm_id):
             break
-    run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
-    assert_completed(run)
-    assert racing.conflicts > 0, "the workers really raced"
-    assert final_state(run) == final_state(clean)
-    assert not rig.llm.calls_after_commit
+    return processed
 
 
 def test_workers_of_different_processes_enqueue_and_publish_each_thing_once():

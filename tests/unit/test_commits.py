@@ -1,17 +1,23 @@
-"""The committer's knowledge of applied commits: a commit is one seq of one swarm, not an op id.
+"""The committer's knowledge of applied commits, and of the documents its last commits left.
 
-An op id can name more than one commit: a fork's outstanding operations keep their ids (the
-source committed them too), and an operation parked by its own commit commits again when it
-runs. A commit cut short must still be rolled forward when its op id was applied before."""
+A commit is one seq of one swarm, not an op id. An op id can name more than one commit: a fork's
+outstanding operations keep their ids (the source committed them too), and an operation parked
+by its own commit commits again when it runs. A commit cut short must still be rolled forward
+when its op id was applied before.
+
+A process decides on the documents as its last commit of a swarm left them, without a read; a
+commit on them proves them current (or loses the ETag race and decides again, fresh)."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from typing import Any
 
 import pytest
 
 from swarm_core.bootstrap import InMemorySwarmApp, build_in_memory
-from swarm_core.commits import ControlCommit, Outcome
+from swarm_core.commits import CallFirst, ControlCommit, Decision, Outcome
 from swarm_core.models import utcnow
 from swarm_core.ports import Versioned, history_stream
 from swarm_core.swarm import Swarm
@@ -80,3 +86,140 @@ def test_a_redelivered_op_id_whose_earlier_commit_was_applied_redrives_its_new_o
 
     assert run.outcome == Outcome.REDRIVEN and run.seq == seq
     assert history_seqs(app, swarm.swarm_id) == list(range(1, seq + 1))
+
+
+# --------------------------------------------- the documents as this process last committed them
+
+
+class CountingStore:
+    """The in-memory store, counting its reads, and able to fail a commit after it landed (as a
+    lost response does)."""
+
+    READS = ("get_swarm", "get_swarm_and_node", "get_node")
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads: list[str] = []
+        self.fail_after_write = False
+
+    def replace_swarm(self, *args: Any, **kwargs: Any) -> str:
+        etag = str(self.inner.replace_swarm(*args, **kwargs))
+        if self.fail_after_write:
+            self.fail_after_write = False
+            raise HistoryDown("the commit landed, its response was lost")
+        return etag
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name in self.READS:
+            self.reads.append(name)
+        return attr
+
+
+def process_on(app: InMemorySwarmApp) -> tuple[InMemorySwarmApp, CountingStore]:
+    """Another process on the same storage: an app of its own (its own committer), counting its
+    store reads."""
+    store = CountingStore(app.adapters.store)
+    return build_in_memory(adapters=dataclasses.replace(app.adapters, store=store)), store
+
+
+def test_after_its_own_commit_a_process_decides_without_reading(app):
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, store = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    assert store.reads == ["get_swarm"], "nothing remembered yet: one read"
+    store.reads.clear()
+
+    run = worker.committer.run(swarm.swarm_id, "op-2", touch, latest=True)
+
+    assert run.outcome == Outcome.COMMITTED and run.seq == swarm.seq + 2
+    assert store.reads == []
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, run.seq + 1))
+
+
+def test_a_swarm_another_process_committed_since_is_read_again(app):
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, store = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    app.committer.run(swarm.swarm_id, "op-elsewhere", touch)  # the other process
+    store.reads.clear()
+
+    run = worker.committer.run(swarm.swarm_id, "op-2", touch, latest=True)
+
+    assert run.outcome == Outcome.COMMITTED
+    assert store.reads == ["get_swarm"], "the commit on what it remembered lost: read, again"
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, run.seq + 1))
+
+
+def test_a_decision_to_write_nothing_is_made_again_on_a_fresh_read(app):
+    """Remembered documents may be stale: only a commit proves them current (its ETag), so a
+    decision to do nothing (drop, park, a duplicate) is believed only on a fresh read."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, _ = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    app.committer.run(swarm.swarm_id, "op-ready", touch)  # what the decision waits for
+    seen: list[int] = []
+
+    def when_ready(got: Versioned[Swarm]) -> Any:
+        seen.append(got.value.seq)
+        if got.value.pending is None or got.value.pending.op_id != "op-ready":
+            return Decision(Outcome.DROPPED)
+        return touch(got)
+
+    run = worker.committer.run(swarm.swarm_id, "op-2", when_ready, latest=True)
+
+    assert seen == [swarm.seq + 1, swarm.seq + 2], "stale, then fresh"
+    assert run.outcome == Outcome.COMMITTED
+
+
+def test_a_slow_call_is_made_outside_the_lock_and_only_for_a_fresh_decision(app):
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, store = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    answers: list[str] = []
+    decided_on: list[int] = []
+    locked_during_call: list[bool] = []
+
+    def call() -> None:
+        other = threading.Thread(
+            target=lambda: worker.committer.run(swarm.swarm_id, "op-meanwhile", touch, latest=True)
+        )
+        other.start()
+        other.join(timeout=5)
+        locked_during_call.append(other.is_alive())
+        answers.append("the model's answer")
+
+    def with_answer(got: Versioned[Swarm]) -> Any:
+        decided_on.append(got.value.seq)
+        if not answers:
+            raise CallFirst(call)
+        return touch(got)
+
+    store.reads.clear()
+    run = worker.committer.run(swarm.swarm_id, "op-2", with_answer, latest=True)
+
+    assert answers == ["the model's answer"], "called once"
+    assert locked_during_call == [False], "another step of the swarm committed meanwhile"
+    # Remembered (the call is not made on it), fresh (called), then what the step that ran
+    # meanwhile committed, without a read: the answer is used on the latest documents.
+    assert decided_on == [swarm.seq + 1, swarm.seq + 1, swarm.seq + 2]
+    assert store.reads == ["get_swarm"]
+    assert run.outcome == Outcome.COMMITTED and run.seq == swarm.seq + 3
+
+
+def test_after_a_failed_commit_the_swarm_is_read_again(app):
+    """A commit whose response was lost may have landed: what the process remembered is
+    forgotten, and the redelivered operation finds its own commit."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, store = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    store.fail_after_write = True
+    with pytest.raises(HistoryDown):
+        worker.committer.run(swarm.swarm_id, "op-2", touch, latest=True)
+    store.reads.clear()
+
+    run = worker.committer.run(swarm.swarm_id, "op-2", touch, latest=True)
+
+    assert store.reads == ["get_swarm"]
+    assert run.outcome == Outcome.REDRIVEN and run.seq == swarm.seq + 2
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, run.seq + 1))
