@@ -245,7 +245,7 @@ class SwarmCommitter:
                 if known is not None:
                     self._latest.move_to_end(swarm_id)
             if known is not None:
-                remembered = Versioned(known.swarm.deep_copy(), known.etag)
+                remembered = Versioned(_copy_of(known.swarm), known.etag)
                 if node_id is None:
                     return remembered, None, True
                 return remembered, self.get_node(swarm_id, node_id), True
@@ -352,7 +352,7 @@ class SwarmCommitter:
         nodes = dict(known.nodes) if known is not None and known.etag == got.etag else {}
         if node is not None:
             nodes[node.value.node_id] = node.value.deep_copy()
-        self._keep_latest(swarm_id, _Latest(got.value.deep_copy(), got.etag, nodes))
+        self._keep_latest(swarm_id, _Latest(_copy_of(got.value), got.etag, nodes))
 
     def _remember_commit(self, read_etag: str, new: Swarm, etag: str, decision: Decision) -> None:
         """After a commit on the document read with `read_etag`: its nodes as remembered stay
@@ -364,7 +364,7 @@ class SwarmCommitter:
             nodes[node.node_id] = node.deep_copy()
         for node_id in decision.deleted_nodes:
             nodes.pop(node_id, None)
-        self._keep_latest(new.swarm_id, _Latest(new.deep_copy(), etag, nodes))
+        self._keep_latest(new.swarm_id, _Latest(_copy_of(new), etag, nodes))
 
     def _keep_latest(self, swarm_id: str, latest: _Latest) -> None:
         with self._lock:
@@ -573,6 +573,15 @@ class SwarmCommitter:
         wait(futures)
         for future in futures:
             future.result()
+
+
+def _copy_of(swarm: Swarm) -> Swarm:
+    """A copy of a remembered swarm document that a decision may change freely, but for its
+    pending commit, which is shared: nothing changes a commit's effects once it is made (a
+    decision makes a new document without it), and copying them is most of the cost."""
+    copy = swarm.model_copy(update={"pending": None}).deep_copy()
+    copy.pending = swarm.pending
+    return copy
 
 
 def _by_node(records: Iterable[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -355,7 +355,7 @@ class BlobContentStore:
                 match_condition=MatchConditions.IfMissing
             )
         except (ResourceExistsError, ResourceModifiedError):
-            return self._probe(stream, 0, 0)
+            return self._discover(stream)  # its last segment may be any one
         return _Tail(0, 0, 0, None)
 
     def _is_full(self, tail: _Tail, size: int) -> bool:
@@ -376,9 +376,10 @@ class BlobContentStore:
         seq = int(seq)
         block = _encode_batch(records, seq, commit)
         oversize = len(block) > self._max_block
+        # A stream this process has not seen is most often a new one (a new node's logs or
+        # chat): its first segment is created if missing (one request, then the append), and
+        # only a stream that exists is listed and probed (`_first_segment`).
         tail = self._cached_tail(stream)
-        if tail is None:
-            tail = self._discover(stream)
         for _ in range(_MAX_APPEND_ATTEMPTS):
             if tail is None:
                 tail = self._first_segment(stream)

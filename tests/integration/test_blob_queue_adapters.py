@@ -345,7 +345,15 @@ def test_round_trips_per_append_stay_flat_as_the_stream_grows(make_store):
     warm_1002, cold_1003 = step(1002), cold_step(1003)
 
     assert len(warm_10) == len(warm_1000) == len(warm_1002) == 1  # the conditional append only
-    assert len(cold_11) == len(cold_1003) == 3  # list the segments, read the tail, append
+    # A stream new to the process: create its first segment if missing (it is not), list the
+    # segments, read the tail, append.
+    assert [(c.method, c.status) for c in cold_11] == [
+        ("PUT", 409),
+        ("GET", 200),
+        ("GET", 206),
+        ("PUT", 201),
+    ]
+    assert len(cold_1003) == 4
     # Once per 1,000 blocks: seal, read the sealed tail, create the next segment, append.
     assert [(c.method, c.query.split("&")[0]) for c in rollover] == [
         ("PUT", "comp=seal"),
@@ -353,6 +361,11 @@ def test_round_trips_per_append_stay_flat_as_the_stream_grows(make_store):
         ("PUT", ""),
         ("PUT", "comp=appendblock"),
     ]
+    new_stream, new_log = make_store()
+    assert new_stream.append(f"{stream}-new", 1, [{"seq": 1}])
+    assert [(c.method, c.status) for c in new_log.take()] == [("PUT", 201), ("PUT", 201)], (
+        "a new stream: create its first segment, append"
+    )
     sent = [sum(c.sent for c in calls) for calls in (warm_10, warm_1000, cold_11, cold_1003)]
     received = [sum(c.received for c in calls) for calls in (cold_11, cold_1003)]
     assert abs(sent[0] - sent[1]) <= 4 and abs(sent[2] - sent[3]) <= 4, sent
