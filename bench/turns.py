@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import socket
@@ -163,7 +164,10 @@ class Api:
         settings = Settings(AUTH_SECRET="bench-" + "k" * 32)
         parallel = getattr(self.bootstrap, "AZURE_PARALLEL_EFFECTS", 0)
         if remote and parallel:  # as build_azure builds it for remote storage
-            return self.bootstrap.build_app(settings, adapters, parallel_effects=parallel)
+            options: dict[str, Any] = {"parallel_effects": parallel}
+            if "remember_latest" in inspect.signature(self.bootstrap.build_app).parameters:
+                options["remember_latest"] = True
+            return self.bootstrap.build_app(settings, adapters, **options)
         return self.bootstrap.build_app(settings, adapters)
 
     def answer(self, app: Any, swarm_id: str, node_id: str, text: str) -> None:

@@ -102,6 +102,7 @@ def build_app(
     clock: Callable[[], datetime] = utcnow,
     new_id: Callable[[], str] | None = None,
     parallel_effects: int = 0,
+    remember_latest: bool = False,
 ) -> SwarmApp:
     committer = SwarmCommitter(
         adapters.store,
@@ -110,6 +111,7 @@ def build_app(
         adapters.publisher,
         parallel_effects=parallel_effects,
         snapshot_every=settings.snapshot_every,
+        remember_latest=remember_latest,
     )
     models = ModelPolicy(settings.llm.allowed_models(), settings.llm.llm_max_tokens_limit)
     services = SwarmServices(
@@ -273,4 +275,5 @@ def build_azure(
         settings,
         azure_adapters(settings, credential=credential, ensure_resources=ensure_resources),
         parallel_effects=AZURE_PARALLEL_EFFECTS,
+        remember_latest=True,  # a read is a request: decide on what the last commit left
     )

@@ -173,6 +173,7 @@ class SwarmCommitter:
         max_attempts: int = 50,
         parallel_effects: int = 0,
         snapshot_every: int = 50,
+        remember_latest: bool = False,
     ) -> None:
         self.store = store
         self.content = content
@@ -200,7 +201,10 @@ class SwarmCommitter:
         # that instead of applying them a second time (enqueuing and publishing twice).
         self._applying: dict[CommitKey, threading.Event] = {}
         # The documents of the swarms this process committed last (`_read`), and the lock
-        # each swarm's decisions and commits take in turn (`_run`).
+        # each swarm's decisions and commits take in turn (`_run`). Remembered only where a
+        # read is a request (in memory, a read costs what the copies of remembered documents
+        # cost, so there it is not worth it).
+        self._remember_latest = remember_latest
         self._latest: OrderedDict[str, _Latest] = OrderedDict()
         self._swarm_locks: dict[str, _SwarmLock] = {}
         self._lock = threading.Lock()
@@ -265,6 +269,9 @@ class SwarmCommitter:
         latest: bool,
     ) -> CommitRun:
         use_latest = latest
+        # What the decision that asked for a call was made on: without remembered documents,
+        # the decision after the call is made on it again (its commit proves it current).
+        called_on: tuple[Versioned[Swarm] | None, Versioned[Node] | None] | None = None
         for _ in range(self.max_attempts):
             call_first: Callable[[], object] | None = None
             # One decision and commit of a swarm at a time in this process: two steps of one
@@ -272,8 +279,11 @@ class SwarmCommitter:
             # the ETag race and do it all again. The next commit waits for this one's effects
             # anyway (roll forward), so little is lost by waiting for the lock instead.
             with self._swarm_lock(swarm_id):
-                got, node, remembered = self._read(swarm_id, node_id, use_latest)
-                use_latest = latest
+                if called_on is not None and not (latest and self._remember_latest):
+                    (got, node), remembered = called_on, False
+                else:
+                    got, node, remembered = self._read(swarm_id, node_id, use_latest)
+                use_latest, called_on = latest, None
                 try:
                     if got is None:
                         raise SwarmNotFound(swarm_id)
@@ -297,7 +307,7 @@ class SwarmCommitter:
                             # read: on a stale one, the step may be a duplicate or parked.
                             use_latest = False
                             continue
-                        call_first = needed.call
+                        call_first, called_on = needed.call, (got, node)
                     else:
                         if decision.swarm is None:
                             if remembered:
@@ -347,6 +357,8 @@ class SwarmCommitter:
         if got is None:
             self._forget_latest(swarm_id)
             return
+        if not self._remember_latest:
+            return
         with self._lock:
             known = self._latest.get(swarm_id)
         nodes = dict(known.nodes) if known is not None and known.etag == got.etag else {}
@@ -357,6 +369,8 @@ class SwarmCommitter:
     def _remember_commit(self, read_etag: str, new: Swarm, etag: str, decision: Decision) -> None:
         """After a commit on the document read with `read_etag`: its nodes as remembered stay
         true (nothing else committed in between), but for those the commit wrote or deleted."""
+        if not self._remember_latest:
+            return
         with self._lock:
             known = self._latest.get(new.swarm_id)
         nodes = dict(known.nodes) if known is not None and known.etag == read_etag else {}
@@ -367,6 +381,8 @@ class SwarmCommitter:
         self._keep_latest(new.swarm_id, _Latest(_copy_of(new), etag, nodes))
 
     def _keep_latest(self, swarm_id: str, latest: _Latest) -> None:
+        if not self._remember_latest:
+            return
         with self._lock:
             self._latest[swarm_id] = latest
             self._latest.move_to_end(swarm_id)

@@ -151,9 +151,14 @@ class Rig:
             new_id=lambda: f"swarm{next(ids):04d}",  # one length: forks keep positions
         )
         faulty = Adapters(**{name: Faulty(port, plan, name) for name, port in vars(raw).items()})
-        self.worker_app: SwarmApp = build_app(settings, faulty, clock=lambda: FIXED_NOW)
+        # Both remember what their last commits left, as they do on Azure's storage.
+        self.worker_app: SwarmApp = build_app(
+            settings, faulty, clock=lambda: FIXED_NOW, remember_latest=True
+        )
         # The user's messages go through an API process of their own, which crashes too.
-        self.user_app: SwarmApp = build_app(settings, faulty, clock=lambda: FIXED_NOW)
+        self.user_app: SwarmApp = build_app(
+            settings, faulty, clock=lambda: FIXED_NOW, remember_latest=True
+        )
         self.services = self.http_app.services
         self.worker = self.worker_app.worker
         self.user_crashes = 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from swarm_core.bootstrap import InMemorySwarmApp, build_in_memory
+from swarm_core.bootstrap import InMemorySwarmApp, SwarmApp, build_app, build_in_memory
 from swarm_core.commits import CallFirst, ControlCommit, Decision, Outcome
 from swarm_core.models import utcnow
 from swarm_core.ports import Versioned, history_stream
@@ -116,11 +116,22 @@ class CountingStore:
         return attr
 
 
-def process_on(app: InMemorySwarmApp) -> tuple[InMemorySwarmApp, CountingStore]:
-    """Another process on the same storage: an app of its own (its own committer), counting its
-    store reads."""
+def process_on(app: InMemorySwarmApp) -> tuple[SwarmApp, CountingStore]:
+    """Another process on the same storage: an app of its own (its own committer, remembering
+    what its last commits left, as on Azure), counting its store reads."""
     store = CountingStore(app.adapters.store)
-    return build_in_memory(adapters=dataclasses.replace(app.adapters, store=store)), store
+    adapters = dataclasses.replace(app.adapters, store=store)
+    return build_app(app.settings, adapters, remember_latest=True), store
+
+
+def test_in_memory_nothing_is_remembered(app):
+    """A read in memory costs what copying remembered documents costs: not worth it there."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    store = CountingStore(app.adapters.store)
+    plain = build_app(app.settings, dataclasses.replace(app.adapters, store=store))
+    plain.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    plain.committer.run(swarm.swarm_id, "op-2", touch, latest=True)
+    assert store.reads == ["get_swarm", "get_swarm"]
 
 
 def test_after_its_own_commit_a_process_decides_without_reading(app):
