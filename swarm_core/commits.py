@@ -7,7 +7,8 @@ different threads do not race each other for the ETag:
 
 1. Read the swarm document (with its ETag; `run_on_node`: with the node the operation is about,
    in one round trip). A step (`latest`) decides instead on the documents as this process's
-   last commit of the swarm left them, when it has them: no read on the common path. A commit
+   last commit of the swarm left them, when it has them (kept where storage is remote,
+   `remember_latest`): no read on the common path. A commit
    on them proves them current; if another process committed since, the commit loses the ETag
    race and the step decides again on a fresh read. A decision to write nothing, or one that
    needs a slow call first (`CallFirst`: the step's LLM call, made outside the lock), is only
