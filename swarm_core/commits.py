@@ -82,7 +82,9 @@ from swarm_core.swarm import Effects, PendingCommit, Swarm
 log = logging.getLogger(__name__)
 
 APPLIED_CACHE_SIZE = 4096
-LATEST_CACHE_SIZE = 1024  # swarms whose latest documents a process keeps
+LATEST_CACHE_SIZE = 256  # swarms whose latest documents a process keeps
+LATEST_NODES = 2048  # nodes it keeps with them, at most, across swarms
+LATEST_NODES_PER_SWARM = 64  # and per swarm: the ones its latest commits wrote or read
 
 # A commit, as the committer knows it: its swarm and its seq.
 CommitKey = tuple[str, int]
@@ -207,6 +209,7 @@ class SwarmCommitter:
         # cost, so there it is not worth it).
         self._remember_latest = remember_latest
         self._latest: OrderedDict[str, _Latest] = OrderedDict()
+        self._latest_nodes = 0  # nodes remembered, across swarms
         self._swarm_locks: dict[str, _SwarmLock] = {}
         self._lock = threading.Lock()
 
@@ -295,6 +298,12 @@ class SwarmCommitter:
                         raise SwarmNotFound(swarm_id)
                     pending = swarm.pending
                     if pending is not None and pending.op_id == op_id:
+                        if remembered:
+                            # Doing nothing is believed only fresh: since, another process
+                            # may have run the operation's commit on (an operation parked by
+                            # its own commit, resumed there, comes again with the same id).
+                            use_latest = False
+                            continue
                         redriven = self.roll_forward(swarm, pending)
                         outcome = Outcome.REDRIVEN if redriven else Outcome.DUPLICATE
                         return CommitRun(outcome, swarm, pending.seq)
@@ -309,6 +318,13 @@ class SwarmCommitter:
                             use_latest = False
                             continue
                         call_first, called_on = needed.call, (got, node)
+                    except Exception:
+                        if not remembered:
+                            raise
+                        # A step that fails on what this process remembered is given the
+                        # fresh documents before its failure costs a delivery.
+                        use_latest = False
+                        continue
                     else:
                         if decision.swarm is None:
                             if remembered:
@@ -364,7 +380,7 @@ class SwarmCommitter:
             known = self._latest.get(swarm_id)
         nodes = dict(known.nodes) if known is not None and known.etag == got.etag else {}
         if node is not None:
-            nodes[node.value.node_id] = node.value.deep_copy()
+            _put_latest(nodes, node.value.node_id, node.value.deep_copy())
         self._keep_latest(swarm_id, _Latest(_copy_of(got.value), got.etag, nodes))
 
     def _remember_commit(self, read_etag: str, new: Swarm, etag: str, decision: Decision) -> None:
@@ -376,7 +392,7 @@ class SwarmCommitter:
             known = self._latest.get(new.swarm_id)
         nodes = dict(known.nodes) if known is not None and known.etag == read_etag else {}
         for node in decision.nodes:
-            nodes[node.node_id] = node.deep_copy()
+            _put_latest(nodes, node.node_id, node.deep_copy())
         for node_id in decision.deleted_nodes:
             nodes.pop(node_id, None)
         self._keep_latest(new.swarm_id, _Latest(_copy_of(new), etag, nodes))
@@ -385,14 +401,24 @@ class SwarmCommitter:
         if not self._remember_latest:
             return
         with self._lock:
+            replaced = self._latest.pop(swarm_id, None)
+            if replaced is not None:
+                self._latest_nodes -= len(replaced.nodes)
             self._latest[swarm_id] = latest
-            self._latest.move_to_end(swarm_id)
-            while len(self._latest) > LATEST_CACHE_SIZE:
-                self._latest.popitem(last=False)
+            self._latest_nodes += len(latest.nodes)
+            # Bounded in swarms and in nodes (a node document can be tens of KB): the swarms
+            # least recently used are forgotten first, this one last.
+            while len(self._latest) > 1 and (
+                len(self._latest) > LATEST_CACHE_SIZE or self._latest_nodes > LATEST_NODES
+            ):
+                _, evicted = self._latest.popitem(last=False)
+                self._latest_nodes -= len(evicted.nodes)
 
     def _forget_latest(self, swarm_id: str) -> None:
         with self._lock:
-            self._latest.pop(swarm_id, None)
+            forgotten = self._latest.pop(swarm_id, None)
+            if forgotten is not None:
+                self._latest_nodes -= len(forgotten.nodes)
 
     def commit(self, got: Versioned[Swarm], op_id: str, decision: Decision) -> CommitRun:
         """Write `decision.swarm` over the swarm document as read (`got`), with its nodes, and
@@ -590,6 +616,15 @@ class SwarmCommitter:
         wait(futures)
         for future in futures:
             future.result()
+
+
+def _put_latest(nodes: dict[str, Node], node_id: str, node: Node) -> None:
+    """Remember `node` as the most recent of its swarm's, forgetting the least recent beyond
+    `LATEST_NODES_PER_SWARM` (forgetting one only costs its read, when it is needed)."""
+    nodes.pop(node_id, None)
+    nodes[node_id] = node
+    while len(nodes) > LATEST_NODES_PER_SWARM:
+        del nodes[next(iter(nodes))]
 
 
 def _copy_of(swarm: Swarm) -> Swarm:

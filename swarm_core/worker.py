@@ -1,14 +1,16 @@
 """The worker: one queue message, one node step — read, LLM call, step, commit.
 
-`process(message)` is what the queue trigger calls. It decides on a fresh read of the swarm and
-the operation's node (one round trip; a `spawn` reads its node, which it makes, apart), via the
+`process(message)` is what the queue trigger calls. It decides on a read of the swarm and the
+operation's node (one round trip; a `spawn` reads its node, which it makes, apart), or, where
+storage is remote, on the documents as this process's last commit of the swarm left them (no
+read; proven current by the commit, and read fresh before the LLM call or doing nothing), via the
 commit protocol of `swarm_core.commits`: a paused swarm parks the operation on the swarm
 document (resume re-enqueues it), a finished or deleted swarm drops it; otherwise it reads the
 node's parent for a `terminate`, drops an operation whose node a rerun discarded, makes
-the operation's one LLM call if it is an `llm` operation, runs the pure step and commits the
-result. A lost commit race decides again on a fresh read with the LLM answer it already has
-(never asked twice). `fail_poisoned` is what the poison queue's trigger calls for an operation
-that failed on every delivery.
+the operation's one LLM call if it is an `llm` operation (outside the swarm's lock: `CallFirst`),
+runs the pure step and commits the result. A lost commit race decides again on a fresh read
+with the LLM answer it already has (never asked twice). `fail_poisoned` is what the poison
+queue's trigger calls for an operation that failed on every delivery.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ once, a stalled worker with an old seq is skipped). A per-process cache of each 
 (segment, length, last seq) makes a typical append one round trip; the condition validates the hint,
 and a 412 refreshes it. A stream the process does not know yet is most often new: its first append
 creates the first segment if missing, then appends (two round trips); one that exists is then listed
-and its last segment's tail read. A full segment (block or byte limit) is sealed and the next one is created
-with metadata `prev_seq` (the sealed segment's last seq), so `read(after_seq)` starts at the right
-segment. A batch larger than one block is stored as its own block blob and appended as a one-line
-pointer. Snapshots and claim checks are block blobs; everything of a swarm lives under
+and its last segment's tail read. A full segment (block or byte limit) is sealed and the next one is
+created with metadata `prev_seq` (the sealed segment's last seq), so `read(after_seq)` starts at the
+right segment. A batch larger than one block is stored as its own block blob and appended as a
+one-line pointer. Snapshots and claim checks are block blobs; everything of a swarm lives under
 `{swarm_id}/`.
 """
 

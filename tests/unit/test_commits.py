@@ -18,7 +18,8 @@ import pytest
 
 from swarm_core.bootstrap import InMemorySwarmApp, SwarmApp, build_app, build_in_memory
 from swarm_core.commits import CallFirst, ControlCommit, Decision, Outcome
-from swarm_core.models import utcnow
+from swarm_core.in_process import drain
+from swarm_core.models import SwarmConfig, utcnow
 from swarm_core.ports import Versioned, history_stream
 from swarm_core.swarm import Swarm
 
@@ -43,7 +44,7 @@ def history_seqs(app: InMemorySwarmApp, swarm_id: str) -> list[int]:
     return sorted({e["seq"] for e in app.adapters.content.read(history_stream(swarm_id))})
 
 
-def commit_cut_short(app: InMemorySwarmApp, swarm_id: str, op_id: str) -> int:
+def commit_cut_short(app: SwarmApp, swarm_id: str, op_id: str) -> int:
     """Commit `op_id` on the swarm, its apply dying at the history batch (the last write)."""
     content = app.committer.content
     append = content.append
@@ -218,9 +219,10 @@ def test_a_slow_call_is_made_outside_the_lock_and_only_for_a_fresh_decision(app)
     assert run.outcome == Outcome.COMMITTED and run.seq == swarm.seq + 3
 
 
-def test_after_a_failed_commit_the_swarm_is_read_again(app):
-    """A commit whose response was lost may have landed: what the process remembered is
-    forgotten, and the redelivered operation finds its own commit."""
+def test_a_commit_whose_response_was_lost_is_found_by_its_redelivery(app):
+    """A commit whose response was lost may have landed: the redelivered operation reads the
+    swarm (what the process remembered is older than that commit) and finds its own commit,
+    which it re-drives."""
     swarm = app.services.create_swarm(USER, "Plan a trip")
     worker, store = process_on(app)
     worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
@@ -233,4 +235,45 @@ def test_after_a_failed_commit_the_swarm_is_read_again(app):
 
     assert store.reads == ["get_swarm"]
     assert run.outcome == Outcome.REDRIVEN and run.seq == swarm.seq + 2
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, run.seq + 1))
+
+
+def test_an_operation_parked_by_its_own_commit_runs_when_resumed_elsewhere(app):
+    """The budget runs out at an LLM step: its commit parks the operation (the swarm's pending
+    commit is that operation's). Resumed by another process, the operation comes again with the
+    same id: the worker that remembers the parking commit must not take it for done."""
+    worker = build_app(app.settings, app.adapters, remember_latest=True)
+    config = SwarmConfig(limits={"max_tokens_total": 1})
+    swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", config)
+    app.services.spawn(USER, swarm.swarm_id)
+    outcomes: list[Outcome] = []
+
+    def deliver(message: Any) -> None:
+        outcomes.append(worker.worker.process(message.body, dequeue_count=message.dequeue_count))
+        app.adapters.queue.ack(message)
+
+    drain(app, deliver)
+    paused = app.services.get_swarm(USER, swarm.swarm_id)
+    assert paused.status == "paused" and paused.pending is not None
+    assert [op.op_id for op in paused.parked] == [paused.pending.op_id], "parked by its commit"
+    outcomes.clear()
+
+    app.services.resume(USER, swarm.swarm_id, max_tokens_total=10_000_000)  # the API process
+    drain(app, deliver)
+
+    assert outcomes[0] == Outcome.COMMITTED, outcomes
+    assert app.services.get_swarm(USER, swarm.swarm_id).seq >= paused.seq + 2, "resumed, stepped"
+
+
+def test_after_a_commit_whose_effects_failed_the_next_step_finishes_them_first(app):
+    """Remembered documents of a commit whose effects did not all land (the history is down):
+    the next step rolls that commit forward before its own, and no seq is missing."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, _ = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    seq = commit_cut_short(worker, swarm.swarm_id, "op-2")
+
+    run = worker.committer.run(swarm.swarm_id, "op-3", touch, latest=True)
+
+    assert run.outcome == Outcome.COMMITTED and run.seq == seq + 1
     assert history_seqs(app, swarm.swarm_id) == list(range(1, run.seq + 1))
