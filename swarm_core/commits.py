@@ -51,7 +51,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from swarm_core import telemetry
 from swarm_core.forks import IncompleteRecords, commit_record, fold_from
@@ -85,6 +87,8 @@ APPLIED_CACHE_SIZE = 4096
 LATEST_CACHE_SIZE = 256  # swarms whose latest documents a process keeps
 LATEST_NODES = 2048  # nodes it keeps with them, at most, across swarms
 LATEST_NODES_PER_SWARM = 64  # and per swarm: the ones its latest commits wrote or read
+
+DocumentT = TypeVar("DocumentT", bound=BaseModel)
 
 # A commit, as the committer knows it: its swarm and its seq.
 CommitKey = tuple[str, int]
@@ -147,6 +151,7 @@ class _Latest:
     swarm: Swarm
     etag: str
     nodes: dict[str, Node]
+    fingerprint: str | None = None  # `verify_remembered`
 
 
 @dataclass
@@ -210,6 +215,8 @@ class SwarmCommitter:
         self._remember_latest = remember_latest
         self._latest: OrderedDict[str, _Latest] = OrderedDict()
         self._latest_nodes = 0  # nodes remembered, across swarms
+        # Tests turn this on: every use of remembered documents checks nothing changed them.
+        self.verify_remembered = False
         self._swarm_locks: dict[str, _SwarmLock] = {}
         self._lock = threading.Lock()
 
@@ -233,8 +240,9 @@ class SwarmCommitter:
         with self._lock:
             latest = self._latest.get(swarm_id)
             node = None if latest is None else latest.nodes.get(node_id)
-        if node is not None:
-            return Versioned(node.deep_copy(), "")
+        if node is not None and latest is not None:
+            self._verify(swarm_id, latest)
+            return Versioned(_shallow(node), "")
         return self.store.get_node(swarm_id, node_id)
 
     def _read(
@@ -253,7 +261,8 @@ class SwarmCommitter:
                 if known is not None:
                     self._latest.move_to_end(swarm_id)
             if known is not None:
-                remembered = Versioned(_copy_of(known.swarm), known.etag)
+                self._verify(swarm_id, known)
+                remembered = Versioned(_shallow(known.swarm), known.etag)
                 if node_id is None:
                     return remembered, None, True
                 return remembered, self.get_node(swarm_id, node_id), True
@@ -283,12 +292,12 @@ class SwarmCommitter:
             # the ETag race and do it all again. The next commit waits for this one's effects
             # anyway (roll forward), so little is lost by waiting for the lock instead.
             with self._swarm_lock(swarm_id):
-                if called_on is not None and not (latest and self._remember_latest):
-                    (got, node), remembered = called_on, False
-                else:
-                    got, node, remembered = self._read(swarm_id, node_id, use_latest)
-                use_latest, called_on = latest, None
                 try:
+                    if called_on is not None and not (latest and self._remember_latest):
+                        (got, node), remembered = called_on, False
+                    else:
+                        got, node, remembered = self._read(swarm_id, node_id, use_latest)
+                    use_latest, called_on = latest, None
                     if got is None:
                         raise SwarmNotFound(swarm_id)
                     swarm = got.value
@@ -378,10 +387,12 @@ class SwarmCommitter:
             return
         with self._lock:
             known = self._latest.get(swarm_id)
+        if known is not None:
+            self._verify(swarm_id, known)
         nodes = dict(known.nodes) if known is not None and known.etag == got.etag else {}
         if node is not None:
-            _put_latest(nodes, node.value.node_id, node.value.deep_copy())
-        self._keep_latest(swarm_id, _Latest(_copy_of(got.value), got.etag, nodes))
+            _put_latest(nodes, node.value.node_id, _shallow(node.value))
+        self._keep_latest(swarm_id, _Latest(_shallow(got.value), got.etag, nodes))
 
     def _remember_commit(self, read_etag: str, new: Swarm, etag: str, decision: Decision) -> None:
         """After a commit on the document read with `read_etag`: its nodes as remembered stay
@@ -390,16 +401,20 @@ class SwarmCommitter:
             return
         with self._lock:
             known = self._latest.get(new.swarm_id)
+        if known is not None:
+            self._verify(new.swarm_id, known)
         nodes = dict(known.nodes) if known is not None and known.etag == read_etag else {}
         for node in decision.nodes:
-            _put_latest(nodes, node.node_id, node.deep_copy())
+            _put_latest(nodes, node.node_id, _shallow(node))
         for node_id in decision.deleted_nodes:
             nodes.pop(node_id, None)
-        self._keep_latest(new.swarm_id, _Latest(_copy_of(new), etag, nodes))
+        self._keep_latest(new.swarm_id, _Latest(_shallow(new), etag, nodes))
 
     def _keep_latest(self, swarm_id: str, latest: _Latest) -> None:
         if not self._remember_latest:
             return
+        if self.verify_remembered:
+            latest.fingerprint = _fingerprint(latest)
         with self._lock:
             replaced = self._latest.pop(swarm_id, None)
             if replaced is not None:
@@ -413,6 +428,11 @@ class SwarmCommitter:
             ):
                 _, evicted = self._latest.popitem(last=False)
                 self._latest_nodes -= len(evicted.nodes)
+
+    def _verify(self, swarm_id: str, latest: _Latest) -> None:
+        """In the tests: the remembered documents are as they were remembered (see `_shallow`)."""
+        if self.verify_remembered and _fingerprint(latest) != latest.fingerprint:
+            raise AssertionError(f"a remembered document of swarm {swarm_id} was changed in place")
 
     def _forget_latest(self, swarm_id: str) -> None:
         with self._lock:
@@ -627,13 +647,18 @@ def _put_latest(nodes: dict[str, Node], node_id: str, node: Node) -> None:
         del nodes[next(iter(nodes))]
 
 
-def _copy_of(swarm: Swarm) -> Swarm:
-    """A copy of a remembered swarm document that a decision may change freely, but for its
-    pending commit, which is shared: nothing changes a commit's effects once it is made (a
-    decision makes a new document without it), and copying them is most of the cost."""
-    copy = swarm.model_copy(update={"pending": None}).deep_copy()
-    copy.pending = swarm.pending
-    return copy
+def _shallow(document: DocumentT) -> DocumentT:
+    """A copy of a remembered document whose fields a decision may set freely. What they hold
+    is shared: nothing changes a document's containers in place (a decision makes new ones, as
+    `apply_step_result` and `ControlCommit` do, and copies a node before its step changes it),
+    which the tests check (`SwarmCommitter.verify_remembered`). A deep copy each way cost as
+    much as the read it saves."""
+    return document.model_copy()
+
+
+def _fingerprint(latest: _Latest) -> str:
+    nodes = ",".join(node.model_dump_json() for node in latest.nodes.values())
+    return f"{latest.swarm.model_dump_json()}|{nodes}"
 
 
 def _by_node(records: Iterable[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

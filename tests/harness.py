@@ -159,6 +159,8 @@ class Rig:
         self.user_app: SwarmApp = build_app(
             settings, faulty, clock=lambda: FIXED_NOW, remember_latest=True
         )
+        for app in (self.worker_app, self.user_app):
+            app.committer.verify_remembered = True  # nothing changes what they remember
         self.services = self.http_app.services
         self.worker = self.worker_app.worker
         self.user_crashes = 0

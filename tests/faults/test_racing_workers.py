@@ -63,7 +63,9 @@ class RacingStore:
 def process(rig: Rig, adapters: Any) -> SwarmApp:
     """An app of its own on `adapters`: a process, remembering what its last commits left as
     it does on Azure's storage."""
-    return build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW, remember_latest=True)
+    app = build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW, remember_latest=True)
+    app.committer.verify_remembered = True
+    return app
 
 
 def test_two_workers_racing_lose_no_update():

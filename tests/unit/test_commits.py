@@ -122,7 +122,9 @@ def process_on(app: InMemorySwarmApp) -> tuple[SwarmApp, CountingStore]:
     what its last commits left, as on Azure), counting its store reads."""
     store = CountingStore(app.adapters.store)
     adapters = dataclasses.replace(app.adapters, store=store)
-    return build_app(app.settings, adapters, remember_latest=True), store
+    process = build_app(app.settings, adapters, remember_latest=True)
+    process.committer.verify_remembered = True
+    return process, store
 
 
 def test_in_memory_nothing_is_remembered(app):
@@ -243,6 +245,7 @@ def test_an_operation_parked_by_its_own_commit_runs_when_resumed_elsewhere(app):
     commit is that operation's). Resumed by another process, the operation comes again with the
     same id: the worker that remembers the parking commit must not take it for done."""
     worker = build_app(app.settings, app.adapters, remember_latest=True)
+    worker.committer.verify_remembered = True
     config = SwarmConfig(limits={"max_tokens_total": 1})
     swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", config)
     app.services.spawn(USER, swarm.swarm_id)
@@ -277,3 +280,20 @@ def test_after_a_commit_whose_effects_failed_the_next_step_finishes_them_first(a
 
     assert run.outcome == Outcome.COMMITTED and run.seq == seq + 1
     assert history_seqs(app, swarm.swarm_id) == list(range(1, run.seq + 1))
+
+
+def test_a_remembered_document_changed_in_place_is_caught_in_the_tests(app):
+    """Remembered documents are handed out as shallow copies: what they hold is shared, so
+    nothing may change it in place. The tests' check says so when something does."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, _ = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+
+    def changing(got: Versioned[Swarm]) -> Any:
+        got.value.node_counts["running"] = 99  # in place: shared with what is remembered
+        return Decision(Outcome.DROPPED)
+
+    with pytest.raises(AssertionError, match="changed in place"):
+        worker.committer.run(swarm.swarm_id, "op-2", changing, latest=True)
+    # The failure forgot what was remembered: the next step reads the swarm and goes on.
+    assert worker.committer.run(swarm.swarm_id, "op-3", touch, latest=True).seq == swarm.seq + 2
