@@ -297,3 +297,33 @@ def test_a_remembered_document_changed_in_place_is_caught_in_the_tests(app):
         worker.committer.run(swarm.swarm_id, "op-2", changing, latest=True)
     # The failure forgot what was remembered: the next step reads the swarm and goes on.
     assert worker.committer.run(swarm.swarm_id, "op-3", touch, latest=True).seq == swarm.seq + 2
+
+
+def test_a_decision_that_fails_on_remembered_documents_is_made_again_fresh(app):
+    """A failure on what the process remembered may come from their being stale: the decision
+    is made again on a fresh read before it costs a delivery. An assertion (a bug, or the tests'
+    check of remembered documents) is not retried away."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    worker, store = process_on(app)
+    worker.committer.run(swarm.swarm_id, "op-1", touch, latest=True)
+    store.reads.clear()
+    attempts: list[int] = []
+
+    def fails_once(got: Versioned[Swarm]) -> Any:
+        attempts.append(got.value.seq)
+        if len(attempts) == 1:
+            raise ValueError("not what it expected")
+        return touch(got)
+
+    run = worker.committer.run(swarm.swarm_id, "op-2", fails_once, latest=True)
+    assert run.outcome == Outcome.COMMITTED and store.reads == ["get_swarm"]
+    assert len(attempts) == 2
+
+    def asserts(got: Versioned[Swarm]) -> Any:
+        attempts.append(got.value.seq)
+        raise AssertionError("a bug")
+
+    attempts.clear()
+    with pytest.raises(AssertionError, match="a bug"):
+        worker.committer.run(swarm.swarm_id, "op-3", asserts, latest=True)
+    assert len(attempts) == 1
