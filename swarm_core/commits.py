@@ -377,42 +377,38 @@ class SwarmCommitter:
     def _remember_read(
         self, swarm_id: str, got: Versioned[Swarm] | None, node: Versioned[Node] | None
     ) -> None:
-        """A fresh read replaces what was remembered. The nodes remembered stay true if the
-        swarm document is the one remembered (nothing committed since); otherwise another
-        process committed, and they may have changed."""
+        """A fresh read replaces what was remembered."""
         if got is None:
             self._forget_latest(swarm_id)
             return
-        if not self._remember_latest:
-            return
-        with self._lock:
-            known = self._latest.get(swarm_id)
-        if known is not None:
-            self._verify(swarm_id, known)
-        nodes = dict(known.nodes) if known is not None and known.etag == got.etag else {}
-        if node is not None:
-            _put_latest(nodes, node.value.node_id, _shallow(node.value))
-        self._keep_latest(swarm_id, _Latest(_shallow(got.value), got.etag, nodes))
+        self._remember(got.value, got.etag, got.etag, [] if node is None else [node.value])
 
-    def _remember_commit(self, read_etag: str, new: Swarm, etag: str, decision: Decision) -> None:
-        """After a commit on the document read with `read_etag`: its nodes as remembered stay
-        true (nothing else committed in between), but for those the commit wrote or deleted."""
+    def _remember(
+        self,
+        swarm: Swarm,
+        etag: str,
+        nodes_hold_at: str,
+        nodes: Iterable[Node],
+        deleted_node_ids: Iterable[str] = (),
+    ) -> None:
+        """Remember `swarm` (with its ETag) and `nodes` as they now are. The nodes remembered
+        before stay true if they were remembered with the swarm document of ETag
+        `nodes_hold_at` (the one a commit read, or the one just read again): nothing committed
+        in between. Otherwise another process committed, and they may have changed."""
         if not self._remember_latest:
             return
         with self._lock:
-            known = self._latest.get(new.swarm_id)
+            known = self._latest.get(swarm.swarm_id)
         if known is not None:
-            self._verify(new.swarm_id, known)
-        nodes = dict(known.nodes) if known is not None and known.etag == read_etag else {}
-        for node in decision.nodes:
-            _put_latest(nodes, node.node_id, _shallow(node))
-        for node_id in decision.deleted_nodes:
-            nodes.pop(node_id, None)
-        self._keep_latest(new.swarm_id, _Latest(_shallow(new), etag, nodes))
+            self._verify(swarm.swarm_id, known)
+        kept = dict(known.nodes) if known is not None and known.etag == nodes_hold_at else {}
+        for node in nodes:
+            _put_latest(kept, node.node_id, _shallow(node))
+        for node_id in deleted_node_ids:
+            kept.pop(node_id, None)
+        self._keep_latest(swarm.swarm_id, _Latest(_shallow(swarm), etag, kept))
 
     def _keep_latest(self, swarm_id: str, latest: _Latest) -> None:
-        if not self._remember_latest:
-            return
         if self.verify_remembered:
             latest.fingerprint = _fingerprint(latest)
         with self._lock:
@@ -457,14 +453,10 @@ class SwarmCommitter:
             new.pending = self.seal(new, got.value.seq + 1, op_id, decision)
             old = got.value if got.value.seq else None  # a first commit records it all
             record = commit_record(new.pending, old, new, decision.nodes, decision.read_nodes)
-        try:
-            etag = self.store.replace_swarm(
-                new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
-            )
-        except ConflictError:
-            self._forget_latest(new.swarm_id)
-            raise
-        self._remember_commit(got.etag, new, etag, decision)
+        etag = self.store.replace_swarm(
+            new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
+        )
+        self._remember(new, etag, got.etag, decision.nodes, decision.deleted_nodes)
         if new.pending is not None and record is not None:
             self.apply(new, new.pending, record)
         return CommitRun(decision.outcome, new, new.seq)

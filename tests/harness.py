@@ -125,6 +125,14 @@ def scenario_answer(node_name: str, replies_so_far: int) -> str:
     return LONG_ANSWER
 
 
+def remembering_process(settings: Settings, adapters: Adapters, **options: Any) -> SwarmApp:
+    """An app of its own on `adapters`, as a process is: it remembers what its last commits
+    left, as on Azure's storage, and checks that nothing changes what it remembers."""
+    app = build_app(settings, adapters, remember_latest=True, **options)
+    app.committer.verify_remembered = True
+    return app
+
+
 class Rig:
     """Two apps on the same in-memory adapters, as two processes would be: the worker's sees them
     through `Faulty` wrappers (it crashes), the HTTP side's sees them directly (it does not).
@@ -151,16 +159,9 @@ class Rig:
             new_id=lambda: f"swarm{next(ids):04d}",  # one length: forks keep positions
         )
         faulty = Adapters(**{name: Faulty(port, plan, name) for name, port in vars(raw).items()})
-        # Both remember what their last commits left, as they do on Azure's storage.
-        self.worker_app: SwarmApp = build_app(
-            settings, faulty, clock=lambda: FIXED_NOW, remember_latest=True
-        )
+        self.worker_app = remembering_process(settings, faulty, clock=lambda: FIXED_NOW)
         # The user's messages go through an API process of their own, which crashes too.
-        self.user_app: SwarmApp = build_app(
-            settings, faulty, clock=lambda: FIXED_NOW, remember_latest=True
-        )
-        for app in (self.worker_app, self.user_app):
-            app.committer.verify_remembered = True  # nothing changes what they remember
+        self.user_app = remembering_process(settings, faulty, clock=lambda: FIXED_NOW)
         self.services = self.http_app.services
         self.worker = self.worker_app.worker
         self.user_crashes = 0

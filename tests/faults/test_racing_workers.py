@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from swarm_core.bootstrap import SwarmApp, build_app
+from swarm_core.bootstrap import SwarmApp
 from swarm_core.ports import ConflictError
 from swarm_core.worker import SwarmWorker
 from tests.harness import (
@@ -21,6 +21,7 @@ from tests.harness import (
     answer_waiting,
     assert_completed,
     final_state,
+    remembering_process,
     run_scenario,
     scenario_config,
 )
@@ -63,9 +64,7 @@ class RacingStore:
 def process(rig: Rig, adapters: Any) -> SwarmApp:
     """An app of its own on `adapters`: a process, remembering what its last commits left as
     it does on Azure's storage."""
-    app = build_app(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW, remember_latest=True)
-    app.committer.verify_remembered = True
-    return app
+    return remembering_process(rig.http_app.settings, adapters, clock=lambda: FIXED_NOW)
 
 
 def test_two_workers_racing_lose_no_update():

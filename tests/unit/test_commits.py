@@ -22,6 +22,7 @@ from swarm_core.in_process import drain
 from swarm_core.models import SwarmConfig, utcnow
 from swarm_core.ports import Versioned, history_stream
 from swarm_core.swarm import Swarm
+from tests.harness import remembering_process
 
 USER = "alice"
 
@@ -122,9 +123,7 @@ def process_on(app: InMemorySwarmApp) -> tuple[SwarmApp, CountingStore]:
     what its last commits left, as on Azure), counting its store reads."""
     store = CountingStore(app.adapters.store)
     adapters = dataclasses.replace(app.adapters, store=store)
-    process = build_app(app.settings, adapters, remember_latest=True)
-    process.committer.verify_remembered = True
-    return process, store
+    return remembering_process(app.settings, adapters), store
 
 
 def test_in_memory_nothing_is_remembered(app):
@@ -244,8 +243,7 @@ def test_an_operation_parked_by_its_own_commit_runs_when_resumed_elsewhere(app):
     """The budget runs out at an LLM step: its commit parks the operation (the swarm's pending
     commit is that operation's). Resumed by another process, the operation comes again with the
     same id: the worker that remembers the parking commit must not take it for done."""
-    worker = build_app(app.settings, app.adapters, remember_latest=True)
-    worker.committer.verify_remembered = True
+    worker = remembering_process(app.settings, app.adapters)
     config = SwarmConfig(limits={"max_tokens_total": 1})
     swarm = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", config)
     app.services.spawn(USER, swarm.swarm_id)
