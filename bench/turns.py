@@ -44,7 +44,9 @@ QUESTION_PAD = 300
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=1000)
-    parser.add_argument("--http", type=int, default=30, help="exchanges timed over HTTP")
+    parser.add_argument(
+        "--http", type=int, default=30, help="exchanges timed over HTTP (0: none)"
+    )
     parser.add_argument("--before", help="a git revision to measure first, side by side")
     parser.add_argument("--code", help=argparse.SUPPRESS)  # the checkout to measure (internal)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -119,7 +121,7 @@ def measure(code: Path, turns: int, http_turns: int) -> dict[str, Any]:
     return {
         "memory": conversation(api, turns, "memory"),
         "emulators": conversation(api, turns, "emulators"),
-        "http": http_latency(code, http_turns),
+        "http": http_latency(code, http_turns) if http_turns else None,
     }
 
 
@@ -619,6 +621,8 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                 )
             for label, fmt in rows.items():
                 print(f"{label:<34}" + "".join(f"{fmt(results[n][where][key]):>34}" for n in names))
+    if any(results[n]["http"] is None for n in names):
+        return  # --http 0
     print("\nover HTTP, POST answer -> the agent's next message (ms)")
     print(header)
     for stat in ("median", "p90"):

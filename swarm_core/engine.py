@@ -1,7 +1,8 @@
 """The step engine: `advance_one_step(operation, view) -> StepResult`, pure, no I/O.
 
 One operation advances one node by one step. The worker reads the view (swarm, node, parent),
-makes the one LLM call of an `llm` operation before calling in, and commits what comes back.
+makes the one LLM call of an `llm` operation before calling in (its request written by
+`llm_request` from what it read), and commits what comes back.
 A node's failure (bad model output, an unknown function, a limit) is a result, not an exception;
 a programming error is an exception (the queue retries it, then the poison handler fails the node).
 """
@@ -14,13 +15,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from swarm_core import conversation
-from swarm_core.actions.catalogue import FUNCTIONS
+from swarm_core.actions.catalogue import FACTS, FUNCTIONS
 from swarm_core.actions.prompts import with_prompt
 from swarm_core.forks import request_digest
+from swarm_core.llm import LLMRequest
 from swarm_core.models import (
     DONE_LIFECYCLES,
     EventType,
     Lifecycle,
+    LLMSettings,
     Node,
     SwarmStatus,
     TerminationPolicy,
@@ -43,8 +46,11 @@ from swarm_core.step_context import (
     StepView,
     SwarmLimitExceeded,
 )
+from swarm_core.swarm import Swarm
 
 log = logging.getLogger(__name__)
+
+DEFAULT_LLM_SETTINGS = LLMSettings(temperature=0.2, max_tokens=1200)
 
 
 def needs_parent(operation: Operation) -> bool:
@@ -133,14 +139,39 @@ def _action(ctx: StepContext, op: ActionOperation) -> None:
     _invoke(ctx, node, op.payload.function, dict(op.payload.args))
 
 
+def llm_request(swarm: Swarm, node: Node, op: LLMOperation) -> LLMRequest:
+    """The request of the `llm` step `op`, written from the swarm and the node as the step reads
+    them: the facts of the node's action's task (`swarm_core.actions.catalogue.FACTS`), the
+    engine's LLM settings with the swarm's over them. The node is as the step that asked
+    committed it (a user's messages meanwhile wait unread), so the request is the one it asked
+    for, in every delivery. StepFailure if the node's action has no such task."""
+    if op.payload.request is not None:
+        return op.payload.request  # enqueued by an earlier version, with its request
+    task = op.payload.task or ""
+    facts = FACTS[node.action].get(task)
+    if facts is None:
+        raise StepFailure(f"action {node.action.value} has no LLM task {task!r}")
+    return LLMRequest(
+        task=task,
+        settings=swarm.config.llm.merged_over(DEFAULT_LLM_SETTINGS),
+        seed=swarm.config.seed,
+        facts=facts(swarm, node),
+        swarm_id=swarm.swarm_id,
+        node_id=node.node_id,
+        op_id=op.op_id,
+    )
+
+
 def _llm(ctx: StepContext, op: LLMOperation) -> None:
     node = _live_node(ctx)
     if node is None:
         return
+    # Written again only when the worker could not write it (StepFailure, saying why).
+    request = ctx.llm_request or llm_request(ctx.swarm, node, op)
     result = ctx.llm_result
     if result is None:
         raise StepFailure("llm step without an LLM result")
-    prompted = with_prompt(op.payload.request)
+    prompted = with_prompt(request)
     data: dict[str, Any] = {
         "task": prompted.task,
         "messages": [m.model_dump(mode="json") for m in prompted.messages],

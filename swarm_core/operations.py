@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from swarm_core.actions.specs import SPECS
 from swarm_core.llm import LLMRequest
@@ -53,11 +53,22 @@ class ActionPayload(Payload):
 
 
 class LLMPayload(Payload):
-    """Make the one LLM call `request`, then run `next_function` with `completion` in `args`."""
+    """Make the one LLM call of the node's `task`, then run `next_function` with `completion`
+    in `args`. The request is written when the call is made, from the node as that step reads
+    it (`swarm_core.engine.llm_request`): the operation, the commit that enqueues it and the
+    history stay small. `request` is the whole request, as operations enqueued by earlier
+    versions carry it instead of `task`."""
 
-    request: LLMRequest
+    task: str | None = None
     next_function: str
     args: dict[str, Any] = Field(default_factory=dict)
+    request: LLMRequest | None = None
+
+    @model_validator(mode="after")
+    def _names_its_call(self) -> LLMPayload:
+        if (self.task is None) == (self.request is None):
+            raise ValueError("an llm operation has a task or (older ones) a request, not both")
+        return self
 
 
 class UserReplyPayload(Payload):

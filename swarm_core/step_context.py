@@ -27,7 +27,6 @@ from swarm_core.models import (
     HistoryEvent,
     Interrupt,
     Lifecycle,
-    LLMSettings,
     LogEntry,
     Node,
     SwarmStatus,
@@ -49,8 +48,6 @@ from swarm_core.swarm import Swarm
 # Op ids kept per node for duplicate detection: far more than the operations that can be in
 # flight for one node at once (a node's operations mostly follow one another).
 RECENT_OP_IDS = 64
-
-DEFAULT_LLM_SETTINGS = LLMSettings(temperature=0.2, max_tokens=1200)
 
 
 class StepResult(BaseModel):
@@ -86,6 +83,8 @@ class StepView:
     parent: Node | None
     now: datetime
     llm_result: LLMResult | None = None
+    # The request `llm_result` answers (an `llm` step's: the worker wrote it and made the call).
+    llm_request: LLMRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,7 @@ class StepContext:
         self.now = view.now
         self.seq = view.swarm.seq + 1
         self.llm_result = view.llm_result
+        self.llm_request = view.llm_request
         # Copies: the view stays as read, so the worker can tell what changed.
         self.node: Node | None = view.node.deep_copy() if view.node else None
         self.parent: Node | None = view.parent.deep_copy() if view.parent else None
@@ -129,10 +129,6 @@ class StepContext:
         node.updated_at = self.now
         self._touched[node.node_id] = node
 
-    def llm_settings(self) -> LLMSettings:
-        """The engine's defaults with the swarm's config over them."""
-        return self.swarm.config.llm.merged_over(DEFAULT_LLM_SETTINGS)
-
     # --- what a step can do --------------------------------------------------------------
 
     def enqueue(self, payload: AnyPayload, node_id: str) -> Operation:
@@ -146,29 +142,12 @@ class StepContext:
     def call_action(self, node: Node, function: str, args: dict[str, Any] | None = None) -> None:
         self.enqueue(ActionPayload(function=function, args=args or {}), node.node_id)
 
-    def call_llm(
-        self,
-        task: str,
-        next_function: str,
-        facts: dict[str, Any],
-        args: dict[str, Any] | None = None,
-    ) -> None:
-        """Ask for one LLM call (an `llm` operation); `next_function` gets the completion.
-
-        The facts travel in the operation; the prompt a real model reads is written from them when
-        the call is made (the offline LLM reads the facts)."""
+    def call_llm(self, task: str, next_function: str, args: dict[str, Any] | None = None) -> None:
+        """Ask for one LLM call of `task` (an `llm` operation); `next_function` gets the
+        completion. The request is written when the call is made, from the node as that step
+        reads it: the facts by the action's `FACTS[task]` (`swarm_core.engine.llm_request`)."""
         node = self.require_node()
-        settings = self.llm_settings()
-        request = LLMRequest(
-            task=task,
-            settings=settings,
-            seed=self.swarm.config.seed,
-            facts=facts,
-            swarm_id=self.swarm.swarm_id,
-            node_id=node.node_id,
-            op_id=self.op.child_op_id(len(self._operations)),  # the llm operation's own id
-        )
-        payload = LLMPayload(request=request, next_function=next_function, args=args or {})
+        payload = LLMPayload(task=task, next_function=next_function, args=args or {})
         self.enqueue(payload, node.node_id)
 
     def ask_user(
@@ -347,6 +326,10 @@ class StepContext:
 # An action's function: it reads the context and records what should happen; `args` are the
 # operation's arguments (for a continuation, what it saved; after an LLM call, `completion`).
 ActionFunction = Callable[[StepContext, dict[str, Any]], None]
+
+# The facts of one of an action's LLM tasks, from the swarm and the node as the `llm` step
+# reads them (what the step that asked for the call committed).
+FactsFunction = Callable[[Swarm, Node], dict[str, Any]]
 
 
 def answered_event_data(interrupt: Interrupt) -> dict[str, Any]:

@@ -33,9 +33,9 @@ from swarm_core.commits import (
     SwarmNotFound,
     apply_step_result,
 )
-from swarm_core.engine import advance_one_step, needs_parent
+from swarm_core.engine import advance_one_step, llm_request, needs_parent
 from swarm_core.forks import recorded_answer
-from swarm_core.llm import LanguageModel, LLMError, LLMResult
+from swarm_core.llm import LanguageModel, LLMError, LLMRequest, LLMResult
 from swarm_core.models import FINISHED_STATUSES, Node, SwarmStatus, derive_id, utcnow
 from swarm_core.operations import (
     FailOperation,
@@ -47,10 +47,13 @@ from swarm_core.operations import (
     spawned_by,
 )
 from swarm_core.ports import SwarmStore, Versioned
-from swarm_core.step_context import StepView
+from swarm_core.step_context import StepFailure, StepView
 from swarm_core.swarm import Swarm, budget_spent
 
 log = logging.getLogger(__name__)
+
+# An `llm` step's call: the request the worker wrote and what the model answered.
+LLMAnswer = tuple[LLMRequest, LLMResult | LLMError]
 
 
 class SwarmWorker:
@@ -72,7 +75,7 @@ class SwarmWorker:
         """Run the operation in `message` (its JSON). Exceptions leave the message to the queue."""
         operation = parse_operation(message)
         started = time.perf_counter()
-        llm_answer: list[LLMResult | LLMError] = []
+        llm_answer: list[LLMAnswer] = []
         with telemetry.step_span(operation) as span:
             try:
                 run = self._commit(operation, llm_answer)
@@ -112,7 +115,7 @@ class SwarmWorker:
         )
         return outcome
 
-    def _commit(self, operation: Operation, llm_answer: list[LLMResult | LLMError]) -> CommitRun:
+    def _commit(self, operation: Operation, llm_answer: list[LLMAnswer]) -> CommitRun:
         swarm_id, op_id = operation.swarm_id, operation.op_id
         # A step decides on the documents as this process's last commit of the swarm left
         # them when it has them (`latest`): no read on the common path.
@@ -141,7 +144,7 @@ class SwarmWorker:
         operation: Operation,
         got: Versioned[Swarm],
         read_node: Callable[[], Versioned[Node] | None],
-        llm_answer: list[LLMResult | LLMError],
+        llm_answer: list[LLMAnswer],
     ) -> Decision:
         swarm = got.value
         if swarm.status in FINISHED_STATUSES or not swarm.spawned:
@@ -170,30 +173,37 @@ class SwarmWorker:
         if needs_parent(operation) and node is not None and node.value.parent_id:
             parent = self.committer.get_node(swarm.swarm_id, node.value.parent_id)
         step_op = operation
-        llm_result = None
+        llm_result = asked = None
         if isinstance(operation, LLMOperation) and node is not None:
             if not llm_answer:
-                recorded = recorded_answer(
-                    self.committer.content, swarm, node.value, operation.payload.request
-                )
-                if recorded is not None:
-                    llm_answer.append(recorded)
-            if not llm_answer and budget_spent(swarm):
-                return self._pause_for_budget(swarm, operation)
-            if not llm_answer:
-                # Made without holding the swarm's lock; then the step decides again.
-                raise CallFirst(lambda: llm_answer.append(self._call_llm(operation)))
-            answer = llm_answer[0]
-            if isinstance(answer, LLMError):
-                step_op = fail_operation(operation, f"LLM call failed: {answer}")
-            else:
-                llm_result = answer
+                try:
+                    request = llm_request(swarm, node.value, operation)
+                except StepFailure:
+                    request = None  # no call: the step fails the node, saying why
+                if request is not None:
+                    recorded = recorded_answer(self.committer.content, swarm, node.value, request)
+                    if recorded is not None:
+                        llm_answer.append((request, recorded))
+                    elif budget_spent(swarm):
+                        return self._pause_for_budget(swarm, operation)
+                    else:
+                        # Made without holding the swarm's lock; then the step decides again.
+                        raise CallFirst(
+                            lambda: llm_answer.append((request, self._call_llm(request)))
+                        )
+            if llm_answer:
+                asked, answer = llm_answer[0]
+                if isinstance(answer, LLMError):
+                    step_op = fail_operation(operation, f"LLM call failed: {answer}")
+                else:
+                    llm_result = answer
         view = StepView(
             swarm=swarm,
             node=node.value if node else None,
             parent=parent.value if parent else None,
             now=self.clock(),
             llm_result=llm_result,
+            llm_request=asked,
         )
         result = advance_one_step(step_op, view)
         decision = apply_step_result(swarm, view, result)
@@ -231,12 +241,12 @@ class SwarmWorker:
         log.info("paused swarm_id=%s: %s", swarm.swarm_id, reason)
         return change.decision()
 
-    def _call_llm(self, operation: LLMOperation) -> LLMResult | LLMError:
+    def _call_llm(self, request: LLMRequest) -> LLMResult | LLMError:
         """The operation's one LLM call. Retryable errors propagate (the queue retries the
         message); a permanent error becomes the node's failure."""
-        request = with_prompt(operation.payload.request)
+        prompted = with_prompt(request)
         try:
-            return self.llm.complete(request, RESPONSE_MODELS[request.task])
+            return self.llm.complete(prompted, RESPONSE_MODELS[prompted.task])
         except LLMError as exc:
             if exc.retryable:
                 raise

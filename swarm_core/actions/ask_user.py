@@ -12,8 +12,9 @@ from typing import Any
 
 from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import AskResponse, JudgeResponse
-from swarm_core.models import ChatRole, Lifecycle
-from swarm_core.step_context import StepContext
+from swarm_core.models import ChatRole, Lifecycle, Node
+from swarm_core.step_context import FactsFunction, StepContext
+from swarm_core.swarm import Swarm
 
 CLOSING_MESSAGE = "Thank you, that is what I needed."
 
@@ -22,8 +23,7 @@ def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
-    facts = node_facts(ctx.swarm, node)
-    ctx.call_llm("ask", "on_question", facts)
+    ctx.call_llm("ask", "on_question")
 
 
 def on_question(ctx: StepContext, args: dict[str, Any]) -> None:
@@ -32,14 +32,16 @@ def on_question(ctx: StepContext, args: dict[str, Any]) -> None:
 
 
 def on_answer(ctx: StepContext, args: dict[str, Any]) -> None:
-    node = ctx.require_node()
-    facts = {
-        **node_facts(ctx.swarm, node),
+    ctx.call_llm("judge", "on_judgement")
+
+
+def judge_facts(swarm: Swarm, node: Node) -> dict[str, Any]:
+    return {
+        **node_facts(swarm, node),
         "conversation": node.context.get("conversation", []),
         "follow_ups": node.execution_memory.get("follow_ups", 0),
-        "max_follow_ups": ctx.limits.max_follow_ups,
+        "max_follow_ups": swarm.config.limits.max_follow_ups,
     }
-    ctx.call_llm("judge", "on_judgement", facts)
 
 
 def on_judgement(ctx: StepContext, args: dict[str, Any]) -> None:
@@ -68,3 +70,4 @@ FUNCTIONS = {
     "on_answer": on_answer,
     "on_judgement": on_judgement,
 }
+FACTS: dict[str, FactsFunction] = {"ask": node_facts, "judge": judge_facts}

@@ -7,15 +7,14 @@ from typing import Any
 from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import ExecuteResponse
 from swarm_core.models import Lifecycle
-from swarm_core.step_context import StepContext
+from swarm_core.step_context import FactsFunction, StepContext
 
 
 def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node = ctx.require_node()
     node.lifecycle = Lifecycle.RUNNING
     ctx.touch(node)
-    facts = node_facts(ctx.swarm, node)
-    ctx.call_llm("execute", "on_result", facts)
+    ctx.call_llm("execute", "on_result")
 
 
 def on_result(ctx: StepContext, args: dict[str, Any]) -> None:
@@ -24,3 +23,4 @@ def on_result(ctx: StepContext, args: dict[str, Any]) -> None:
 
 
 FUNCTIONS = {"start": start, "on_result": on_result}
+FACTS: dict[str, FactsFunction] = {"execute": node_facts}

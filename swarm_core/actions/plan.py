@@ -21,17 +21,29 @@ from typing import Any
 from swarm_core.actions.facts import node_facts
 from swarm_core.actions.schemas import PlanResponse, ReviewResponse, Subtask
 from swarm_core.models import DONE_LIFECYCLES, Lifecycle, Node
-from swarm_core.step_context import ChildSpec, StepContext
+from swarm_core.step_context import ChildSpec, FactsFunction, StepContext
+from swarm_core.swarm import Swarm
 
 
-def _plan_facts(ctx: StepContext, node: Node) -> dict[str, Any]:
+def plan_facts(swarm: Swarm, node: Node) -> dict[str, Any]:
+    limits = swarm.config.limits
     return {
-        **node_facts(ctx.swarm, node),
+        **node_facts(swarm, node),
         "asked_user": bool(node.execution_memory.get("asked_user")),
-        "can_plan_deeper": node.depth + 1 < ctx.limits.max_depth,
-        "max_children": ctx.limits.max_children,
-        "breadth": ctx.swarm.config.offline_breadth,
-        "plan_depth": ctx.swarm.config.offline_depth,
+        "can_plan_deeper": node.depth + 1 < limits.max_depth,
+        "max_children": limits.max_children,
+        "breadth": swarm.config.offline_breadth,
+        "plan_depth": swarm.config.offline_depth,
+    }
+
+
+def review_facts(swarm: Swarm, node: Node) -> dict[str, Any]:
+    reports = node.context.get("child_reports", {})
+    return {
+        **node_facts(swarm, node),
+        "child_reports": [reports[c] for c in node.children_ids if c in reports],
+        "revisions": node.execution_memory.get("revisions", 0),
+        "max_revisions": swarm.config.limits.max_revisions,
     }
 
 
@@ -40,12 +52,7 @@ def start(ctx: StepContext, args: dict[str, Any]) -> None:
     node.lifecycle = Lifecycle.RUNNING
     node.execution_memory["phase"] = "planning"
     ctx.touch(node)
-    _request_plan(ctx, node)
-
-
-def _request_plan(ctx: StepContext, node: Node) -> None:
-    facts = _plan_facts(ctx, node)
-    ctx.call_llm("plan", "on_plan", facts)
+    ctx.call_llm("plan", "on_plan")
 
 
 def _spawn(ctx: StepContext, node: Node, subtasks: list[Subtask]) -> list[str]:
@@ -93,16 +100,10 @@ def on_children_done(ctx: StepContext, args: dict[str, Any]) -> None:
         answers = [reports[c]["report"] for c in node.children_ids if c in reports]
         node.context["user_context"] = [*node.context.get("user_context", []), *answers]
         node.execution_memory["phase"] = "planning"
-        _request_plan(ctx, node)
+        ctx.call_llm("plan", "on_plan")
         return
-    facts = {
-        **node_facts(ctx.swarm, node),
-        "child_reports": [reports[c] for c in node.children_ids if c in reports],
-        "revisions": node.execution_memory.get("revisions", 0),
-        "max_revisions": ctx.limits.max_revisions,
-    }
     # The review names the children it reviewed: one that a rerun overtook is stale.
-    ctx.call_llm("review", "on_review", facts, {"children": list(node.children_ids)})
+    ctx.call_llm("review", "on_review", {"children": list(node.children_ids)})
 
 
 def on_review(ctx: StepContext, args: dict[str, Any]) -> None:
@@ -154,3 +155,4 @@ FUNCTIONS = {
     "on_children_done": on_children_done,
     "on_review": on_review,
 }
+FACTS: dict[str, FactsFunction] = {"plan": plan_facts, "review": review_facts}

@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from swarm_core import conversation
 from swarm_core.actions import plan
+from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.specs import SPECS
-from swarm_core.engine import advance_one_step
-from swarm_core.llm import LLMResult
+from swarm_core.engine import advance_one_step, llm_request
+from swarm_core.forks import request_digest
+from swarm_core.llm import LLMRequest, LLMResult
 from swarm_core.models import (
     ActionType,
     ChatMessage,
@@ -24,8 +27,8 @@ from swarm_core.models import (
     TerminationPolicy,
     Usage,
 )
-from swarm_core.operations import Operation, OperationKind, parse_operation
-from swarm_core.step_context import StepResult, StepView
+from swarm_core.operations import LLMOperation, Operation, OperationKind, parse_operation
+from swarm_core.step_context import StepFailure, StepResult, StepView
 from swarm_core.swarm import Swarm
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -84,7 +87,11 @@ def step(
 ) -> StepResult:
     if isinstance(operation, dict):  # an operation as it came off the queue
         operation = parse_operation(operation)
-    view = StepView(swarm or make_swarm(), node, parent, NOW, llm_result)
+    swarm = swarm or make_swarm()
+    request = None
+    if isinstance(operation, LLMOperation) and node is not None and llm_result is not None:
+        request = llm_request(swarm, node, operation)  # as the worker writes it, for the call
+    view = StepView(swarm, node, parent, NOW, llm_result, request)
     return advance_one_step(operation, view)
 
 
@@ -103,6 +110,14 @@ def ops_of(result: StepResult, kind: OperationKind) -> list[dict[str, Any]]:
 
 def updated(result: StepResult, node_id: str) -> Node:
     return next(n for n in result.updated_nodes if n.node_id == node_id)
+
+
+def requested(result: StepResult, node_id: str, swarm: Swarm | None = None) -> LLMRequest:
+    """The request of the LLM call the step asked for, as its `llm` step writes it: from the
+    node as this step left it."""
+    call = next(o for o in result.operations if isinstance(o, LLMOperation))
+    node = next(n for n in [*result.new_nodes, *result.updated_nodes] if n.node_id == node_id)
+    return llm_request(swarm or make_swarm(), node, call)
 
 
 def event_types(result: StepResult) -> list[str]:
@@ -130,12 +145,50 @@ def test_spawn_creates_the_node_and_starts_its_action():
     assert spawned.data["node"]["lifecycle"] == "spawned"
     # `start` ran in the same step: the node is running and asked for its LLM call.
     assert result.new_nodes[0].lifecycle == Lifecycle.RUNNING
-    assert ops_of(result, OperationKind.LLM)[0]["payload"]["request"]["task"] == "execute"
+    assert requested(result, "c1").task == "execute"
     assert not ops_of(result, OperationKind.ACTION)
     assert all(e.seq == 6 for e in result.events)
 
 
-def test_llm_step_journals_prompt_and_response_and_hands_over_the_completion():
+def test_llm_step_writes_its_request_from_the_node_and_journals_prompt_and_response():
+    node = make_node(directive="Find the cheapest flight")
+    answer = LLMResult(data={"report": "r"}, content='{"report": "r"}', model="m")
+    llm_op = op(OperationKind.LLM, task="execute", next_function="on_result")
+    assert llm_op.model_dump(mode="json")["payload"] == {
+        "task": "execute",
+        "next_function": "on_result",
+        "args": {},
+        "request": None,
+    }, "the operation carries no facts: the step writes them from the node"
+    request = llm_request(make_swarm(), node, llm_op)
+    assert (request.task, request.op_id, request.node_id) == ("execute", "op-llm", "n1")
+    assert request.facts["directive"] == "Find the cheapest flight"
+    result = step(llm_op, node, llm_result=answer)
+    journal = next(entry for entry in result.logs if entry.kind == "journal")
+    assert "Find the cheapest flight" in journal.data["messages"][-1]["content"]
+    assert journal.data["digest"] == request_digest(with_prompt(request))
+    assert ops_of(result, OperationKind.TERMINATE)[0]["payload"] == {"report": "r"}
+
+
+def test_an_llm_task_the_action_does_not_have_fails_the_node():
+    node = make_node()
+    with pytest.raises(StepFailure, match="no LLM task 'plan'"):
+        llm_request(make_swarm(), node, op(OperationKind.LLM, task="plan", next_function="x"))
+    view = StepView(make_swarm(), node, None, NOW)  # the worker made no call: no request
+    result = advance_one_step(op(OperationKind.LLM, task="plan", next_function="x"), view)
+    failed = updated(result, "n1")
+    assert failed.lifecycle == Lifecycle.FAILED
+    assert "action execute has no LLM task 'plan'" in (failed.error or "")
+
+
+def test_an_llm_operation_names_its_task_or_carries_a_request():
+    with pytest.raises(ValidationError):
+        op(OperationKind.LLM, next_function="on_result")
+    with pytest.raises(ValidationError):
+        op(OperationKind.LLM, task="execute", request={"task": "execute"}, next_function="x")
+
+
+def test_an_llm_step_enqueued_by_an_earlier_version_uses_the_request_it_carries():
     node = make_node()
     request = {"task": "execute", "messages": [{"role": "user", "content": "hi"}]}
     answer = LLMResult(
@@ -174,7 +227,7 @@ def test_execute_asks_the_llm_then_terminates_with_its_report():
     node = make_node(lifecycle=Lifecycle.SPAWNED)
     result = action("start", node)
     llm = ops_of(result, OperationKind.LLM)[0]
-    assert llm["payload"]["request"]["task"] == "execute"
+    assert requested(result, "n1").task == "execute"
     assert llm["payload"]["next_function"] == "on_result"
     assert updated(result, "n1").lifecycle == Lifecycle.RUNNING
     done = action("on_result", node, completion={"report": "All done."})
@@ -214,7 +267,7 @@ def with_reply(node: Node, *contents: str) -> Node:
 def test_ask_user_conversation_asks_waits_and_resumes():
     node = make_node(action=ActionType.ASK_USER, lifecycle=Lifecycle.SPAWNED)
     started = action("start", node)
-    assert ops_of(started, OperationKind.LLM)[0]["payload"]["request"]["task"] == "ask"
+    assert requested(started, "n1").task == "ask"
     waiting = action("on_question", node, completion={"message": "Sweet or salty?"})
     w = updated(waiting, "n1")
     assert w.lifecycle == Lifecycle.WAITING_FOR_USER
@@ -233,8 +286,9 @@ def test_ask_user_conversation_asks_waits_and_resumes():
     assert r.unread_replies == []
     assert r.context["conversation"][-1] == {"role": "user", "content": "Salty, please"}
     # `on_answer` ran in the same step: it asked for the judgement.
-    judge = ops_of(reply, OperationKind.LLM)[0]
-    assert judge["payload"]["request"]["facts"]["conversation"][-1]["content"] == "Salty, please"
+    judge = requested(reply, "n1")
+    assert judge.task == "judge"
+    assert judge.facts["conversation"][-1]["content"] == "Salty, please"
 
 
 def test_replies_committed_while_the_node_worked_answer_its_next_question_at_once():
@@ -327,10 +381,10 @@ def test_after_clarifying_the_plan_is_made_again_with_the_answers():
         context={"child_reports": {"c": {"name": "c", "report": "Wants salty."}}},
     )
     result = action("on_children_done", root)
-    request = ops_of(result, OperationKind.LLM)[0]["payload"]["request"]
-    assert request["task"] == "plan"
-    assert request["facts"]["user_context"] == ["Wants salty."]
-    assert request["facts"]["asked_user"] is True
+    request = requested(result, "root")
+    assert request.task == "plan"
+    assert request.facts["user_context"] == ["Wants salty."]
+    assert request.facts["asked_user"] is True
 
 
 def test_review_reports_upward_or_revises_once():
@@ -345,8 +399,7 @@ def test_review_reports_upward_or_revises_once():
         context={"child_reports": reports},
     )
     review = action("on_children_done", root)
-    facts = ops_of(review, OperationKind.LLM)[0]["payload"]["request"]["facts"]
-    assert facts["child_reports"] == [reports["a"]]
+    assert requested(review, "root").facts["child_reports"] == [reports["a"]]
     revise = {"decision": "revise", "report": "gaps", "subtasks": subtasks("execute")}
     revised = action("on_review", root, completion=revise)
     assert len(ops_of(revised, OperationKind.SPAWN)) == 1
@@ -564,8 +617,7 @@ def test_a_conversation_does_not_end_on_a_message_the_node_has_not_read():
     verdict = {"sufficient": True, "follow_up": None, "report": "Wants salty."}
     result = action("on_judgement", late, completion=verdict)
     assert not ops_of(result, OperationKind.TERMINATE), "it judges again instead"
-    judge = ops_of(result, OperationKind.LLM)[0]
-    said = [m["content"] for m in judge["payload"]["request"]["facts"]["conversation"]]
+    said = [m["content"] for m in requested(result, "n1").facts["conversation"]]
     assert said[-2:] == ["Salty", "and crunchy, with a view of the sea"]
 
 
