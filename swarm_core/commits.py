@@ -458,7 +458,7 @@ class SwarmCommitter:
         )
         self._remember(new, etag, got.etag, decision.nodes, decision.deleted_nodes)
         if new.pending is not None and record is not None:
-            self.apply(new, new.pending, record)
+            self.apply(new, new.pending, record, decision.nodes)
         return CommitRun(decision.outcome, new, new.seq)
 
     def seal(self, new: Swarm, seq: int, op_id: str, decision: Decision) -> PendingCommit:
@@ -476,7 +476,8 @@ class SwarmCommitter:
         if not any(parked.op_id == op_id for parked in new.parked):
             # Its step is done (an operation parked by its own commit is still to run).
             effects.consumed.insert(0, op_id)
-        return PendingCommit(op_id=op_id, seq=seq, effects=effects)
+        kept = effects.model_copy(update={"events": _kept_events(effects.events, decision.nodes)})
+        return PendingCommit(op_id=op_id, seq=seq, effects=kept)
 
     def is_applied(self, key: CommitKey) -> bool:
         """Whether this process applied the commit completely. Unknown is not applied: applying
@@ -513,35 +514,37 @@ class SwarmCommitter:
                 self._applied.popitem(last=False)
 
     def apply(
-        self, swarm: Swarm, pending: PendingCommit, record: dict[str, Any] | None = None
+        self,
+        swarm: Swarm,
+        pending: PendingCommit,
+        record: dict[str, Any] | None = None,
+        nodes: list[Node] | None = None,
     ) -> None:
-        """Apply a commit's effects; safe to run any number of times, by anyone. `record`: the
-        commit's record, as its committer made it (the changes from what it read); without
-        it, the record is made of the documents as the commit left them, read back (no later
-        commit can have changed them: it would have applied this one first)."""
+        """Apply a commit's effects; safe to run any number of times, by anyone. `record` and
+        `nodes`: the commit's record, as its committer made it (the changes from what it
+        read), and the nodes it wrote; without them, they are the documents as the commit left
+        them, read back (no later commit can have changed them: it would have applied this one
+        first), and the record is made of those."""
         key = (swarm.swarm_id, pending.seq)
         with self._lock:
             applying = self._applying.setdefault(key, threading.Event())
         try:
-            if record is None:
-                record = self._record_read_back(swarm, pending)
-            self._apply_effects(swarm, pending, record)
+            if record is None or nodes is None:
+                read = (self.store.get_node(swarm.swarm_id, n) for n in pending.effects.node_ids)
+                nodes = [got.value for got in read if got is not None]
+                record = commit_record(pending, None, swarm, nodes)
+            self._apply_effects(swarm, pending, record, nodes)
             self._remember_applied(key)
         finally:
             with self._lock:
                 self._applying.pop(key, None)
             applying.set()
 
-    def _record_read_back(self, swarm: Swarm, pending: PendingCommit) -> dict[str, Any]:
-        read = (
-            self.store.get_node(swarm.swarm_id, node_id) for node_id in pending.effects.node_ids
-        )
-        nodes = [got.value for got in read if got is not None]
-        return commit_record(pending, None, swarm, nodes)
-
-    def _apply_effects(self, swarm: Swarm, pending: PendingCommit, record: dict[str, Any]) -> None:
+    def _apply_effects(
+        self, swarm: Swarm, pending: PendingCommit, record: dict[str, Any], nodes: list[Node]
+    ) -> None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
-        events = [e.model_dump(mode="json") for e in effects.events]
+        events = _full_events(effects.events, nodes)
         # All at once (where storage is remote): the appends, the listing entry, the enqueues
         # and the publishes. The next step may start before an append of this commit lands: it
         # finds this commit not known as applied (its history batch is missing) and applies it
@@ -628,6 +631,38 @@ class SwarmCommitter:
         wait(futures)
         for future in futures:
             future.result()
+
+
+def _kept_events(events: list[HistoryEvent], nodes: list[Node]) -> list[HistoryEvent]:
+    """The events as a pending commit keeps them: a `node.updated` event that shows a node as
+    the commit writes it keeps only the node's id, since the node document the commit writes
+    holds the rest (`_full_events` puts it back). Half of what a pending commit held."""
+    written = {node.node_id: node for node in nodes}
+    kept = []
+    for event in events:
+        if event.type == EventType.NODE_UPDATED:
+            shown = event.data.get("node") or {}
+            node = written.get(shown.get("node_id", ""))
+            if node is not None and shown == node.public_view():
+                event = event.model_copy(update={"data": {"node_id": node.node_id}})
+        kept.append(event)
+    return kept
+
+
+def _full_events(events: list[HistoryEvent], nodes: list[Node]) -> list[dict[str, Any]]:
+    """The events of a pending commit as they are stored and published (JSON): a `node.updated`
+    event kept as its node's id shows `nodes`' document of it (the commit's)."""
+    written = {node.node_id: node for node in nodes}
+    full = []
+    for event in events:
+        data = event.model_dump(mode="json")
+        if event.type == EventType.NODE_UPDATED and "node" not in event.data:
+            node = written.get(event.data["node_id"])
+            if node is None:
+                raise LookupError(f"node {event.data['node_id']} of commit {event.seq} is gone")
+            data["data"] = {"node": node.public_view()}
+        full.append(data)
+    return full
 
 
 def _put_latest(nodes: dict[str, Node], node_id: str, node: Node) -> None:

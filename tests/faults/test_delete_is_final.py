@@ -16,6 +16,7 @@ from swarm_core.adapters.cosmos import NODES, CosmosClients, CosmosSwarmStore
 from swarm_core.adapters.memory import MemoryContentStore, MemorySwarmStore
 from swarm_core.bootstrap import InMemorySwarmApp, MemoryAdapters, build_in_memory
 from swarm_core.commits import Outcome
+from swarm_core.forks import commit_record
 from swarm_core.in_process import drain, reply_through_services, waiting_nodes
 from swarm_core.models import SwarmConfig, SwarmStatus
 from swarm_core.services import NotFound
@@ -132,8 +133,19 @@ def test_effects_written_after_the_purge_are_purged_by_maintenance(rig):
     got = app.adapters.store.get_swarm(swarm_id)
     assert got is not None and got.value.pending is not None
     late = got.value
+    # The slow worker holds the nodes its commit wrote (its record is made of them).
+    store = app.adapters.store
+    written = [store.get_node(swarm_id, node_id) for node_id in late.pending.effects.node_ids]
+    nodes = [got.value for got in written if got is not None]
     app.services.delete_swarm(USER, swarm_id)
-    app.committer.apply(late, late.pending)  # the slow worker's writes land now
+    before = leftovers(swarm_id)
+    with pytest.raises(LookupError, match="is gone"):
+        # Another process rolling the commit forward reads its nodes back: gone, so it
+        # writes nothing (its message is dropped next time: the swarm is deleted).
+        app.committer.apply(late, late.pending)
+    assert leftovers(swarm_id) == before
+    record = commit_record(late.pending, None, late, nodes)
+    app.committer.apply(late, late.pending, record, nodes)  # the slow worker's writes land now
     assert leftovers(swarm_id)
     counts = app.services.maintain(stuck_after=timedelta(hours=1))
     assert counts["purged"] == 0 and leftovers(swarm_id)  # it might still be writing

@@ -325,3 +325,37 @@ def test_a_decision_that_fails_on_remembered_documents_is_made_again_fresh(app):
     with pytest.raises(AssertionError, match="a bug"):
         worker.committer.run(swarm.swarm_id, "op-3", asserts, latest=True)
     assert len(attempts) == 1
+
+
+def test_a_pending_commit_keeps_a_node_update_as_the_node_id_and_publishes_the_node(app):
+    """The swarm document's pending commit does not hold a second copy of each node it writes:
+    its `node.updated` events keep the node's id, and whoever applies the commit (its worker,
+    or another process rolling it forward, which reads the nodes back) stores and publishes
+    the node as the commit wrote it."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    app.services.spawn(USER, swarm.swarm_id)
+    drain(app, limit=3)
+    got = app.adapters.store.get_swarm(swarm.swarm_id)
+    assert got is not None and got.value.pending is not None
+    pending = got.value.pending
+    kept = [e for e in pending.effects.events if e.type == "node.updated"]
+    assert kept and all(set(e.data) == {"node_id"} for e in kept)
+
+    def node_updates(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e["type"] == "node.updated" and e["seq"] == pending.seq]
+
+    stored = node_updates(app.adapters.content.read(history_stream(swarm.swarm_id)))
+    published = node_updates(app.adapters.publisher.published[swarm.swarm_id])
+    nodes = {
+        e.data["node_id"]: app.adapters.store.get_node(swarm.swarm_id, e.data["node_id"])
+        for e in kept
+    }
+    assert [e["data"]["node"] for e in stored] == [
+        nodes[e.data["node_id"]].value.public_view()
+        for e in kept  # type: ignore[union-attr]
+    ]
+    assert published == stored
+
+    other, _ = process_on(app)
+    other.committer.apply(got.value, pending)  # rolled forward elsewhere: nodes read back
+    assert node_updates(app.adapters.publisher.published[swarm.swarm_id])[len(stored) :] == stored
