@@ -634,17 +634,18 @@ class SwarmCommitter:
 
 
 def _kept_events(events: list[HistoryEvent], nodes: list[Node]) -> list[HistoryEvent]:
-    """The events as a pending commit keeps them: a `node.updated` event that shows a node as
-    the commit writes it keeps only the node's id, since the node document the commit writes
-    holds the rest (`_full_events` puts it back). Half of what a pending commit held."""
-    written = {node.node_id: node for node in nodes}
+    """The events as a pending commit keeps them: a `node.updated` event of a node the commit
+    writes keeps only the node's id, since the node document the commit writes holds the rest
+    (`_full_events` puts it back: such an event shows the node as the commit wrote it, from
+    the documents its committer wrote, or, after a crash, read back). Half of what a pending
+    commit held."""
+    written = {node.node_id for node in nodes}
     kept = []
     for event in events:
         if event.type == EventType.NODE_UPDATED:
-            shown = event.data.get("node") or {}
-            node = written.get(shown.get("node_id", ""))
-            if node is not None and shown == node.public_view():
-                event = event.model_copy(update={"data": {"node_id": node.node_id}})
+            node_id = (event.data.get("node") or {}).get("node_id")
+            if node_id in written:
+                event = event.model_copy(update={"data": {"node_id": node_id}})
         kept.append(event)
     return kept
 
