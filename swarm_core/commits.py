@@ -522,16 +522,18 @@ class SwarmCommitter:
     ) -> None:
         """Apply a commit's effects; safe to run any number of times, by anyone. `record` and
         `nodes`: the commit's record, as its committer made it (the changes from what it
-        read), and the nodes it wrote; without them, they are the documents as the commit left
-        them, read back (no later commit can have changed them: it would have applied this one
-        first), and the record is made of those."""
+        read), and the nodes it wrote; without them, the nodes are the documents as the commit
+        left them, read back (no later commit can have changed them: it would have applied
+        this one first), and the record is made of those. SwarmNotFound, writing nothing, if
+        a node it wrote is gone (the swarm was deleted)."""
         key = (swarm.swarm_id, pending.seq)
         with self._lock:
             applying = self._applying.setdefault(key, threading.Event())
         try:
-            if record is None or nodes is None:
+            if nodes is None:
                 read = (self.store.get_node(swarm.swarm_id, n) for n in pending.effects.node_ids)
                 nodes = [got.value for got in read if got is not None]
+            if record is None:
                 record = commit_record(pending, None, swarm, nodes)
             self._apply_effects(swarm, pending, record, nodes)
             self._remember_applied(key)
@@ -660,7 +662,11 @@ def _full_events(events: list[HistoryEvent], nodes: list[Node]) -> list[dict[str
         if event.type == EventType.NODE_UPDATED and "node" not in event.data:
             node = written.get(event.data["node_id"])
             if node is None:
-                raise LookupError(f"node {event.data['node_id']} of commit {event.seq} is gone")
+                # Only a delete removes a node a pending commit wrote (a later commit would
+                # have applied this one first): the swarm is gone, with what it would write.
+                raise SwarmNotFound(
+                    f"{event.swarm_id}: node {event.data['node_id']} of commit {event.seq} is gone"
+                )
             data["data"] = {"node": node.public_view()}
         full.append(data)
     return full

@@ -291,7 +291,7 @@ def request_digest(prompted: LLMRequest) -> str:
 def recorded_answer(
     content: ContentStore, swarm: Swarm, node: Node, request: LLMRequest
 ) -> LLMResult | None:
-    """The source's recorded answer to this very request (as its `llm` operation carries it),
+    """The source's recorded answer to this very request (as its `llm` step writes it),
     for a fork that reuses them: the first entry of the source's journal of the node after the
     fork point and after the last answer the node reused, whose request digest is this
     request's (one read). None, without any work, for a swarm that is no such fork."""

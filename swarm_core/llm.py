@@ -22,11 +22,13 @@ class LLMMessage(BaseModel):
 
 
 class LLMRequest(BaseModel):
-    """One LLM call as an action asks for it (serialisable: it travels in an `llm` operation).
+    """One LLM call of an `llm` step (serialisable: the step's journal keeps it).
 
-    The step that asks records the task, the settings and the facts; the prompt (`messages`) is
-    written from them when the call is made (`swarm_core.actions.prompts.with_prompt`), so the
-    operation and the commit that carries it stay small."""
+    The step writes the task, the settings and the facts from the node as it reads it
+    (`swarm_core.engine.llm_request`: the operation names only the task); the prompt
+    (`messages`) is written from them when the call is made
+    (`swarm_core.actions.prompts.with_prompt`). Operations enqueued by earlier versions carry
+    a whole request instead."""
 
     task: str
     messages: list[LLMMessage] = Field(default_factory=list)

@@ -206,7 +206,10 @@ class SwarmServices:
             raise InvalidState(f"the swarm has no step {at} yet: its latest is {source.seq}")
         if source.pending is not None:
             # Its records must be stored before they are read.
-            self.committer.roll_forward(source, source.pending)
+            try:
+                self.committer.roll_forward(source, source.pending)
+            except SwarmNotFound as exc:  # deleted meanwhile
+                raise NotFound(f"swarm {swarm_id} not found") from exc
         try:
             folded = fold(self.content, swarm_id, at, self.committer.snapshot_every)
             if at == 0 < source.seq:  # as the source was created: its first record says
@@ -759,8 +762,11 @@ class SwarmServices:
             if pending is not None and quiet >= stuck_after:
                 # No step came after this commit for a while: its worker may have died before
                 # applying it. Apply it (idempotent) and clear it, so it is done once.
-                if self.committer.roll_forward(swarm, pending):
-                    counts["redriven"] += 1
+                try:
+                    if self.committer.roll_forward(swarm, pending):
+                        counts["redriven"] += 1
+                except SwarmNotFound:
+                    continue  # deleted meanwhile: a later run purges what is left
                 with contextlib.suppress(ConflictError):
                     self.store.replace_swarm(swarm.model_copy(update={"pending": None}), got.etag)
                 pending = None

@@ -175,22 +175,24 @@ class SwarmWorker:
         step_op = operation
         llm_result = asked = None
         if isinstance(operation, LLMOperation) and node is not None:
-            if not llm_answer:
-                try:
-                    request = llm_request(swarm, node.value, operation)
-                except StepFailure:
-                    request = None  # no call: the step fails the node, saying why
-                if request is not None:
-                    recorded = recorded_answer(self.committer.content, swarm, node.value, request)
-                    if recorded is not None:
-                        llm_answer.append((request, recorded))
-                    elif budget_spent(swarm):
-                        return self._pause_for_budget(swarm, operation)
-                    else:
-                        # Made without holding the swarm's lock; then the step decides again.
-                        raise CallFirst(
-                            lambda: llm_answer.append((request, self._call_llm(request)))
-                        )
+            try:
+                request = llm_request(swarm, node.value, operation)
+            except StepFailure:
+                request = None  # no call: the step fails the node, saying why
+            if llm_answer and llm_answer[0][0] != request:
+                # An answer is only used for the request it answers: this decision reads the
+                # node otherwise than the one that asked (it decided on documents this process
+                # remembered, out of date, or the node changed since): ask again.
+                llm_answer.clear()
+            if request is not None and not llm_answer:
+                recorded = recorded_answer(self.committer.content, swarm, node.value, request)
+                if recorded is not None:
+                    llm_answer.append((request, recorded))
+                elif budget_spent(swarm):
+                    return self._pause_for_budget(swarm, operation)
+                else:
+                    # Made without holding the swarm's lock; then the step decides again.
+                    raise CallFirst(lambda: llm_answer.append((request, self._call_llm(request))))
             if llm_answer:
                 asked, answer = llm_answer[0]
                 if isinstance(answer, LLMError):

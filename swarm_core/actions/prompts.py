@@ -1,8 +1,9 @@
 """Prompts of the LLM tasks: the plain-English messages a real model reads.
 
-An `llm` operation carries the task's structured `facts`; `with_prompt` writes the messages from
-them when the call is made (the offline LLM reads the facts instead), and the node's journal
-records the messages so the frontend can show the prompts used.
+An `llm` step's request carries the task's structured `facts` (written from the node,
+`swarm_core.engine.llm_request`); `with_prompt` writes the messages from them when the call is
+made (the offline LLM reads the facts instead), and the node's journal records the messages so
+the frontend can show the prompts used.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from swarm_core.adapters.blob import BlobContentStore
 from swarm_core.adapters.cosmos import NODES, CosmosClients, CosmosSwarmStore
 from swarm_core.adapters.memory import MemoryContentStore, MemorySwarmStore
 from swarm_core.bootstrap import InMemorySwarmApp, MemoryAdapters, build_in_memory
-from swarm_core.commits import Outcome
+from swarm_core.commits import Outcome, SwarmNotFound
 from swarm_core.forks import commit_record
 from swarm_core.in_process import drain, reply_through_services, waiting_nodes
 from swarm_core.models import SwarmConfig, SwarmStatus
@@ -139,7 +139,7 @@ def test_effects_written_after_the_purge_are_purged_by_maintenance(rig):
     nodes = [got.value for got in written if got is not None]
     app.services.delete_swarm(USER, swarm_id)
     before = leftovers(swarm_id)
-    with pytest.raises(LookupError, match="is gone"):
+    with pytest.raises(SwarmNotFound, match="is gone"):
         # Another process rolling the commit forward reads its nodes back: gone, so it
         # writes nothing (its message is dropped next time: the swarm is deleted).
         app.committer.apply(late, late.pending)

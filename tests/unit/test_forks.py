@@ -14,12 +14,19 @@ import pytest
 from swarm_core.adapters.offline_llm import OfflineScriptedLLM
 from swarm_core.bootstrap import MemoryAdapters, build_in_memory
 from swarm_core.forks import apply_changes, changes
-from swarm_core.in_process import reply_through_services, run_until_settled
+from swarm_core.in_process import drain, reply_through_services, run_until_settled, waiting_nodes
 from swarm_core.models import EventType, InterruptStatus, Limits, SwarmConfig, SwarmStatus
 from swarm_core.ports import chat_stream, history_stream, log_stream
 from swarm_core.services import InvalidState, NotFound
 from swarm_core.swarm import Swarm
-from tests.harness import USER, Rig, ScenarioRun, run_scenario, scenario_user
+from tests.harness import (
+    USER,
+    Rig,
+    ScenarioRun,
+    remembering_process,
+    run_scenario,
+    scenario_user,
+)
 
 
 @pytest.fixture(scope="module")
@@ -337,3 +344,56 @@ def test_forks_at_a_spent_budget_of_a_failed_swarm_and_at_zero():
     assert failed.status == SwarmStatus.FAILED
     copy = app.services.fork(USER, failing.swarm_id)
     assert copy.status == SwarmStatus.FAILED and copy.parked == []
+
+
+def test_a_fork_step_on_out_of_date_documents_reuses_the_answer_to_its_own_request():
+    """Two processes run a fork's conversation. One decides a judgement on the documents its
+    last commit of the fork left, out of date (the other process has run a round since): the
+    request it writes from them is the previous round's, whose recorded answer it finds. Its
+    commit loses; on the fresh read the request is this round's, and so is the answer it uses
+    (the previous round's is dropped): the fork replays its source round by round."""
+    app = build_in_memory()
+    config = SwarmConfig(offline_breadth=2, offline_depth=1, limits=Limits(max_follow_ups=10))
+    source = app.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", config)
+    app.services.spawn(USER, source.swarm_id)
+    queue = app.adapters.queue
+
+    def deliver(process: Any) -> str:
+        message = queue.receive()
+        assert message is not None
+        process.worker.process(message.body)
+        queue.ack(message)
+        return json.loads(message.body)["kind"]
+
+    def answer(swarm_id: str) -> None:
+        (node,) = waiting_nodes(app, swarm_id)
+        app.services.post_user_message(USER, swarm_id, node.node_id, "x" * 200, None)
+
+    drain(app)
+    at = app.services.get_swarm(USER, source.swarm_id).seq  # the first question open
+    for _ in range(2):  # too short, twice: two judgements, each asks again
+        answer(source.swarm_id)
+        drain(app)
+    fork = app.services.fork(USER, source.swarm_id, at)
+    app.services.resume(USER, fork.swarm_id)
+    one = remembering_process(app.settings, app.adapters)
+    two = remembering_process(app.settings, app.adapters)
+    answer(fork.swarm_id)
+    assert deliver(two) == "user_reply"  # `two` remembers the fork as of this round's resume
+    assert deliver(one) == "llm"  # the first judgement
+    answer(fork.swarm_id)
+    assert deliver(one) == "user_reply"
+    assert deliver(two) == "llm"  # the second, decided first on what `two` remembers
+
+    (node,) = waiting_nodes(app, fork.swarm_id)
+
+    def judgements(swarm_id: str) -> list[dict[str, Any]]:
+        entries = app.adapters.content.read(log_stream(swarm_id, node.node_id))
+        return [e for e in entries if e["kind"] == "journal" and e["data"]["task"] == "judge"]
+
+    source_judged = [e for e in judgements(source.swarm_id) if e["seq"] > at]
+    fork_judged = [e for e in judgements(fork.swarm_id) if e["seq"] > at + 1]
+    assert [e["data"]["recorded"]["seq"] for e in fork_judged] == [e["seq"] for e in source_judged]
+    assert [e["data"]["digest"] for e in fork_judged] == [
+        e["data"]["digest"] for e in source_judged
+    ]
