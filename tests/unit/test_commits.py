@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def history_seqs(app: InMemorySwarmApp, swarm_id: str) -> list[int]:
     return sorted({e["seq"] for e in app.adapters.content.read(history_stream(swarm_id))})
 
 
-def commit_cut_short(app: SwarmApp, swarm_id: str, op_id: str) -> int:
+def commit_cut_short(app: SwarmApp, swarm_id: str, op_id: str, decide: Any = touch) -> int:
     """Commit `op_id` on the swarm, its apply dying at the history batch (the last write)."""
     content = app.committer.content
     append = content.append
@@ -58,7 +59,7 @@ def commit_cut_short(app: SwarmApp, swarm_id: str, op_id: str) -> int:
     content.append = failing_append  # type: ignore[method-assign]
     try:
         with pytest.raises(HistoryDown):
-            app.committer.run(swarm_id, op_id, touch)
+            app.committer.run(swarm_id, op_id, decide)
     finally:
         del content.append  # the instance attribute: the class's method again
     got = app.adapters.store.get_swarm(swarm_id)
@@ -359,3 +360,30 @@ def test_a_pending_commit_keeps_a_node_update_as_the_node_id_and_publishes_the_n
     other, _ = process_on(app)
     other.committer.apply(got.value, pending)  # rolled forward elsewhere: nodes read back
     assert node_updates(app.adapters.publisher.published[swarm.swarm_id])[len(stored) :] == stored
+
+
+def test_maintenance_goes_on_past_a_swarm_deleted_under_it(app):
+    """Maintenance rolls forward the unfinished commits of several swarms. One of them is being
+    deleted: its nodes are gone, so its commit cannot be applied (nothing of it is written),
+    and the others' commits still are."""
+    swarms = [app.services.create_swarm(USER, "Plan a trip") for _ in range(2)]
+    for swarm in swarms:
+        app.services.spawn(USER, swarm.swarm_id)
+    drain(app)
+
+    def rewrite_root(got: Versioned[Swarm]) -> Decision:
+        change = ControlCommit(got.value, utcnow())
+        root = app.adapters.store.get_node(got.value.swarm_id, got.value.root_node_id or "")
+        assert root is not None
+        change.write_node(root.value.model_copy(update={"updated_at": utcnow()}), root.value)
+        return change.decision()
+
+    seqs = [commit_cut_short(app, s.swarm_id, "op-cut", rewrite_root) for s in swarms]
+    gone, other = swarms
+    app.adapters.store.delete_nodes(gone.swarm_id)  # the delete's purge, half way
+
+    counts = app.services.maintain(stuck_after=timedelta(0))
+
+    assert counts["redriven"] == 1
+    assert history_seqs(app, other.swarm_id)[-1] == seqs[1]
+    assert history_seqs(app, gone.swarm_id)[-1] == seqs[0] - 1
