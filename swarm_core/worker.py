@@ -9,7 +9,8 @@ document (resume re-enqueues it), a finished or deleted swarm drops it; otherwis
 node's parent for a `terminate`, drops an operation whose node a rerun discarded, makes
 the operation's one LLM call if it is an `llm` operation (outside the swarm's lock: `CallFirst`),
 runs the pure step and commits the result. A lost commit race decides again on a fresh read
-with the LLM answer it already has (never asked twice). `fail_poisoned` is what the poison
+with the LLM answer it already has (never asked twice), as long as the fresh read writes the
+same request (an answer is only used for the request it answers). `fail_poisoned` is what the poison
 queue's trigger calls for an operation that failed on every delivery.
 """
 
