@@ -1,13 +1,14 @@
 """Benchmark: what one conversation turn costs — the user's answer and the agent's next question.
 
 One `ask_user` conversation that never ends (a 300-character question, a 200-character answer,
-every answer judged insufficient). Per exchange, averaged over the exchanges around turns 10,
-100, 500 and 1,000: milliseconds, storage requests by service and bytes written, in memory (port
-calls; the time from a second run that counts nothing) and on the emulators (HTTP requests to
-the Cosmos DB server and Azurite). Then, over HTTP
-on the local stack (emulators + dev host, offline LLM): the latency from `POST …/messages` to the
-agent's next message, as a browser sees it (its `chat.message` event over Web PubSub, with the
-official client and a URL from /negotiate), median and p90 over 30 exchanges.
+every answer judged insufficient). Per exchange, averaged over the 50 exchanges from turns 10, 100
+and 500 and the 50 up to turn 1,000 (a conversation's last: at most 1,000 follow-ups; 50 exchanges
+hold three snapshots, written every 50 commits, exactly their share): milliseconds, storage
+requests by service and bytes written, in memory (port calls; the time from a second run that
+counts nothing) and on the emulators (HTTP requests to the Cosmos DB server and Azurite). Then,
+over HTTP on the local stack (emulators + dev host, offline LLM): the latency from `POST
+…/messages` to the agent's next message, as a browser sees it (its `chat.message` event over Web
+PubSub, with the official client and a URL from /negotiate), median and p90 over 30 exchanges.
 
     .venv/bin/python bench/turns.py [--turns 1000] [--http 30] [--before REV]
 
@@ -37,7 +38,10 @@ from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKS = (10, 100, 500, 1000)
-WINDOW = 5  # exchanges averaged at each mark
+# Exchanges averaged from each mark: 150 commits (an exchange is 3), three whole periods of the
+# snapshot written every 50 commits, so every mark carries its share of them, as every exchange
+# does over time. (A window of a few exchanges held one snapshot or none, which read as growth.)
+WINDOW = 50
 ANSWER = "x" * 200  # one long word: the offline judge finds it too short, every time
 QUESTION_PAD = 300
 
@@ -293,7 +297,8 @@ def conversation(api: Api, turns: int, where: str, count: bool = True) -> dict[s
         per_turn[turn] = (ms, after[0] - before[0], after[1] - before[1], by_service)
     marks = {}
     for mark in MARKS:
-        rows = [per_turn[t] for t in range(mark, mark + WINDOW) if t in per_turn]
+        first = max(1, min(mark, turns - WINDOW + 1))  # the last window ends at the last turn
+        rows = [per_turn[t] for t in range(first, first + WINDOW) if t in per_turn]
         if not rows:
             continue
         marks[str(mark)] = {
@@ -610,7 +615,8 @@ def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.05)
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     names = list(results)
-    print("one conversation; per exchange, averaged over 5 exchanges from each turn")
+    print(f"one conversation; per exchange, averaged over {WINDOW} exchanges from each turn")
+    print(f"(at the last turn, the {WINDOW} up to it)")
     header = f"{'':<34}" + "".join(f"{n:>34}" for n in names)
     for where in ("memory", "emulators"):
         print(f"\n{where}")
