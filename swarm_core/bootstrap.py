@@ -112,6 +112,8 @@ def build_app(
         parallel_effects=parallel_effects,
         snapshot_every=settings.snapshot_every,
         remember_latest=remember_latest,
+        presumed_dead_after=timedelta(seconds=settings.roll_forward_after_seconds),
+        clock=clock,
     )
     models = ModelPolicy(settings.llm.allowed_models(), settings.llm.llm_max_tokens_limit)
     services = SwarmServices(

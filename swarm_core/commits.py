@@ -20,7 +20,9 @@ different threads do not race each other for the ETag:
    ever unfinished, and each commit's effects land before the next commit. A commit is known
    finished when this process finished it (no request: the common path on one host) or when
    its history batch is stored (one read: its worker, on another host, finished it, since the
-   history batch is its last write); only then is nothing applied twice.
+   history batch is its last write); only then is nothing applied twice. A commit of another
+   process not finished yet is waited for until its applier is presumed dead
+   (`presumed_dead_after`): applied twice, its operations would be enqueued twice.
 3. `decide` looks at the fresh swarm and returns a `Decision`: a new swarm document and the
    effects, or nothing to write (dropped, parked already, or a duplicate: a node step finds its
    own op id among the node's recent ones, which its commit wrote).
@@ -43,12 +45,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
@@ -65,6 +68,7 @@ from swarm_core.models import (
     Lifecycle,
     Node,
     SwarmStatus,
+    utcnow,
 )
 from swarm_core.operations import Operation
 from swarm_core.ports import (
@@ -84,6 +88,10 @@ from swarm_core.swarm import Effects, PendingCommit, Swarm
 log = logging.getLogger(__name__)
 
 APPLIED_CACHE_SIZE = 4096
+# While another process may still be applying a commit, how often to look for its history batch:
+# from soon after (an applier usually finishes within tens of ms) to at most this often.
+LANDED_POLL_FIRST = 0.01
+LANDED_POLL_MAX = 0.25
 LATEST_CACHE_SIZE = 256  # swarms whose latest documents a process keeps
 LATEST_NODES = 2048  # nodes it keeps with them, at most, across swarms
 LATEST_NODES_PER_SWARM = 64  # and per swarm: the ones its latest commits wrote or read
@@ -182,6 +190,8 @@ class SwarmCommitter:
         parallel_effects: int = 0,
         snapshot_every: int = 50,
         remember_latest: bool = False,
+        presumed_dead_after: timedelta = timedelta(seconds=10),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.content = content
@@ -189,6 +199,13 @@ class SwarmCommitter:
         self.publisher = publisher
         self.max_attempts = max_attempts
         self.snapshot_every = snapshot_every
+        # The applier of a commit is presumed dead (and its commit rolled forward by whoever
+        # finds it unfinished) once this long has passed since the commit, by `clock`, or once
+        # this process has waited this long for its history batch. Before that, it is waited
+        # for: applying it a second time would enqueue its operations twice (both copies then
+        # run, and two LLM calls race) and publish its events twice.
+        self.presumed_dead_after = presumed_dead_after
+        self.clock = clock
         # With storage over the network, a commit's effects (chat and log appends, the listing
         # entry, enqueues, publishes, a snapshot) go out at once on this many threads, then the
         # history batch: they touch different documents and blobs, and a crash part-way is
@@ -208,6 +225,9 @@ class SwarmCommitter:
         # Commits this process is applying right now: another thread of the process waits for
         # that instead of applying them a second time (enqueuing and publishing twice).
         self._applying: dict[CommitKey, threading.Event] = {}
+        # Commits whose applying failed in this process (an error part-way): no one else is
+        # applying them, so the next look rolls them forward at once. Bounded like `_applied`.
+        self._abandoned: OrderedDict[CommitKey, None] = OrderedDict()
         # The documents of the swarms this process committed last (`_read`), and the lock
         # each swarm's decisions and commits take in turn (`_run`). Remembered only where a
         # read is a request (in memory, a read costs what the copies of remembered documents
@@ -313,7 +333,9 @@ class SwarmCommitter:
                             # its own commit, resumed there, comes again with the same id).
                             use_latest = False
                             continue
-                        redriven = self.roll_forward(swarm, pending)
+                        # Delivered again: the delivery that committed it has ended, and
+                        # no one else applies the commit of this operation.
+                        redriven = self.roll_forward(swarm, pending, applier_dead=True)
                         outcome = Outcome.REDRIVEN if redriven else Outcome.DUPLICATE
                         return CommitRun(outcome, swarm, pending.seq)
                     if pending is not None:
@@ -493,23 +515,57 @@ class SwarmCommitter:
             applying = self._applying.get(key)
         return applying is not None and applying.wait(timeout) and self.is_applied(key)
 
-    def roll_forward(self, swarm: Swarm, pending: PendingCommit) -> bool:
+    def roll_forward(
+        self, swarm: Swarm, pending: PendingCommit, applier_dead: bool = False
+    ) -> bool:
         """Apply a commit whose worker may have died before finishing it, unless it is known to
         be finished: this process finished it (or is finishing it: wait), or its history batch
         is stored — appended last, it proves every other effect landed (one read, instead of
-        writing, enqueuing and publishing everything again). True if it applied them."""
+        writing, enqueuing and publishing everything again). A commit of another process that
+        is not finished yet is waited for (its history batch looked for again) until its
+        applier is presumed dead (`presumed_dead_after`): then it is applied here. The caller
+        may know it dead already (`applier_dead`: the commit's own operation delivered again,
+        maintenance after `stuck_after`). True if this process applied it."""
         key = (swarm.swarm_id, pending.seq)
         if self._applied_or_waited(key):
             return False
-        if self.content.has_seq(history_stream(swarm.swarm_id), pending.seq):
+        stream = history_stream(swarm.swarm_id)
+        if self.content.has_seq(stream, pending.seq):
             self._remember_applied(key)
             return False
+        with self._lock:
+            applier_dead = applier_dead or key in self._abandoned
+        if not applier_dead and self._landed_while_waiting(swarm, stream, pending.seq):
+            self._remember_applied(key)
+            return False
+        log.info(
+            "roll forward swarm_id=%s seq=%s op_id=%s: its applier is presumed dead",
+            swarm.swarm_id,
+            pending.seq,
+            pending.op_id,
+        )
         self.apply(swarm, pending)
         return True
+
+    def _landed_while_waiting(self, swarm: Swarm, stream: str, seq: int) -> bool:
+        """Wait for the history batch of commit `seq` while its applier may be alive: until
+        `presumed_dead_after` has passed since the commit (the swarm document's `updated_at`,
+        by the committer's clock) or since this wait began, whichever comes first. True if it
+        landed meanwhile."""
+        age = max(self.clock() - swarm.updated_at, timedelta(0))
+        deadline = time.monotonic() + (self.presumed_dead_after - age).total_seconds()
+        pause = LANDED_POLL_FIRST
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(pause, left))
+            if self.content.has_seq(stream, seq):
+                return True
+            pause = min(pause * 2, LANDED_POLL_MAX)
+        return False
 
     def _remember_applied(self, key: CommitKey) -> None:
         with self._lock:
             self._applied[key] = None
+            self._abandoned.pop(key, None)
             if len(self._applied) > APPLIED_CACHE_SIZE:
                 self._applied.popitem(last=False)
 
@@ -537,6 +593,12 @@ class SwarmCommitter:
                 record = commit_record(pending, None, swarm, nodes)
             self._apply_effects(swarm, pending, record, nodes)
             self._remember_applied(key)
+        except BaseException:
+            with self._lock:
+                self._abandoned[key] = None
+                if len(self._abandoned) > APPLIED_CACHE_SIZE:
+                    self._abandoned.popitem(last=False)
+            raise
         finally:
             with self._lock:
                 self._applying.pop(key, None)

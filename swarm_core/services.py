@@ -763,7 +763,7 @@ class SwarmServices:
                 # No step came after this commit for a while: its worker may have died before
                 # applying it. Apply it (idempotent) and clear it, so it is done once.
                 try:
-                    if self.committer.roll_forward(swarm, pending):
+                    if self.committer.roll_forward(swarm, pending, applier_dead=True):
                         counts["redriven"] += 1
                 except SwarmNotFound:
                     continue  # deleted meanwhile: a later run purges what is left

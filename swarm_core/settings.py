@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     # Maintenance timer: re-drive stuck swarms, announce swarms idle on the user.
     maintenance_schedule: str = Field(default="0 */5 * * * *", alias="MAINTENANCE_SCHEDULE")
     stuck_after_minutes: int = Field(default=5, ge=1, alias="STUCK_AFTER_MINUTES")
+    # A commit's applier (another process) is presumed dead this long after the commit: until
+    # then whoever finds the commit unfinished waits for it rather than apply it a second time.
+    roll_forward_after_seconds: float = Field(
+        default=10, ge=0, le=60, alias="ROLL_FORWARD_AFTER_SECONDS"
+    )
     idle_after_minutes: int = Field(default=10, ge=1, alias="IDLE_AFTER_MINUTES")
     # A snapshot of the tree every this many committed steps (`state?at=` replays at most this
     # many steps of history from the one before it).

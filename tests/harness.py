@@ -150,8 +150,15 @@ class Rig:
         self.llm = RecordingLLM(raw.store)
         raw.llm = self.llm
         ids = itertools.count(1)
-        # Snapshots often, so that crashes land in their effects too.
-        settings = Settings(BCRYPT_ROUNDS=4, AUTH_SECRET="harness-" + "k" * 32, SNAPSHOT_EVERY=4)
+        # Snapshots often, so that crashes land in their effects too. A crashed applier is
+        # dead at once (the clock stands still here, so no commit would ever age): whoever
+        # finds its commit unfinished rolls it forward without waiting.
+        settings = Settings(
+            BCRYPT_ROUNDS=4,
+            AUTH_SECRET="harness-" + "k" * 32,
+            SNAPSHOT_EVERY=4,
+            ROLL_FORWARD_AFTER_SECONDS=0,
+        )
         self.http_app = build_in_memory(
             adapters=raw,
             settings=settings,

@@ -91,6 +91,92 @@ def test_a_redelivered_op_id_whose_earlier_commit_was_applied_redrives_its_new_o
     assert history_seqs(app, swarm.swarm_id) == list(range(1, seq + 1))
 
 
+# ------------------------------------------------- a commit another process may still be applying
+
+
+def other_process(app: InMemorySwarmApp, seconds: float, ahead: float = 0) -> SwarmApp:
+    """Another process on the same storage, presuming a commit's applier dead `seconds` after
+    the commit; its clock `ahead` seconds later than the committer's. Records which commits
+    it applies (`applied_seqs`)."""
+    settings = app.settings.model_copy(update={"roll_forward_after_seconds": seconds})
+    other = build_app(settings, app.adapters, clock=lambda: utcnow() + timedelta(seconds=ahead))
+    apply = other.committer.apply
+    other.applied_seqs = []  # type: ignore[attr-defined]
+
+    def recording_apply(swarm: Swarm, pending: Any, *args: Any, **kwargs: Any) -> None:
+        other.applied_seqs.append(pending.seq)  # type: ignore[attr-defined]
+        apply(swarm, pending, *args, **kwargs)
+
+    other.committer.apply = recording_apply  # type: ignore[method-assign]
+    return other
+
+
+def test_a_commit_whose_applier_is_alive_is_waited_for_not_applied_again(app):
+    """Applied twice, a commit's operations would be enqueued twice (and run twice)."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    seq = commit_cut_short(app, swarm.swarm_id, "op-1")  # its applier, still at it
+    other = other_process(app, seconds=30)
+    thread = threading.Thread(target=other.committer.run, args=(swarm.swarm_id, "op-2", touch))
+    thread.start()
+    thread.join(timeout=0.3)
+    assert thread.is_alive(), "it waits for the history batch"
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, seq))
+
+    pending = app.adapters.store.get_swarm(swarm.swarm_id).value.pending
+    app.committer.roll_forward(app.adapters.store.get_swarm(swarm.swarm_id).value, pending)
+    thread.join(timeout=30)
+
+    assert not thread.is_alive()
+    assert other.applied_seqs == [seq + 1], "only its own commit"
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, seq + 2))
+
+
+def test_a_commit_older_than_the_presumed_death_of_its_applier_is_applied_at_once(app):
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    seq = commit_cut_short(app, swarm.swarm_id, "op-1")
+    other = other_process(app, seconds=10, ahead=11)  # the commit is 11 s old by its clock
+
+    other.committer.run(swarm.swarm_id, "op-2", touch)
+
+    assert other.applied_seqs == [seq, seq + 1]
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, seq + 2))
+
+
+def test_a_commit_whose_applier_never_finishes_is_applied_after_the_wait(app):
+    import time
+
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    before_commit = time.monotonic()
+    seq = commit_cut_short(app, swarm.swarm_id, "op-1")
+    other = other_process(app, seconds=0.3)
+
+    other.committer.run(swarm.swarm_id, "op-2", touch)
+
+    # 0.3 s from the commit (less the clocks' rounding), as its age is counted from then.
+    assert time.monotonic() - before_commit >= 0.29, "it waited for the applier first"
+    assert other.applied_seqs == [seq, seq + 1]
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, seq + 2))
+
+
+def test_a_commit_whose_applying_failed_in_this_process_is_applied_again_at_once(app):
+    """The process knows no one is applying it: no wait (the history is looked for once)."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    seq = commit_cut_short(app, swarm.swarm_id, "op-1")
+    assert app.committer.presumed_dead_after == timedelta(seconds=10)
+    looked: list[int] = []
+    has_seq = app.adapters.content.has_seq
+
+    def counting_has_seq(stream: str, at: int) -> bool:
+        looked.append(at)
+        return bool(has_seq(stream, at))
+
+    app.adapters.content.has_seq = counting_has_seq  # type: ignore[method-assign]
+    app.committer.run(swarm.swarm_id, "op-2", touch)
+
+    assert looked == [seq]
+    assert history_seqs(app, swarm.swarm_id) == list(range(1, seq + 2))
+
+
 # --------------------------------------------- the documents as this process last committed them
 
 
