@@ -487,9 +487,13 @@ class SwarmCommitter:
         """Make `decision` the commit of `seq` by `op_id`: number the swarm and its nodes, and
         complete its effects (listing entry, snapshot, what its record needs)."""
         new.seq = seq
+        effects = decision.effects
+        chatting = {e.data["node_id"] for e in effects.events if e.type == EventType.CHAT_MESSAGE}
         for node in decision.nodes:
             node.seq = seq
-        effects = decision.effects
+            if node.node_id in chatting:
+                effects.chat_after[node.node_id] = node.chat_seq
+                node.chat_seq = seq
         if decision.refresh_listing:
             effects.summary = new.summary()
         effects.snapshot = seq % self.snapshot_every == 0
@@ -626,7 +630,9 @@ class SwarmCommitter:
             last_listing = None
         chats = (e["data"] for e in events if e["type"] == EventType.CHAT_MESSAGE)
         for node_id, chat in _by_node(chats):
-            calls.append(partial(self.content.append, chat_stream(swarm_id, node_id), seq, chat))
+            stream = chat_stream(swarm_id, node_id)
+            after = effects.chat_after.get(node_id)
+            calls.append(partial(self.content.append, stream, seq, chat, after_seq=after))
         for node_id, logs in _by_node(entry.model_dump(mode="json") for entry in effects.logs):
             calls.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
         if effects.summary is not None and last_listing is None:

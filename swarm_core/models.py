@@ -281,6 +281,9 @@ class Node(Document):
     # the node reused (the next reuse looks after it).
     recorded_seq: int = 0
     chat_length: int = 0
+    # The seq of the commit that last appended to the node's chat (0: none): the next append
+    # tells the content store where the chat should end (`ContentStore.append`'s `after_seq`).
+    chat_seq: int = 0
     last_message_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -156,10 +156,15 @@ class ContentStore(Protocol):
         seq: int,
         records: Sequence[Mapping[str, Any]],
         commit: Mapping[str, Any] | None = None,
+        after_seq: int | None = None,
     ) -> bool:
         """Append the batch; False if a batch with seq >= `seq` is there already. `commit`: the
         record of the commit the batch belongs to (`swarm_core.forks`), kept with the batch but
-        apart from its records: `read` and `read_from` leave it out, `read_commits` reads it."""
+        apart from its records: `read` and `read_from` leave it out, `read_commits` reads it.
+        `after_seq`: the seq of the stream's batch before this one, when the caller knows it
+        (0: none, the stream is new), a hint that can save an implementation requests (another
+        process appended since this one last did); a wrong hint costs requests, never
+        correctness."""
         ...
 
     def has_seq(self, stream: str, seq: int) -> bool:

@@ -42,6 +42,9 @@ class Effects(BaseModel):
     node_ids: list[str] = Field(default_factory=list)
     deleted_node_ids: list[str] = Field(default_factory=list)
     consumed: list[str] = Field(default_factory=list)
+    # Per node whose chat the commit appends to and whose document it writes: the seq of the
+    # chat's batch before (the node's `chat_seq` before the commit), a hint for the append.
+    chat_after: dict[str, int] = Field(default_factory=dict)
 
 
 class PendingCommit(BaseModel):

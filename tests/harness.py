@@ -289,17 +289,24 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
     got = rig.store.get_swarm(swarm_id)
     assert got is not None
     swarm = got.value
-    # A node's recent op ids and the seq of its last write depend on the order of deliveries
-    # (which child's report came last names the operation that runs the parent next):
-    # bookkeeping, not something a user sees.
+    # A node's recent op ids and the seqs of its last write and last chat append depend on the
+    # order of deliveries (which child's report came last names the operation that runs the
+    # parent next): bookkeeping, not something a user sees. Whatever the order, a node's chat
+    # ends at its `chat_seq` (the hint its next append gives the content store).
+    stored = rig.store.list_nodes(swarm_id)
     nodes = {
-        n.node_id: n.model_dump(mode="json", exclude={"recent_op_ids", "seq"})
-        for n in rig.store.list_nodes(swarm_id)
+        n.node_id: n.model_dump(mode="json", exclude={"recent_op_ids", "seq", "chat_seq"})
+        for n in stored
     }
+    raw_chats = {n.node_id: rig.content.read(chat_stream(swarm_id, n.node_id)) for n in stored}
     chats = {
-        node_id: [_without(m, "seq") for m in rig.content.read(chat_stream(swarm_id, node_id))]
-        for node_id in nodes
+        node_id: [_without(m, "seq") for m in messages] for node_id, messages in raw_chats.items()
     }
+    chat_seq_behind = [
+        n.node_id
+        for n in stored
+        if n.chat_seq != max((m["seq"] for m in raw_chats[n.node_id]), default=0)
+    ]
     logs = Counter(
         _without(e, "seq")
         for node_id in nodes
@@ -317,6 +324,7 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
         "parked": swarm.parked,
         "nodes": nodes,
         "chats": chats,
+        "chat_seq_behind": chat_seq_behind,
         "logs": logs,
         "events": events,
     }
@@ -395,6 +403,7 @@ def assert_completed(run: ScenarioRun) -> None:
     got = run.rig.store.get_swarm(run.swarm_id)
     assert got is not None
     assert got.value.status == SwarmStatus.COMPLETED, got.value.error
+    assert final_state(run)["chat_seq_behind"] == [], "a node's chat ends after its chat_seq"
 
 
 def emulator_storage(

@@ -11,11 +11,14 @@ once, a stalled worker with an old seq is skipped). A per-process cache of each 
 (segment, length, last seq) makes a typical append one round trip; the condition validates the hint,
 and a 412 refreshes it. A stream the process does not know yet is most often new: its first append
 creates the first segment if missing, then appends (two round trips); one that exists is then listed
-and its last segment's tail read. A full segment (block or byte limit) is sealed and the next one is
-created with metadata `prev_seq` (the sealed segment's last seq), so `read(after_seq)` starts at the
-right segment. A batch larger than one block is stored as its own block blob and appended as a
-one-line pointer. Snapshots and claim checks are block blobs; everything of a swarm lives under
-`{swarm_id}/`.
+and its last segment's tail read. A caller that knows the seq of the stream's batch before
+(`after_seq`: a node's chat, which the API and the worker append to in turn) saves the refused
+requests: a cached tail behind it is read before the append, and a stream with batches that the
+process does not know has its first segment read (two round trips either way). A full segment (block
+or byte limit) is sealed and the next one is created with metadata `prev_seq` (the sealed segment's
+last seq), so `read(after_seq)` starts at the right segment. A batch larger than one block is stored
+as its own block blob and appended as a one-line pointer. Snapshots and claim checks are block
+blobs; everything of a swarm lives under `{swarm_id}/`.
 """
 
 from __future__ import annotations
@@ -373,6 +376,7 @@ class BlobContentStore:
         seq: int,
         records: Sequence[Mapping[str, Any]],
         commit: Mapping[str, Any] | None = None,
+        after_seq: int | None = None,
     ) -> bool:
         """Append the batch as one block iff the stream's last seq is lower; False otherwise."""
         seq = int(seq)
@@ -382,6 +386,8 @@ class BlobContentStore:
         # chat): its first segment is created if missing (one request, then the append), and
         # only a stream that exists is listed and probed (`_first_segment`).
         tail = self._cached_tail(stream)
+        if after_seq is not None:
+            tail = self._hinted_tail(stream, tail, after_seq)
         for _ in range(_MAX_APPEND_ATTEMPTS):
             if tail is None:
                 tail = self._first_segment(stream)
@@ -430,6 +436,20 @@ class BlobContentStore:
             )
             return True
         raise AppendContentionError(f"could not append seq {seq} to {stream}")
+
+    def _hinted_tail(self, stream: str, tail: _Tail | None, after_seq: int) -> _Tail | None:
+        """The tail to append at, given the caller's word that the stream's last batch is
+        `after_seq`. Where the cache is behind that (another process appended since), its
+        tail is read first: one request, instead of an append refused (412) and then the read.
+        A stream new to this process that holds batches already has its first segment read
+        (most streams have one; a sealed one leads on to the rest): one request, instead of a
+        refused create, a listing and the read."""
+        if tail is None:
+            if after_seq > 0:
+                return self._probe(stream, 0, 0)
+        elif tail.last_seq is None or tail.last_seq < after_seq:
+            return self._probe(stream, tail.segment, tail.length)
+        return tail
 
     def has_seq(self, stream: str, seq: int) -> bool:
         """From the tail this process knows (no request) when that proves it; else one ranged

@@ -203,6 +203,7 @@ class MemoryContentStore:
         seq: int,
         records: Sequence[Mapping[str, Any]],
         commit: Mapping[str, Any] | None = None,
+        after_seq: int | None = None,  # a hint for remote storage: nothing to save here
     ) -> bool:
         lines = [json.dumps(dict(r), default=str) for r in records]
         committed = None if commit is None else json.dumps(dict(commit), default=str)

@@ -261,6 +261,22 @@ def test_appends_are_once_per_seq_and_in_order(content_store):
     assert content_store.read(f"{unique('s')}/history") == []
 
 
+def test_an_append_is_once_per_seq_whatever_its_hint_of_the_seq_before(content_store):
+    """`after_seq` only hints where the stream ends: right, behind, ahead or on a stream that
+    does not exist, the batch is appended iff the stream's last seq is lower."""
+    stream = f"{unique('s')}/chats/n1"
+    assert content_store.append(stream, 3, [{"seq": 3, "i": 0}], after_seq=0) is True, "new"
+    assert content_store.append(stream, 3, [{"seq": 3, "i": 9}], after_seq=0) is False
+    assert content_store.append(stream, 5, [{"seq": 5, "i": 0}], after_seq=3) is True, "right"
+    assert content_store.append(stream, 7, [{"seq": 7, "i": 0}], after_seq=9) is True, "ahead"
+    assert content_store.append(stream, 8, [{"seq": 8, "i": 0}], after_seq=1) is True, "behind"
+    assert content_store.append(stream, 6, [{"seq": 6, "i": 9}], after_seq=5) is False, "late"
+    assert [r["seq"] for r in content_store.read(stream)] == [3, 5, 7, 8]
+    missing = f"{unique('s')}/chats/n2"
+    assert content_store.append(missing, 2, [{"seq": 2, "i": 0}], after_seq=1) is True
+    assert content_store.read(missing) == [{"seq": 2, "i": 0}]
+
+
 def test_racing_appenders_of_one_batch_append_it_once(content_store):
     stream = f"{unique('s')}/chats/n1"
     results: list[bool] = []

@@ -284,6 +284,48 @@ def test_a_stale_cached_tail_still_appends_exactly_once(make_store):
     assert [r["seq"] for r in second.read(stream)] == [1, 1, 2, 2, 3, 3, 4, 4]
 
 
+def test_the_seq_before_an_append_saves_the_requests_of_a_stale_or_unknown_tail(make_store):
+    """A chat appended to by two processes in turn (the API's user message, the worker's next
+    question): told the seq of the batch before (the node's `chat_seq`), a process whose
+    cached tail is behind reads the tail and appends (no refused append first), and one that
+    never saw the stream reads its first segment and appends (no refused create, no listing)."""
+    worker, worker_log = make_store()
+    api, api_log = make_store()
+    stream = f"s{uuid.uuid4().hex[:8]}/chats/n1"
+    assert worker.append(stream, 1, batch(1), after_seq=0)
+    assert [(c.method, c.status) for c in worker_log.take()] == [("PUT", 201), ("PUT", 201)]
+
+    assert api.append(stream, 2, batch(2), after_seq=1)
+    assert [(c.method, c.status) for c in api_log.take()] == [("GET", 206), ("PUT", 201)]
+
+    assert worker.append(stream, 3, batch(3), after_seq=2)
+    assert [(c.method, c.status) for c in worker_log.take()] == [("GET", 206), ("PUT", 201)]
+
+    assert worker.append(stream, 4, batch(4), after_seq=3)
+    assert [(c.method, c.status) for c in worker_log.take()] == [("PUT", 201)], "current: as before"
+
+    # Without the hint, as a caller that does not know: a refused append, the read, the append.
+    assert api.append(stream, 5, batch(5))
+    assert [(c.method, c.status) for c in api_log.take()] == [
+        ("PUT", 412),
+        ("GET", 206),
+        ("PUT", 201),
+    ]
+    assert [r["seq"] for r in worker.read(stream)] == [s for s in range(1, 6) for _ in (0, 1)]
+
+
+def test_a_stream_new_to_the_process_past_its_first_segment_takes_the_hint_too(make_store):
+    busy, _ = make_store(max_segment_blocks=2)
+    stream = f"s{uuid.uuid4().hex[:8]}/chats/n1"
+    for seq in range(1, 6):  # three segments, the first two sealed
+        assert busy.append(stream, seq, batch(seq))
+    fresh, _ = make_store(max_segment_blocks=2)
+    assert fresh.append(stream, 5, batch(5), after_seq=4) is False, "there already"
+    fresh_again, _ = make_store(max_segment_blocks=2)
+    assert fresh_again.append(stream, 6, batch(6), after_seq=5) is True
+    assert [r["seq"] for r in busy.read(stream)] == [s for s in range(1, 7) for _ in (0, 1)]
+
+
 def test_a_cache_several_sealed_segments_behind_catches_up(make_store, emulator_stack, container):
     stale, _ = make_store(max_segment_blocks=2)
     busy, _ = make_store(max_segment_blocks=2)
