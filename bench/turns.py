@@ -549,7 +549,9 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
 
 class LiveEvents:
     """The swarm's live events, with the official Web PubSub client and a URL from /negotiate
-    (what a browser does); `get` and `empty` as a queue's."""
+    (what a browser does); `get` and `empty` as a queue's. Each event comes once: one published
+    again (a commit applied a second time) is dropped by its seq and index, as the console drops
+    it — else a latency would end at the copy of an earlier message."""
 
     def __init__(self, url: str) -> None:
         import queue
@@ -557,6 +559,7 @@ class LiveEvents:
         from azure.messaging.webpubsubclient import WebPubSubClient, WebPubSubClientCredential
 
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._seen: set[tuple[Any, Any]] = set()
         self.get, self.empty, self.get_nowait = (
             self._queue.get,
             self._queue.empty,
@@ -572,6 +575,10 @@ class LiveEvents:
         data = args.data if isinstance(args.data, dict) else json.loads(args.data)
         events = data if isinstance(data, list) else [data]
         for event in events:
+            position = (event.get("seq"), event.get("index"))
+            if position in self._seen:
+                continue
+            self._seen.add(position)
             self._queue.put(event)
 
     def close(self) -> None:
