@@ -568,10 +568,8 @@ class SwarmCommitter:
 
     def _remember_applied(self, key: CommitKey) -> None:
         with self._lock:
-            self._applied[key] = None
+            _keep_bounded(self._applied, key)
             self._abandoned.pop(key, None)
-            if len(self._applied) > APPLIED_CACHE_SIZE:
-                self._applied.popitem(last=False)
 
     def apply(
         self,
@@ -599,9 +597,7 @@ class SwarmCommitter:
             self._remember_applied(key)
         except BaseException:
             with self._lock:
-                self._abandoned[key] = None
-                if len(self._abandoned) > APPLIED_CACHE_SIZE:
-                    self._abandoned.popitem(last=False)
+                _keep_bounded(self._abandoned, key)
             raise
         finally:
             with self._lock:
@@ -701,6 +697,13 @@ class SwarmCommitter:
         wait(futures)
         for future in futures:
             future.result()
+
+
+def _keep_bounded(keys: OrderedDict[CommitKey, None], key: CommitKey) -> None:
+    """Add `key`, forgetting the oldest beyond `APPLIED_CACHE_SIZE` (the caller holds the lock)."""
+    keys[key] = None
+    if len(keys) > APPLIED_CACHE_SIZE:
+        keys.popitem(last=False)
 
 
 def _kept_events(events: list[HistoryEvent], nodes: list[Node]) -> list[HistoryEvent]:

@@ -292,7 +292,7 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
     # A node's recent op ids and the seqs of its last write and last chat append depend on the
     # order of deliveries (which child's report came last names the operation that runs the
     # parent next): bookkeeping, not something a user sees. Whatever the order, a node's chat
-    # ends at its `chat_seq` (the hint its next append gives the content store).
+    # ends at its `chat_seq` (`chat_seq_behind`).
     stored = rig.store.list_nodes(swarm_id)
     nodes = {
         n.node_id: n.model_dump(mode="json", exclude={"recent_op_ids", "seq", "chat_seq"})
@@ -302,11 +302,6 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
     chats = {
         node_id: [_without(m, "seq") for m in messages] for node_id, messages in raw_chats.items()
     }
-    chat_seq_behind = [
-        n.node_id
-        for n in stored
-        if n.chat_seq != max((m["seq"] for m in raw_chats[n.node_id]), default=0)
-    ]
     logs = Counter(
         _without(e, "seq")
         for node_id in nodes
@@ -324,10 +319,20 @@ def final_state(run: ScenarioRun) -> dict[str, Any]:
         "parked": swarm.parked,
         "nodes": nodes,
         "chats": chats,
-        "chat_seq_behind": chat_seq_behind,
+        "chat_seq_behind": chat_seq_behind(stored, raw_chats),
         "logs": logs,
         "events": events,
     }
+
+
+def chat_seq_behind(nodes: list[Node], chats: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The nodes whose chat does not end at their `chat_seq` (the hint a node's next chat
+    append gives the content store): none, whatever the order of deliveries."""
+    return [
+        n.node_id
+        for n in nodes
+        if n.chat_seq != max((m["seq"] for m in chats[n.node_id]), default=0)
+    ]
 
 
 def replayed_states(run: ScenarioRun) -> dict[int, list[dict[str, Any]]]:
@@ -403,7 +408,9 @@ def assert_completed(run: ScenarioRun) -> None:
     got = run.rig.store.get_swarm(run.swarm_id)
     assert got is not None
     assert got.value.status == SwarmStatus.COMPLETED, got.value.error
-    assert final_state(run)["chat_seq_behind"] == [], "a node's chat ends after its chat_seq"
+    nodes = run.rig.store.list_nodes(run.swarm_id)
+    chats = {n.node_id: run.rig.content.read(chat_stream(run.swarm_id, n.node_id)) for n in nodes}
+    assert chat_seq_behind(nodes, chats) == [], "a node's chat ends after its chat_seq"
 
 
 def emulator_storage(
