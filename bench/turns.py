@@ -5,7 +5,8 @@ every answer judged insufficient). Per exchange, averaged over the 50 exchanges 
 and 500 and the 50 up to turn 1,000 (a conversation's last: at most 1,000 follow-ups; 50 exchanges
 hold three snapshots, written every 50 commits, exactly their share): milliseconds, storage
 requests by service and bytes written, in memory (port calls; the time from a second run that
-counts nothing) and on the emulators (HTTP requests to the Cosmos DB server and Azurite). Then,
+counts nothing) and on the emulators (HTTP requests to the Cosmos DB server and Azurite), the
+queue trigger's own (receive, delete) counted as `trigger`. Then,
 over HTTP on the local stack (emulators + dev host, offline LLM): the latency from `POST
 …/messages` to the agent's next message, as a browser sees it (its `chat.message` event over Web
 PubSub, with the official client and a URL from /negotiate), median and p90 over 30 exchanges.
@@ -271,12 +272,23 @@ def conversation(api: Api, turns: int, where: str, count: bool = True) -> dict[s
             app = api.app(raw_store, raw_content, queue, MemoryEventPublisher(), llm)
 
         def receive() -> list[tuple[str, Callable[[], None]]]:
+            # The queue trigger's calls count too (as `trigger`): a step run next in the
+            # worker's own invocation saves them, and its worker settles it instead.
+            counts["trigger"] += count
             got = queue.receive()
-            return [] if got is None else [(got.body, lambda: queue.ack(got))]
+            if got is None:
+                return []
+
+            def done() -> None:
+                counts["trigger"] += count
+                queue.ack(got)
+
+            return [(got.body, done)]
 
         def snapshot() -> tuple[int, int, dict[str, int]]:
             requests = sum(v for k, v in counts.items() if k != "bytes")
-            return requests, counts["bytes"], {"ports": requests}
+            trigger = counts["trigger"]
+            return requests, counts["bytes"], {"ports": requests - trigger, "trigger": trigger}
     else:
         app, store, receive, snapshot = emulator_app(api, llm, totals)
         raw_store = store
@@ -382,12 +394,18 @@ def emulator_app(api: Api, llm: Any, totals: dict[str, list[int]]) -> tuple[Any,
         service_client=build_queue_service(settings, transport=CountingTransport("queue")),
     )
     queue.ensure_queues()
-    receiver = base64_queue_client(build_queue_service(settings), settings.swarm_queue)
+    # What the host's queue trigger does (receive, delete) counts too, as `trigger`.
+    receiver = base64_queue_client(
+        build_queue_service(settings, transport=CountingTransport("trigger")),
+        settings.swarm_queue,
+    )
     store = CosmosSwarmStore(cosmos)
     app = api.app(store, content, queue, MemoryEventPublisher(), llm, remote=True)
 
     def receive() -> list[tuple[str, Callable[[], None]]]:
-        messages = list(receiver.receive_messages(messages_per_page=32, visibility_timeout=60))
+        # One page, one request, as the trigger's each poll is (a list would ask for the next).
+        pages = receiver.receive_messages(messages_per_page=32, visibility_timeout=60).by_page()
+        messages = list(next(pages, []))
         return [
             (decode_operation_message(m.content, content), lambda m=m: receiver.delete_message(m))
             for m in messages
@@ -624,7 +642,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     names = list(results)
     print(f"one conversation; per exchange, averaged over {WINDOW} exchanges from each turn")
     print(f"(at the last turn, the {WINDOW} up to it)")
-    header = f"{'':<34}" + "".join(f"{n:>34}" for n in names)
+    header = f"{'':<34}" + "".join(f"{n:>46}" for n in names)
     for where in ("memory", "emulators"):
         print(f"\n{where}")
         print(header)
@@ -642,13 +660,13 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                     f"{k} {v:.1f}" for k, v in sorted(r["by_service"].items())
                 )
             for label, fmt in rows.items():
-                print(f"{label:<34}" + "".join(f"{fmt(results[n][where][key]):>34}" for n in names))
+                print(f"{label:<34}" + "".join(f"{fmt(results[n][where][key]):>46}" for n in names))
     if any(results[n]["http"] is None for n in names):
         return  # --http 0
     print("\nover HTTP, POST answer -> the agent's next message (ms)")
     print(header)
     for stat in ("median", "p90"):
-        print(f"{stat:<34}" + "".join(f"{results[n]['http'][stat]:>34.0f}" for n in names))
+        print(f"{stat:<34}" + "".join(f"{results[n]['http'][stat]:>46.0f}" for n in names))
 
 
 if __name__ == "__main__":

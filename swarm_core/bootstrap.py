@@ -114,6 +114,7 @@ def build_app(
         remember_latest=remember_latest,
         presumed_dead_after=timedelta(seconds=settings.roll_forward_after_seconds),
         clock=clock,
+        hold_seconds=settings.run_next_hold_seconds,
     )
     models = ModelPolicy(settings.llm.allowed_models(), settings.llm.llm_max_tokens_limit)
     services = SwarmServices(
@@ -135,7 +136,13 @@ def build_app(
         settings=settings,
         adapters=adapters,
         committer=committer,
-        worker=SwarmWorker(adapters.store, committer, adapters.llm, clock=clock),
+        worker=SwarmWorker(
+            adapters.store,
+            committer,
+            adapters.llm,
+            clock=clock,
+            run_next_steps=settings.run_next_steps,
+        ),
         services=services,
         auth=AuthService(
             adapters.users,
@@ -192,8 +199,11 @@ def build_in_memory(
 ) -> InMemorySwarmApp:
     if adapters is None:
         adapters = MemoryAdapters(llm=llm) if llm is not None else MemoryAdapters()
+    # Without settings: one step per delivery (a trip through a queue in memory costs nothing,
+    # and a test can step a swarm message by message).
+    default = Settings(BCRYPT_ROUNDS=4, AUTH_SECRET=secrets.token_urlsafe(32), RUN_NEXT_STEPS=0)
     app = build_app(
-        settings or Settings(BCRYPT_ROUNDS=4, AUTH_SECRET=secrets.token_urlsafe(32)),
+        settings or default,
         adapters,
         clock=clock,
         new_id=new_id,

@@ -75,6 +75,7 @@ from swarm_core.ports import (
     ConflictError,
     ContentStore,
     EventPublisher,
+    HeldMessage,
     OperationQueue,
     SwarmStore,
     Versioned,
@@ -144,6 +145,9 @@ class Decision:
     # The documents of `nodes` as the decision read them (the commit's record keeps changes).
     read_nodes: list[Node] = field(default_factory=list)
     deleted_nodes: list[str] = field(default_factory=list)
+    # The operation (of `effects.operations`) its decider runs next itself: it is enqueued held
+    # (`OperationQueue.enqueue_held`), and the run answers its handle.
+    run_next: str | None = None
 
 
 Decide = Callable[[Versioned[Swarm]], Decision]
@@ -175,6 +179,8 @@ class CommitRun:
     outcome: Outcome
     swarm: Swarm
     seq: int
+    # The decision's `run_next`, as enqueued held: its decider runs it and settles it.
+    held: HeldMessage | None = None
 
 
 class SwarmCommitter:
@@ -192,6 +198,7 @@ class SwarmCommitter:
         remember_latest: bool = False,
         presumed_dead_after: timedelta = timedelta(seconds=10),
         clock: Callable[[], datetime] = utcnow,
+        hold_seconds: int = 60,
     ) -> None:
         self.store = store
         self.content = content
@@ -206,6 +213,9 @@ class SwarmCommitter:
         # run, and two LLM calls race) and publish its events twice.
         self.presumed_dead_after = presumed_dead_after
         self.clock = clock
+        # How long an operation its decider runs next (`Decision.run_next`) stays hidden from
+        # the queue (`RUN_NEXT_HOLD_SECONDS`).
+        self.hold_seconds = hold_seconds
         # With storage over the network, a commit's effects (chat and log appends, the listing
         # entry, enqueues, publishes, a snapshot) go out at once on this many threads, then the
         # history batch: they touch different documents and blobs, and a crash part-way is
@@ -479,9 +489,10 @@ class SwarmCommitter:
             new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
         )
         self._remember(new, etag, got.etag, decision.nodes, decision.deleted_nodes)
+        held = None
         if new.pending is not None and record is not None:
-            self.apply(new, new.pending, record, decision.nodes)
-        return CommitRun(decision.outcome, new, new.seq)
+            held = self.apply(new, new.pending, record, decision.nodes, decision.run_next)
+        return CommitRun(decision.outcome, new, new.seq, held)
 
     def seal(self, new: Swarm, seq: int, op_id: str, decision: Decision) -> PendingCommit:
         """Make `decision` the commit of `seq` by `op_id`: number the swarm and its nodes, and
@@ -577,13 +588,15 @@ class SwarmCommitter:
         pending: PendingCommit,
         record: dict[str, Any] | None = None,
         nodes: list[Node] | None = None,
-    ) -> None:
+        run_next: str | None = None,
+    ) -> HeldMessage | None:
         """Apply a commit's effects; safe to run any number of times, by anyone. `record` and
         `nodes`: the commit's record, as its committer made it (the changes from what it
         read), and the nodes it wrote; without them, the nodes are the documents as the commit
         left them, read back (no later commit can have changed them: it would have applied
         this one first), and the record is made of those. SwarmNotFound, writing nothing, if
-        a node it wrote is gone (the swarm was deleted)."""
+        a node it wrote is gone (the swarm was deleted). `run_next`: the operation to enqueue
+        held, for the caller to run (its handle is returned)."""
         key = (swarm.swarm_id, pending.seq)
         with self._lock:
             applying = self._applying.setdefault(key, threading.Event())
@@ -593,7 +606,7 @@ class SwarmCommitter:
                 nodes = [got.value for got in read if got is not None]
             if record is None:
                 record = commit_record(pending, None, swarm, nodes)
-            self._apply_effects(swarm, pending, record, nodes)
+            held = self._apply_effects(swarm, pending, record, nodes, run_next)
             self._remember_applied(key)
         except BaseException:
             with self._lock:
@@ -603,10 +616,16 @@ class SwarmCommitter:
             with self._lock:
                 self._applying.pop(key, None)
             applying.set()
+        return held
 
     def _apply_effects(
-        self, swarm: Swarm, pending: PendingCommit, record: dict[str, Any], nodes: list[Node]
-    ) -> None:
+        self,
+        swarm: Swarm,
+        pending: PendingCommit,
+        record: dict[str, Any],
+        nodes: list[Node],
+        run_next: str | None = None,
+    ) -> HeldMessage | None:
         effects, seq, swarm_id = pending.effects, pending.seq, swarm.swarm_id
         events = _full_events(effects.events, nodes)
         # All at once (where storage is remote): the appends, the listing entry, the enqueues
@@ -633,17 +652,31 @@ class SwarmCommitter:
             calls.append(partial(self.content.append, log_stream(swarm_id, node_id), seq, logs))
         if effects.summary is not None and last_listing is None:
             calls.append(partial(self.store.put_summary, effects.summary))
+        held: list[HeldMessage] = []
         for operation in effects.operations:
-            calls.append(partial(self.queue.enqueue, telemetry.carrying_trace(operation)))
+            operation = telemetry.carrying_trace(operation)
+            if operation.op_id == run_next:
+                calls.append(partial(self._enqueue_held, operation, held))
+            else:
+                calls.append(partial(self.queue.enqueue, operation))
         if events:
             calls.append(partial(self._publish, swarm_id, seq, events))
         if effects.snapshot:
             calls.append(partial(self._snapshot, swarm_id, record))
-        self._run_all(calls)
-        # The commit's record goes with its history batch: one write for both.
-        self.content.append(history_stream(swarm_id), seq, events, commit=record)
-        if last_listing is not None:
-            self.store.put_summary(last_listing)
+        try:
+            self._run_all(calls)
+            # The commit's record goes with its history batch: one write for both.
+            self.content.append(history_stream(swarm_id), seq, events, commit=record)
+            if last_listing is not None:
+                self.store.put_summary(last_listing)
+        except Exception:
+            for message in held:  # no one runs it here: the queue, at once
+                self.queue.settle(message, done=False)
+            raise
+        return held[0] if held else None
+
+    def _enqueue_held(self, operation: Operation, held: list[HeldMessage]) -> None:
+        held.append(self.queue.enqueue_held(operation, self.hold_seconds))
 
     def _snapshot(self, swarm_id: str, record: dict[str, Any]) -> None:
         """Store the swarm as it is right after this commit: the checkpoint a fork starts from

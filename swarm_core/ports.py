@@ -238,10 +238,31 @@ STREAM_START: Mapping[str, Any] = {}
 SNAPSHOT_KINDS = ("state", "checkpoint")
 
 
+@dataclass(frozen=True)
+class HeldMessage:
+    """An operation sent for its sender to run (`OperationQueue.enqueue_held`): the queue's
+    handle on its message."""
+
+    operation: Operation
+    message_id: str
+    receipt: str
+
+
 class OperationQueue(Protocol):
     """Where operations go to be run by a worker, one queue message each."""
 
     def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None: ...
+
+    def enqueue_held(self, operation: Operation, hold_seconds: int) -> HeldMessage:
+        """Send the operation invisible for `hold_seconds`, for the sender to run it itself
+        and then `settle` it. A sender that dies leaves it to the queue: it is delivered once
+        the hold runs out, as a message whose worker died is."""
+        ...
+
+    def settle(self, held: HeldMessage, done: bool) -> None:
+        """A held operation's end: `done`, its message goes; otherwise the queue delivers it
+        now. Best effort (a message delivered again is a duplicate its worker recognises)."""
+        ...
 
     def decode_message(self, body: str | bytes) -> str:
         """The operation JSON that a message body of this queue stands for (claim checks

@@ -231,6 +231,12 @@ class Settings(BaseSettings):
     roll_forward_after_seconds: float = Field(
         default=10, ge=0, le=60, alias="ROLL_FORWARD_AFTER_SECONDS"
     )
+    # Steps a worker runs after the one a message brought, each the first operation the step
+    # before enqueued (0: one step per invocation).
+    run_next_steps: int = Field(default=16, ge=0, le=1000, alias="RUN_NEXT_STEPS")
+    # How long such a step's operation stays hidden from the queue: past that (its worker died,
+    # or runs long), the queue delivers it (a duplicate of a step that committed does nothing).
+    run_next_hold_seconds: int = Field(default=60, ge=1, le=3600, alias="RUN_NEXT_HOLD_SECONDS")
     idle_after_minutes: int = Field(default=10, ge=1, alias="IDLE_AFTER_MINUTES")
     # A snapshot of the tree every this many committed steps (`state?at=` replays at most this
     # many steps of history from the one before it).

@@ -47,7 +47,7 @@ from swarm_core.operations import (
     parse_operation,
     spawned_by,
 )
-from swarm_core.ports import SwarmStore, Versioned
+from swarm_core.ports import HeldMessage, SwarmStore, Versioned
 from swarm_core.step_context import StepFailure, StepView
 from swarm_core.swarm import Swarm, budget_spent
 
@@ -66,21 +66,53 @@ class SwarmWorker:
         committer: SwarmCommitter,
         llm: LanguageModel,
         clock: Callable[[], datetime] = utcnow,
+        run_next_steps: int = 0,
     ) -> None:
         self.store = store
         self.committer = committer
         self.llm = llm
         self.clock = clock
+        # Steps run after the one delivered, each the first operation its previous step
+        # enqueued (`RUN_NEXT_STEPS`): a node's steps follow one another without a trip through
+        # the queue (its polling is most of a step's latency); a long chain still goes back to
+        # the queue now and then, so that one swarm does not keep a worker to itself.
+        self.run_next_steps = run_next_steps
 
     def process(self, message: str | bytes, dequeue_count: int = 1) -> Outcome:
-        """Run the operation in `message` (its JSON). Exceptions leave the message to the queue."""
-        operation = parse_operation(message)
+        """Run the operation in `message` (its JSON), then the operations its step enqueued
+        for itself to run next, up to `RUN_NEXT_STEPS`. Exceptions leave the message to the
+        queue; a next step's failure leaves that step's operation to the queue."""
+        outcome, held = self._step(parse_operation(message), dequeue_count, self.run_next_steps > 0)
+        queue = self.committer.queue
+        for ran in range(1, self.run_next_steps + 1):
+            if held is None:
+                break
+            try:
+                _, next_held = self._step(held.operation, 0, ran < self.run_next_steps)
+            except Exception:
+                log.warning(
+                    "next step op_id=%s failed: left to the queue",
+                    held.operation.op_id,
+                    exc_info=True,
+                )
+                queue.settle(held, done=False)
+                break
+            queue.settle(held, done=True)
+            held = next_held
+        return outcome
+
+    def _step(
+        self, operation: Operation, dequeue_count: int, run_next: bool
+    ) -> tuple[Outcome, HeldMessage | None]:
+        """One step; with `run_next`, the operation its commit enqueued for this worker to run
+        next, held (dequeue_count 0 in the log: a step run so, not delivered)."""
         started = time.perf_counter()
         llm_answer: list[LLMAnswer] = []
+        held = None
         with telemetry.step_span(operation) as span:
             try:
-                run = self._commit(operation, llm_answer)
-                outcome, seq = run.outcome, run.seq
+                run = self._commit(operation, llm_answer, run_next)
+                outcome, seq, held = run.outcome, run.seq, run.held
             except SwarmNotFound:
                 outcome, seq = Outcome.DROPPED, 0
             span.set_attribute("swarm.seq", seq)
@@ -96,7 +128,7 @@ class SwarmWorker:
             (time.perf_counter() - started) * 1000,
             dequeue_count,
         )
-        return outcome
+        return outcome, held
 
     def fail_poisoned(self, operation: Operation) -> Outcome:
         """The queue gave up on `operation`: fail its node (the user can retry)."""
@@ -116,7 +148,9 @@ class SwarmWorker:
         )
         return outcome
 
-    def _commit(self, operation: Operation, llm_answer: list[LLMAnswer]) -> CommitRun:
+    def _commit(
+        self, operation: Operation, llm_answer: list[LLMAnswer], run_next: bool = False
+    ) -> CommitRun:
         swarm_id, op_id = operation.swarm_id, operation.op_id
         # A step decides on the documents as this process's last commit of the swarm left
         # them when it has them (`latest`): no read on the common path.
@@ -129,14 +163,14 @@ class SwarmWorker:
             return self.committer.run(
                 swarm_id,
                 op_id,
-                lambda got: self._decide(operation, got, read_node, llm_answer),
+                lambda got: self._decide(operation, got, read_node, llm_answer, run_next),
                 latest=True,
             )
         return self.committer.run_on_node(
             swarm_id,
             op_id,
             operation.node_id,
-            lambda got, node: self._decide(operation, got, lambda: node, llm_answer),
+            lambda got, node: self._decide(operation, got, lambda: node, llm_answer, run_next),
             latest=True,
         )
 
@@ -146,6 +180,7 @@ class SwarmWorker:
         got: Versioned[Swarm],
         read_node: Callable[[], Versioned[Node] | None],
         llm_answer: list[LLMAnswer],
+        run_next: bool = False,
     ) -> Decision:
         swarm = got.value
         if swarm.status in FINISHED_STATUSES or not swarm.spawned:
@@ -213,6 +248,10 @@ class SwarmWorker:
         if isinstance(operation, FailOperation) and operation.payload.operation is not None:
             # A poison failure stands for the operation that failed: that one is done too.
             decision.effects.consumed.append(str(operation.payload.operation["op_id"]))
+        if run_next and decision.effects.operations:
+            # The node's next step (or its first child's) follows at once, here: no trip
+            # through the queue. The others go to the queue, for other workers.
+            decision.run_next = decision.effects.operations[0].op_id
         return decision
 
     def _discarded(self, swarm: Swarm, operation: Operation) -> bool:

@@ -200,6 +200,7 @@ class CrashingDelivery:
         except InjectedCrash:
             self.crashes += 1
             self.rig.queue.release(message)
+            self.rig.queue.release_held()  # the steps it ran next: their holds run out too
             return
         self.rig.queue.ack(message)
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from swarm_core.models import MAINTAINED_STATUSES, Node, SwarmStatus, User
 from swarm_core.operations import Operation
-from swarm_core.ports import MAX_ATTEMPTS_KEPT, ConflictError, Versioned, rewrite_swarm_id
+from swarm_core.ports import (
+    MAX_ATTEMPTS_KEPT,
+    ConflictError,
+    HeldMessage,
+    Versioned,
+    rewrite_swarm_id,
+)
 from swarm_core.swarm import Swarm, SwarmSummary
 
 
@@ -332,6 +338,7 @@ class MemoryOperationQueue:
         self._ids = itertools.count(1)
         self._ready: deque[QueueMessage] = deque()
         self._invisible: dict[str, QueueMessage] = {}
+        self._held: set[str] = set()  # of `_invisible`: sent held, not settled
 
     def decode_message(self, body: str | bytes) -> str:
         return body.decode() if isinstance(body, bytes) else body
@@ -343,6 +350,32 @@ class MemoryOperationQueue:
     def send(self, body: str) -> None:
         with self._lock:
             self._ready.append(QueueMessage(f"m{next(self._ids)}", body))
+
+    def enqueue_held(self, operation: Operation, hold_seconds: int) -> HeldMessage:
+        with self._lock:
+            message = QueueMessage(f"m{next(self._ids)}", operation.model_dump_json())
+            self._invisible[message.message_id] = message
+            self._held.add(message.message_id)
+            return HeldMessage(operation, message.message_id, message.message_id)
+
+    def settle(self, held: HeldMessage, done: bool) -> None:
+        with self._lock:
+            if held.message_id not in self._held:
+                return  # its hold ran out (`release_held`): the queue has it again
+            self._held.discard(held.message_id)
+            message = self._invisible[held.message_id]
+            if done:
+                self.ack(message)
+            else:
+                self.release(message)
+
+    def release_held(self) -> int:
+        """Let every held message's hold run out (its sender died): they are delivered."""
+        with self._lock:
+            held, self._held = self._held, set()
+            for message_id in held:
+                self.release(self._invisible[message_id])
+            return len(held)
 
     def receive(self) -> QueueMessage | None:
         with self._lock:

@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -28,7 +28,7 @@ from azure.storage.queue import (
 
 from swarm_core.adapters.identity import storage_service
 from swarm_core.operations import Operation
-from swarm_core.ports import ContentStore
+from swarm_core.ports import ContentStore, HeldMessage
 from swarm_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -157,6 +157,53 @@ class StorageOperationQueue:
         """Send the operation, invisible for `delay_seconds`; by claim check when too big."""
         if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
             raise ValueError(f"delay_seconds must be between 0 and {MAX_DELAY_SECONDS}")
+        self._client().send_message(
+            self._message_body(operation),
+            visibility_timeout=delay_seconds or None,
+            time_to_live=NEVER_EXPIRE,
+        )
+        logger.debug(
+            "enqueued op_id=%s kind=%s swarm_id=%s node_id=%s delay=%s",
+            operation.op_id,
+            operation.kind,
+            operation.swarm_id,
+            operation.node_id,
+            delay_seconds,
+        )
+
+    def enqueue_held(self, operation: Operation, hold_seconds: int) -> HeldMessage:
+        """Sent with the hold as its initial visibility timeout; the receipt the service
+        answers with is what deletes it or makes it visible."""
+        if not 0 < hold_seconds <= MAX_DELAY_SECONDS:
+            raise ValueError(f"hold_seconds must be between 1 and {MAX_DELAY_SECONDS}")
+        sent = self._client().send_message(
+            self._message_body(operation),
+            visibility_timeout=hold_seconds,
+            time_to_live=NEVER_EXPIRE,
+        )
+        if not sent.pop_receipt:
+            raise RuntimeError(f"the queue answered no receipt for op {operation.op_id}")
+        return HeldMessage(operation, sent.id, sent.pop_receipt)
+
+    def settle(self, held: HeldMessage, done: bool) -> None:
+        try:
+            if done:
+                self._client().delete_message(held.message_id, held.receipt)
+            else:
+                self._client().update_message(held.message_id, held.receipt, visibility_timeout=0)
+        except AzureError as exc:
+            # Its hold ran out and a worker has it (a new receipt), or storage is down: the
+            # queue delivers it in the end, and a committed step's delivery is a duplicate.
+            logger.warning(
+                "could not settle held op_id=%s swarm_id=%s (done=%s): %s",
+                held.operation.op_id,
+                held.operation.swarm_id,
+                done,
+                exc,
+            )
+
+    def _message_body(self, operation: Operation) -> str:
+        """The operation's JSON, or a claim check's pointer when it is too big."""
         body = operation.model_dump_json()
         if _encoded_size(body) > self._max_message_bytes:
             # Deterministic name: a re-driven enqueue rewrites the same claim, not a new one.
@@ -176,17 +223,7 @@ class StorageOperationQueue:
                 "swarm_id": operation.swarm_id,
             }
             body = json.dumps(pointer, separators=(",", ":"))
-        self._client().send_message(
-            body, visibility_timeout=delay_seconds or None, time_to_live=NEVER_EXPIRE
-        )
-        logger.debug(
-            "enqueued op_id=%s kind=%s swarm_id=%s node_id=%s delay=%s",
-            operation.op_id,
-            operation.kind,
-            operation.swarm_id,
-            operation.node_id,
-            delay_seconds,
-        )
+        return body
 
 
 def _encoded_size(text: str) -> int:

@@ -1,4 +1,5 @@
-"""Queue triggers: the operations queue advances exactly one node step per message; the poison
+"""Queue triggers: the operations queue advances exactly one node step per message (and an
+invocation then runs the messages its steps sent held for it: `SwarmWorker.process`); the poison
 queue (messages that failed `maxDequeueCount` times) marks the node failed so the user can retry.
 No message ends in a queue nothing reads: when failing the node fails too, the operation goes
 back on the operations queue, delayed.

@@ -142,6 +142,9 @@ def host(emulator_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SWARM_ENV": "development",
         "AUTH_SECRET": "e2e-" + uuid.uuid4().hex * 2,
         "BCRYPT_ROUNDS": "4",
+        # A killed host's held steps (run next in a step's invocation) come back after this,
+        # as its in-flight messages do (`--processing-visibility`).
+        "RUN_NEXT_HOLD_SECONDS": "4",
     }
     dev = DevHost(env, fast_host_json(tmp))
     dev.start()

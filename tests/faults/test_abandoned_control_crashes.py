@@ -38,6 +38,7 @@ STEPS_BEFORE_PAUSE = 4  # the first steps: the root has planned, its children ar
 def first_steps(plan: CrashPlan) -> tuple[Rig, str]:
     """A rig with the scenario swarm after its first steps, crash-free."""
     rig = Rig(plan)
+    rig.worker.run_next_steps = 0  # one step per delivery: the steps are counted here
     swarm = rig.services.create_swarm(USER, "Plan a 3-day trip to Lisbon", scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
     for _ in range(STEPS_BEFORE_PAUSE):

@@ -71,15 +71,20 @@ def process(rig: Rig, adapters: Any) -> SwarmApp:
 
 
 def counting_enqueues(rig: Rig) -> Counter[str]:
-    """How many times each operation is enqueued, from now on."""
+    """How many times each operation is enqueued (held or not), from now on."""
     enqueued: Counter[str] = Counter()
-    enqueue = rig.queue.enqueue
+    enqueue, enqueue_held = rig.queue.enqueue, rig.queue.enqueue_held
 
     def counting_enqueue(operation: Any, delay_seconds: int = 0) -> None:
         enqueued[operation.op_id] += 1
         enqueue(operation, delay_seconds)
 
+    def counting_enqueue_held(operation: Any, hold_seconds: int) -> Any:
+        enqueued[operation.op_id] += 1
+        return enqueue_held(operation, hold_seconds)
+
     rig.queue.enqueue = counting_enqueue  # type: ignore[method-assign]
+    rig.queue.enqueue_held = counting_enqueue_held  # type: ignore[method-assign]
     return enqueued
 
 
@@ -178,6 +183,8 @@ def test_workers_of_different_processes_enqueue_and_publish_each_thing_once():
     enqueued = counting_enqueues(rig)
     adapters = rig.http_app.adapters
     workers = [process(rig, adapters).worker for _ in range(2)]
+    for worker in workers:
+        worker.run_next_steps = 0  # each step in turn, alternating
     swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
     turn = 0

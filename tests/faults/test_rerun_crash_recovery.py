@@ -74,6 +74,7 @@ def run_rerun_scenario(
     swarm_id = swarm_id.swarm_id
     rig.services.spawn(USER, swarm_id)
     # First part, crash-free: until a branch terminated, then pause and park what is queued.
+    run_next_steps, rig.worker.run_next_steps = rig.worker.run_next_steps, 0  # step by step
     while (branch := terminated_branch(rig, swarm_id)) is None:
         message = rig.queue.receive()
         if message is None:
@@ -85,6 +86,7 @@ def run_rerun_scenario(
     while (message := rig.queue.receive()) is not None:
         rig.worker.process(message.body)
         rig.queue.ack(message)
+    rig.worker.run_next_steps = run_next_steps
     calls_before = plan.calls
     if crash_at is not None:
         plan.position = 2 * calls_before + crash_at

@@ -508,6 +508,39 @@ def test_a_delayed_operation_stays_invisible_until_its_delay_passes(queue_setup)
         queue.enqueue(op, delay_seconds=8 * 24 * 3600)
 
 
+def test_a_held_operation_is_hidden_until_its_sender_settles_it(queue_setup):
+    queue, raw = queue_setup
+    done, undone, big = (
+        an_operation(),
+        an_operation(),
+        an_operation({"function": "report", "args": {"text": "☀" * 40_000}}),
+    )
+    held = [queue.enqueue_held(op, hold_seconds=60) for op in (done, undone, big)]
+    assert raw.receive_message() is None  # held: no worker gets them
+    queue.settle(held[0], done=True)
+    queue.settle(held[1], done=False)  # its sender did not run it: the queue, at once
+    queue.settle(held[2], done=False)
+    received = [raw.receive_message(visibility_timeout=60) for _ in range(3)]
+    assert [
+        m and parse_operation(decode_operation_message(m.content, queue._content)) for m in received
+    ] == [undone, big, None]
+    assert received[0] is not None and received[0].dequeue_count == 1
+    # Settling again with a receipt the queue has replaced changes nothing and raises nothing.
+    queue.settle(held[1], done=True)
+    assert raw.receive_message() is None
+    raw.delete_message(received[0])
+    # The hold runs out, as when the sender dies: the queue delivers it.
+    lost = queue.enqueue_held(an_operation(), hold_seconds=1)
+    deadline = time.monotonic() + 10
+    message = None
+    while message is None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        message = raw.receive_message()
+    assert message is not None and parse_operation(message.content) == lost.operation
+    with pytest.raises(ValueError):
+        queue.enqueue_held(done, hold_seconds=0)
+
+
 # ------------------------------------------------------------------------ managed identity
 
 

@@ -423,6 +423,7 @@ def test_a_node_that_decided_to_report_takes_no_more_messages(app, spawned):
         USER, spawned, node.node_id, "A long and useful answer here", None
     )
     # Run until the node decided to report, but not its terminate step.
+    app.worker.run_next_steps = 0
     while (message := app.adapters.queue.receive()) is not None:
         if parse_operation(message.body).kind == "terminate":
             app.adapters.queue.release(message)
