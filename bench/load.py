@@ -6,7 +6,9 @@ The page follows its swarm's live events as the console does (`--driver events`,
 on `interrupt.opened` it loads the chats and the asking node's chat and answers), or polls the
 swarm and its chats every 0.25 s (`--driver poll`, ten times the API traffic). Per level:
 wall time, committed steps per second, queue executions per committed step (the dev host's
-`Executing 'Functions.advance_swarm'` lines over the steps the swarms committed), CPU of the dev
+`Executing 'Functions.advance_swarm'` lines over the steps the swarms committed; an execution
+runs the steps its steps enqueue for it too) and step runs per committed step (the worker's
+`step <outcome>` lines: above 1, a step ran again, as a duplicate or a lost race), CPU of the dev
 host per committed step (both its processes, HTTP and queue, as `scripts/run.sh` runs it; and of
 the emulators' processes, which share the machine's two cores), and the median / p90 of
 `GET …/chats` and `POST …/messages`. Then every swarm is checked: its history has every seq
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -200,7 +203,7 @@ def run_level(
         # The page's live events, connected before the swarm starts (as the console's page is).
         events = live_events(base, swarm_id, token) if driver is drive_by_events else None
         swarms.append((token, swarm_id, events))
-    executions_before = _executions(log_path)
+    executions_before, runs_before = _executions(log_path), _step_runs(log_path)
     emulators = emulator_pids()
     settle(emulators)
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
@@ -225,6 +228,7 @@ def run_level(
     cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
     emulators_cpu = sum(cpu_seconds(p) for p in emulators) - emulators_before
     executions = _executions(log_path) - executions_before
+    runs = _step_runs(log_path) - runs_before
     steps = 0
     problems = []
     for token, swarm_id, _ in swarms:
@@ -242,6 +246,7 @@ def run_level(
         "steps": steps,
         "steps_per_s": steps / wall,
         "executions_per_step": executions / steps,
+        "runs_per_step": runs / steps,
         "cpu_ms_per_step": cpu * 1000 / steps,
         "emulators_cpu_ms_per_step": emulators_cpu * 1000 / steps,
         **{
@@ -255,6 +260,14 @@ def run_level(
 
 def _executions(log_path: Path) -> int:
     return log_path.read_text(errors="replace").count("Executing 'Functions.advance_swarm'")
+
+
+# The worker's line for each step it runs, delivered or run next in the same invocation.
+STEP_RUN = re.compile(r"\bstep (?:committed|duplicate|redriven|parked|dropped) swarm_id=")
+
+
+def _step_runs(log_path: Path) -> int:
+    return len(STEP_RUN.findall(log_path.read_text(errors="replace")))
 
 
 def check_swarm(base: str, token: str, swarm_id: str, detail: dict[str, Any]) -> list[str]:
@@ -290,6 +303,7 @@ def print_table(results: dict[str, dict[int, dict[str, Any]]], levels: list[int]
         ("committed steps", "steps", "{:.0f}"),
         ("committed steps/s", "steps_per_s", "{:.1f}"),
         ("queue executions / step", "executions_per_step", "{:.2f}"),
+        ("step runs / step", "runs_per_step", "{:.2f}"),
         ("host CPU ms / step", "cpu_ms_per_step", "{:.1f}"),
         ("emulators CPU ms / step", "emulators_cpu_ms_per_step", "{:.1f}"),
         ("GET chats median ms", "GET chats median", "{:.0f}"),
