@@ -20,6 +20,14 @@ var containers = [
   { name: 'nodes', partitionKeyPath: '/swarm_id' }
 ]
 var expiringContainers = ['users']
+// Only what the app's queries filter or sort on is indexed (cosmos.py INDEXED_PATHS): every
+// indexed value costs request units on every write, and a node document (its conversation
+// window, its recent op ids) is written at every step. `users` is only read by id.
+var indexedPaths = {
+  users: []
+  swarms: ['/user_id/?', '/status/?', '/created_order/?']
+  nodes: ['/swarm_id/?', '/kind/?']
+}
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   name: name
@@ -76,6 +84,14 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
             ]
             kind: 'Hash'
             version: 2
+          }
+          indexingPolicy: {
+            indexingMode: 'consistent'
+            automatic: true
+            includedPaths: [for path in indexedPaths[container.name]: { path: path }]
+            excludedPaths: [
+              { path: '/*' }
+            ]
           }
         },
         contains(expiringContainers, container.name) ? { defaultTtl: -1 } : {}

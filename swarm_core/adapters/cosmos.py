@@ -45,6 +45,15 @@ USERS = "users"
 SWARMS = "swarms"
 NODES = "nodes"
 PARTITION_KEYS = {USERS: "/username", SWARMS: "/user_id", NODES: "/swarm_id"}
+# What each container indexes (as infra/app/db.bicep declares it): only the properties the
+# queries below filter or sort on. Every indexed value costs request units on every write, and
+# a node document carries its conversation window and recent op ids, written at every step;
+# the users container is only ever read by id.
+INDEXED_PATHS: dict[str, tuple[str, ...]] = {
+    USERS: (),
+    SWARMS: ("/user_id/?", "/status/?", "/created_order/?"),
+    NODES: ("/swarm_id/?", "/kind/?"),
+}
 
 SWARM_DOC_ID = "swarm"
 # A swarm has at most a few thousand documents (Limits.max_nodes <= 2000 nodes):
@@ -217,11 +226,24 @@ class CosmosClients:
         for name, path in PARTITION_KEYS.items():
             # `users` expires the documents that carry a `ttl` (login attempts), as in Bicep.
             database.create_container_if_not_exists(
-                name, PartitionKey(path=path), default_ttl=-1 if name == USERS else None
+                name,
+                PartitionKey(path=path),
+                default_ttl=-1 if name == USERS else None,
+                indexing_policy=indexing_policy(name),
             )
         log.info(
             "Cosmos DB database=%s containers=%s ready", self.database_name, list(PARTITION_KEYS)
         )
+
+
+def indexing_policy(container: str) -> dict[str, Any]:
+    """The container's indexing policy: its `INDEXED_PATHS`, nothing else."""
+    return {
+        "indexingMode": "consistent",
+        "automatic": True,
+        "includedPaths": [{"path": path} for path in INDEXED_PATHS[container]],
+        "excludedPaths": [{"path": "/*"}],
+    }
 
 
 def _read(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from devstack.stack import StackInfo
 from swarm_core.adapters import sdk_http
 from swarm_core.adapters.cosmos import (
+    INDEXED_PATHS,
     NODES,
     PARTITION_KEYS,
     CosmosClients,
@@ -142,6 +143,11 @@ def test_ensure_containers_is_idempotent(emulator_stack: StackInfo) -> None:
     database = clients.client().get_database_client(clients.database_name)
     found = {c["id"]: c["partitionKey"]["paths"] for c in database.list_containers()}
     assert found == {name: [path] for name, path in PARTITION_KEYS.items()}
+    # Each indexes only what the queries use (as Bicep declares it).
+    policies = {c["id"]: c["indexingPolicy"] for c in database.list_containers()}
+    for name, paths in INDEXED_PATHS.items():
+        assert [p["path"] for p in policies[name]["includedPaths"]] == list(paths)
+        assert policies[name]["excludedPaths"] == [{"path": "/*"}]
 
 
 def test_stores_do_not_connect_until_used() -> None:

@@ -449,6 +449,14 @@ def test_cosmos_is_serverless_keyless_with_the_adapters_containers():
     assert "container.partitionKeyPath" in loop and "parent: database" in loop
     assert "var expiringContainers = ['users']" in db, "login attempts expire (CosmosAttemptStore)"
     assert "contains(expiringContainers, container.name) ? { defaultTtl: -1 } : {}" in loop
+    # Each container indexes what the adapters' queries use, and nothing else.
+    indexed = {
+        name: tuple(re.findall(r"'([^']+)'", paths))
+        for name, paths in re.findall(r"^  (\w+): \[([^\]]*)\]$", db, re.MULTILINE)
+    }
+    assert indexed == cosmos_adapter.INDEXED_PATHS
+    assert "includedPaths: [for path in indexedPaths[container.name]: { path: path }]" in loop
+    assert "excludedPaths: [\n              { path: '/*' }\n            ]" in loop
     main = code(MAIN)
     assert string_value("cosmosDatabaseName", vars_and_params(main)) == "swarmdb"
     assert Settings().cosmos_database == "swarmdb"
