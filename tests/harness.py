@@ -174,6 +174,13 @@ class Rig:
         self.user_crashes = 0
 
 
+def one_step_per_delivery(plan: CrashPlan) -> Rig:
+    """A rig whose worker runs only the step each message brings (`RUN_NEXT_STEPS=0`)."""
+    rig = Rig(plan)
+    rig.worker.run_next_steps = 0
+    return rig
+
+
 @dataclass
 class ScenarioRun:
     rig: Rig

@@ -9,10 +9,12 @@ import pytest
 
 from tests.harness import (
     CrashPlan,
+    Rig,
     assert_completed,
     crash_problems,
     final_state,
     history_seqs,
+    one_step_per_delivery,
     records_differing_from_documents,
     run_scenario,
     states_differing_from_replay,
@@ -54,15 +56,18 @@ def crash_positions(total_calls: int) -> list[int]:
     return positions[::stride]
 
 
-def test_crash_at_every_position_gives_the_crash_free_result(clean):
+@pytest.mark.parametrize(
+    "make_rig", [Rig, one_step_per_delivery], ids=["steps run next", "one step per delivery"]
+)
+def test_crash_at_every_position_gives_the_crash_free_result(clean, make_rig):
     expected = final_state(clean)
     expected_seqs = history_seqs(clean)
-    total = clean.rig.plan.calls
+    total = run_scenario(make_rig=make_rig).rig.plan.calls
     positions = crash_positions(total)
     failures = []
     for position in positions:
         plan = CrashPlan(position)
-        run = run_scenario(plan)
+        run = run_scenario(plan, make_rig=make_rig)
         problems = crash_problems(run, expected, expected_seqs)
         if problems:
             failures.append((position, plan.fired, problems))

@@ -16,7 +16,13 @@ from swarm_core.in_process import drain
 from swarm_core.llm import LLMError, LLMRequest, LLMResult
 from swarm_core.operations import parse_operation
 from swarm_core.settings import Settings
-from tests.harness import Rig, assert_completed, final_state, run_scenario, scenario_config
+from tests.harness import (
+    assert_completed,
+    final_state,
+    one_step_per_delivery,
+    run_scenario,
+    scenario_config,
+)
 
 USER = "user-1"
 
@@ -90,12 +96,7 @@ def test_a_step_run_next_that_fails_is_left_to_the_queue_at_once():
 
 
 def test_chained_and_one_by_one_runs_end_alike():
-    def one_by_one(plan: Any) -> Rig:
-        rig = Rig(plan)
-        rig.worker.run_next_steps = 0
-        return rig
-
-    chained, stepped = run_scenario(), run_scenario(make_rig=one_by_one)
+    chained, stepped = run_scenario(), run_scenario(make_rig=one_step_per_delivery)
     assert chained.rig.worker.run_next_steps > 0
     assert chained.deliveries < stepped.deliveries / 2
     assert_completed(chained)
