@@ -245,7 +245,6 @@ class HeldMessage:
 
     operation: Operation
     message_id: str
-    receipt: str
 
 
 class OperationQueue(Protocol):
@@ -254,14 +253,16 @@ class OperationQueue(Protocol):
     def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None: ...
 
     def enqueue_held(self, operation: Operation, hold_seconds: int) -> HeldMessage:
-        """Send the operation invisible for `hold_seconds`, for the sender to run it itself
-        and then `settle` it. A sender that dies leaves it to the queue: it is delivered once
-        the hold runs out, as a message whose worker died is."""
+        """Send the operation hidden from the queue, for the sender to run it itself and then
+        `settle` it; the hold is renewed until then, as the Functions host renews a message it
+        runs. A sender that dies leaves it to the queue: delivered once the hold
+        (`hold_seconds`) runs out, as a message whose worker died is."""
         ...
 
-    def settle(self, held: HeldMessage, done: bool) -> None:
+    def settle(self, held: HeldMessage, done: bool, delay_seconds: int = 0) -> None:
         """A held operation's end: `done`, its message goes; otherwise the queue delivers it
-        now. Best effort (a message delivered again is a duplicate its worker recognises)."""
+        after `delay_seconds`. Best effort (a message delivered again is a duplicate its
+        worker recognises)."""
         ...
 
     def decode_message(self, body: str | bytes) -> str:

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 
 # An `llm` step's call: the request the worker wrote and what the model answered.
 LLMAnswer = tuple[LLMRequest, LLMResult | LLMError]
+# A step run next that fails goes back to the queue this much later, as a failed delivery does
+# (host.json's `queues.visibilityTimeout`).
+NEXT_STEP_RETRY_SECONDS = 10
 
 
 class SwarmWorker:
@@ -89,13 +92,16 @@ class SwarmWorker:
                 break
             try:
                 _, next_held = self._step(held.operation, 0, ran < self.run_next_steps)
-            except Exception:
+            except Exception as failed:
+                # As a delivery that fails: the queue retries it after a while.
+                queue.settle(held, done=False, delay_seconds=NEXT_STEP_RETRY_SECONDS)
+                if isinstance(failed, AssertionError):
+                    raise  # a bug (and the tests' checks) surfaces, as in `SwarmCommitter._run`
                 log.warning(
                     "next step op_id=%s failed: left to the queue",
                     held.operation.op_id,
                     exc_info=True,
                 )
-                queue.settle(held, done=False)
                 break
             queue.settle(held, done=True)
             held = next_held

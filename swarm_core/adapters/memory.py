@@ -331,7 +331,8 @@ class QueueMessage:
 
 class MemoryOperationQueue:
     """A FIFO queue with at-least-once delivery: `receive` hides a message until `ack` or
-    `release` (the visibility timeout running out, as after a crash)."""
+    `release` (the visibility timeout running out, as after a crash). A held message stays
+    hidden until settled, or until `release_held` (its sender died: no clock runs out here)."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -356,9 +357,10 @@ class MemoryOperationQueue:
             message = QueueMessage(f"m{next(self._ids)}", operation.model_dump_json())
             self._invisible[message.message_id] = message
             self._held.add(message.message_id)
-            return HeldMessage(operation, message.message_id, message.message_id)
+            return HeldMessage(operation, message.message_id)
 
-    def settle(self, held: HeldMessage, done: bool) -> None:
+    def settle(self, held: HeldMessage, done: bool, delay_seconds: int = 0) -> None:
+        # No clock here (as for `enqueue`): a delay only orders it after those queued.
         with self._lock:
             if held.message_id not in self._held:
                 return  # its hold ran out (`release_held`): the queue has it again

@@ -16,6 +16,9 @@ import contextlib
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
@@ -118,6 +121,7 @@ class StorageOperationQueue:
         self._service: QueueServiceClient | None = None
         self._queue: QueueClient | None = None
         self._lock = threading.Lock()
+        self._holds = _Holds(self._client)
 
     @property
     def queue_name(self) -> str:
@@ -172,8 +176,9 @@ class StorageOperationQueue:
         )
 
     def enqueue_held(self, operation: Operation, hold_seconds: int) -> HeldMessage:
-        """Sent with the hold as its initial visibility timeout; the receipt the service
-        answers with is what deletes it or makes it visible."""
+        """Sent with the hold as its initial visibility timeout, then kept hidden (renewed at
+        half the hold, as the Functions host renews a message it is running) until settled:
+        the message comes back only when this process is gone, or its step ends unfinished."""
         if not 0 < hold_seconds <= MAX_DELAY_SECONDS:
             raise ValueError(f"hold_seconds must be between 1 and {MAX_DELAY_SECONDS}")
         sent = self._client().send_message(
@@ -183,24 +188,12 @@ class StorageOperationQueue:
         )
         if not sent.pop_receipt:
             raise RuntimeError(f"the queue answered no receipt for op {operation.op_id}")
-        return HeldMessage(operation, sent.id, sent.pop_receipt)
+        held = HeldMessage(operation, sent.id)
+        self._holds.hold(held, sent.pop_receipt, hold_seconds)
+        return held
 
-    def settle(self, held: HeldMessage, done: bool) -> None:
-        try:
-            if done:
-                self._client().delete_message(held.message_id, held.receipt)
-            else:
-                self._client().update_message(held.message_id, held.receipt, visibility_timeout=0)
-        except AzureError as exc:
-            # Its hold ran out and a worker has it (a new receipt), or storage is down: the
-            # queue delivers it in the end, and a committed step's delivery is a duplicate.
-            logger.warning(
-                "could not settle held op_id=%s swarm_id=%s (done=%s): %s",
-                held.operation.op_id,
-                held.operation.swarm_id,
-                done,
-                exc,
-            )
+    def settle(self, held: HeldMessage, done: bool, delay_seconds: int = 0) -> None:
+        self._holds.settle(held, done, delay_seconds)
 
     def _message_body(self, operation: Operation) -> str:
         """The operation's JSON, or a claim check's pointer when it is too big."""
@@ -224,6 +217,96 @@ class StorageOperationQueue:
             }
             body = json.dumps(pointer, separators=(",", ":"))
         return body
+
+
+@dataclass
+class _Hold:
+    """A held message as this process keeps it: its current receipt (each visibility update
+    answers a new one) and when to renew it."""
+
+    held: HeldMessage
+    receipt: str
+    seconds: int
+    renew_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    settled: bool = False
+
+
+class _Holds:
+    """The held messages of one queue client, renewed by one daemon thread until settled."""
+
+    def __init__(self, client: Callable[[], QueueClient]) -> None:
+        self._client = client
+        self._holds: dict[str, _Hold] = {}
+        self._changed = threading.Condition()
+        self._renewer: threading.Thread | None = None
+
+    def hold(self, held: HeldMessage, receipt: str, seconds: int) -> None:
+        renew_at = time.monotonic() + seconds / 2
+        with self._changed:
+            self._holds[held.message_id] = _Hold(held, receipt, seconds, renew_at)
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_forever, name="queue-holds", daemon=True
+                )
+                self._renewer.start()
+            self._changed.notify()
+
+    def settle(self, held: HeldMessage, done: bool, delay_seconds: int) -> None:
+        with self._changed:
+            hold = self._holds.pop(held.message_id, None)
+        if hold is None:
+            return  # already settled
+        with hold.lock:  # not while a renewal changes its receipt
+            hold.settled = True
+            try:
+                if done:
+                    self._client().delete_message(held.message_id, hold.receipt)
+                else:
+                    self._client().update_message(
+                        held.message_id, hold.receipt, visibility_timeout=delay_seconds
+                    )
+            except AzureError as exc:
+                # Storage is down, or its hold was lost (a renewal failed) and a worker has
+                # it: the queue delivers it in the end, and a committed step's is a duplicate.
+                logger.warning(
+                    "could not settle held op_id=%s swarm_id=%s (done=%s): %s",
+                    held.operation.op_id,
+                    held.operation.swarm_id,
+                    done,
+                    exc,
+                )
+
+    def _renew_forever(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [hold for hold in self._holds.values() if hold.renew_at <= now]
+                if not due:
+                    soonest = min((hold.renew_at for hold in self._holds.values()), default=None)
+                    self._changed.wait(None if soonest is None else soonest - now)
+                    continue
+            for hold in due:
+                self._renew(hold)
+
+    def _renew(self, hold: _Hold) -> None:
+        with hold.lock:
+            if hold.settled:
+                return
+            try:
+                updated = self._client().update_message(
+                    hold.held.message_id, hold.receipt, visibility_timeout=hold.seconds
+                )
+                hold.receipt = updated.pop_receipt or hold.receipt
+            except AzureError as exc:
+                logger.warning(
+                    "could not renew the hold of op_id=%s swarm_id=%s: %s",
+                    hold.held.operation.op_id,
+                    hold.held.operation.swarm_id,
+                    exc,
+                )
+            # Failed, it is tried again at the next half hold, if its hold still stands.
+            hold.renew_at = time.monotonic() + hold.seconds / 2
 
 
 def _encoded_size(text: str) -> int:

@@ -24,7 +24,8 @@ POISON_RETRY_SECONDS = 60
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SWARM_QUEUE%", connection="AzureWebJobsStorage")
 def advance_swarm(msg: func.QueueMessage) -> None:
-    """One message, one step. An exception leaves the message to the host's retries."""
+    """One message, one step (then the steps it runs next, each of its own held message).
+    An exception leaves the message to the host's retries."""
     app = get_app()
     body = app.adapters.queue.decode_message(msg.get_body())
     app.worker.process(body, dequeue_count=msg.dequeue_count or 1)

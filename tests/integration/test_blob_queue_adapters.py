@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,8 @@ from swarm_core.adapters.queue import (
 )
 from swarm_core.operations import Operation, parse_operation
 from swarm_core.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.emulators
 
@@ -515,7 +520,8 @@ def test_a_held_operation_is_hidden_until_its_sender_settles_it(queue_setup):
         an_operation(),
         an_operation({"function": "report", "args": {"text": "☀" * 40_000}}),
     )
-    held = [queue.enqueue_held(op, hold_seconds=60) for op in (done, undone, big)]
+    held = [queue.enqueue_held(op, hold_seconds=2) for op in (done, undone, big)]
+    time.sleep(3.5)  # past the hold: renewed while its sender lives
     assert raw.receive_message() is None  # held: no worker gets them
     queue.settle(held[0], done=True)
     queue.settle(held[1], done=False)  # its sender did not run it: the queue, at once
@@ -525,20 +531,53 @@ def test_a_held_operation_is_hidden_until_its_sender_settles_it(queue_setup):
         m and parse_operation(decode_operation_message(m.content, queue._content)) for m in received
     ] == [undone, big, None]
     assert received[0] is not None and received[0].dequeue_count == 1
-    # Settling again with a receipt the queue has replaced changes nothing and raises nothing.
+    # Settling again changes nothing and raises nothing.
     queue.settle(held[1], done=True)
     assert raw.receive_message() is None
-    raw.delete_message(received[0])
-    # The hold runs out, as when the sender dies: the queue delivers it.
-    lost = queue.enqueue_held(an_operation(), hold_seconds=1)
-    deadline = time.monotonic() + 10
-    message = None
-    while message is None and time.monotonic() < deadline:
-        time.sleep(0.25)
-        message = raw.receive_message()
-    assert message is not None and parse_operation(message.content) == lost.operation
     with pytest.raises(ValueError):
         queue.enqueue_held(done, hold_seconds=0)
+    # Not done, with a delay: the queue delivers it once the delay has passed.
+    later = queue.enqueue_held(an_operation(), hold_seconds=60)
+    queue.settle(later, done=False, delay_seconds=2)
+    assert raw.receive_message() is None
+    assert parse_operation(eventually_received(raw).content) == later.operation
+
+
+def eventually_received(raw: Any, seconds: float = 10) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (message := raw.receive_message()) is not None:
+            return message
+        time.sleep(0.25)
+    raise AssertionError("no message came")
+
+
+HOLD_AND_DIE = """
+import sys
+from swarm_core.adapters.memory import MemoryContentStore
+from swarm_core.adapters.queue import StorageOperationQueue
+from swarm_core.operations import parse_operation
+from swarm_core.settings import Settings
+
+settings = Settings(AzureWebJobsStorage=sys.argv[1], SWARM_QUEUE=sys.argv[2])
+queue = StorageOperationQueue(settings, MemoryContentStore())
+queue.enqueue_held(parse_operation(sys.stdin.read()), hold_seconds=2)
+"""
+
+
+def test_a_held_operation_comes_back_when_its_sender_dies(queue_setup, emulator_stack):
+    queue, raw = queue_setup
+    op = an_operation()
+    connection = emulator_stack.settings["AzureWebJobsStorage"]
+    subprocess.run(
+        [sys.executable, "-c", HOLD_AND_DIE, connection, queue.queue_name],
+        input=op.model_dump_json(),
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert raw.receive_message() is None  # held, for up to 2 s after its sender died
+    assert parse_operation(eventually_received(raw).content) == op
 
 
 # ------------------------------------------------------------------------ managed identity
