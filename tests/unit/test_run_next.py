@@ -83,7 +83,7 @@ class FailingOnce:
         return self.llm.complete(request, response_model)
 
 
-def test_a_step_run_next_that_fails_is_left_to_the_queue_at_once():
+def test_a_step_run_next_that_fails_is_left_to_the_queue():
     app = app_running_next(16, FailingOnce())
     swarm_id = spawned(app)
     assert deliver_one(app) == Outcome.COMMITTED  # the spawn's own step stands
