@@ -11,7 +11,8 @@
 //   * Transactional batch (`POST .../docs` with `x-ms-cosmos-is-batch-request`) works for every
 //     operation and is atomic, as in Cosmos DB. The package only reads an operation's partition
 //     key from the operation itself (the SDKs send it once, in the request header), so only
-//     `create` worked; and a failing operation left the ones before it applied.
+//     `create` worked; and a failing operation left the ones before it applied. A batch may
+//     patch items too (the package patches only outside a batch).
 //   * `--cert` / `--key`: HTTPS with the given certificate and key (PEM files).
 //     `python -m devstack` passes the ones it makes in its state directory (devstack/certs.py),
 //     whose CA the app trusts through COSMOS_CA_CERT, so that the SDK verifies the connection.
@@ -76,12 +77,23 @@ const batchDocuments = require(`${PKG}/lib/handler/batch-documents`);
 const documentOperations = require(`${PKG}/lib/handler/_document-operations`);
 const readJson = require(`${PKG}/lib/json`).default;
 
+const { patchOperation } = require(`${PKG}/lib/handler/_patch-operations`);
+
 const BATCH_OPERATIONS = {
   Create: documentOperations.createOperation,
   Upsert: documentOperations.upsertOperation,
   Read: documentOperations.readOperation,
   Delete: documentOperations.deleteOperation,
   Replace: documentOperations.replaceOperation,
+  // A patch in a batch names its item by `id`; its operations and condition are its body.
+  Patch: (collection, op) =>
+    patchOperation(collection, {
+      id: op.id,
+      partitionKey: op.partitionKey,
+      ifMatch: op.ifMatch,
+      operations: (op.resourceBody && op.resourceBody.operations) || [],
+      condition: op.resourceBody && op.resourceBody.condition,
+    }),
 };
 
 function operationId(input) {

@@ -72,10 +72,12 @@ from swarm_core.models import (
 )
 from swarm_core.operations import Operation
 from swarm_core.ports import (
+    CommitChanges,
     ConflictError,
     ContentStore,
     EventPublisher,
     HeldMessage,
+    NodeChanges,
     OperationQueue,
     SwarmStore,
     Versioned,
@@ -486,7 +488,11 @@ class SwarmCommitter:
             old = got.value if got.value.seq else None  # a first commit records it all
             record = commit_record(new.pending, old, new, decision.nodes, decision.read_nodes)
         etag = self.store.replace_swarm(
-            new, got.etag, decision.nodes, deleted_node_ids=decision.deleted_nodes
+            new,
+            got.etag,
+            decision.nodes,
+            deleted_node_ids=decision.deleted_nodes,
+            changes=_commit_changes(record, got.value, new, decision.read_nodes),
         )
         self._remember(new, etag, got.etag, decision.nodes, decision.deleted_nodes)
         held = None
@@ -730,6 +736,31 @@ class SwarmCommitter:
         wait(futures)
         for future in futures:
             future.result()
+
+
+def _commit_changes(
+    record: dict[str, Any] | None, old: Swarm, new: Swarm, read_nodes: list[Node]
+) -> CommitChanges | None:
+    """What the commit changed in the documents it read, from its record (a store may write
+    them instead of the whole documents): the record's swarm changes, with what a record
+    leaves out (the commit's own `pending`, the parked operations), and its nodes'."""
+    if record is None:
+        return None
+    swarm = dict(record["swarm"])
+    if "all" not in swarm:
+        left_out: dict[str, Any] = {
+            "pending": new.pending.model_dump(mode="json") if new.pending else None
+        }
+        if new.parked != old.parked:
+            left_out["parked"] = [op.model_dump(mode="json") for op in new.parked]
+        swarm["set"] = {**swarm.get("set", {}), **left_out}
+    read = {node.node_id: node.seq for node in read_nodes}
+    nodes = {
+        changed["node_id"]: NodeChanges(read[changed["node_id"]], changed["changes"])
+        for changed in record["nodes"]
+        if changed["node_id"] in read
+    }
+    return CommitChanges(swarm, nodes)
 
 
 def _keep_bounded(keys: OrderedDict[CommitKey, None], key: CommitKey) -> None:

@@ -32,6 +32,27 @@ class Versioned(Generic[T]):
     etag: str
 
 
+@dataclass(frozen=True)
+class NodeChanges:
+    """What a commit changed in a node document it read: the node's `seq` as read, and the
+    changes from that document to the one written (`forks.changes`, as the commit's record
+    keeps them)."""
+
+    base_seq: int
+    changes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CommitChanges:
+    """What a commit changed in the documents it read, which a store may write instead of the
+    whole documents (the documents it stores are the same either way): the swarm document's
+    changes since the one at the commit's ETag (all of it, `pending` too), and those of each
+    node it read."""
+
+    swarm: Mapping[str, Any]
+    nodes: Mapping[str, NodeChanges]
+
+
 # Nodes one commit may write and delete together: its transactional batch holds at most 100
 # operations (Cosmos DB's limit), one of them the swarm document.
 MAX_COMMIT_NODES = 99
@@ -53,6 +74,7 @@ class SwarmStore(Protocol):
         etag: str,
         nodes: Sequence[Node] = (),
         deleted_node_ids: Sequence[str] = (),
+        changes: CommitChanges | None = None,
     ) -> str:
         """The commit point: replace the swarm document iff unchanged since `etag`, write
         (create or replace) `nodes` and delete the nodes `deleted_node_ids`, all or nothing (one
@@ -60,7 +82,8 @@ class SwarmStore(Protocol):
         and deleting nothing, if the swarm changed. Returns the swarm document's new ETag. Every
         write of a node goes through here, so the swarm's ETag guards its nodes too: the nodes
         to delete exist (the commit read them under the same ETag). At most `MAX_COMMIT_NODES`
-        nodes written and deleted."""
+        nodes written and deleted. `changes`: what the commit changed in the documents it read,
+        which a store may write instead of the whole documents."""
         ...
 
     def delete_swarm(self, swarm_id: str) -> None:

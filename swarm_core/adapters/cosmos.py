@@ -32,7 +32,13 @@ from azure.cosmos import exceptions as cosmos_errors
 from swarm_core.adapters import sdk_http
 from swarm_core.adapters.identity import app_credential
 from swarm_core.models import MAINTAINED_STATUSES, Document, Node, User
-from swarm_core.ports import MAX_ATTEMPTS_KEPT, MAX_COMMIT_NODES, ConflictError, Versioned
+from swarm_core.ports import (
+    MAX_ATTEMPTS_KEPT,
+    MAX_COMMIT_NODES,
+    CommitChanges,
+    ConflictError,
+    Versioned,
+)
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
 
@@ -236,6 +242,42 @@ class CosmosClients:
         )
 
 
+# Cosmos DB applies at most this many operations in one patch.
+MAX_PATCH_OPERATIONS = 10
+
+
+def patch_operations(changes: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """`changes` (`forks.changes`: of an object its changed keys, set, unset or merged; of a
+    window, the items that left its head and those that came at its end) as the operations of
+    a Cosmos DB patch, in order; None when they are the whole document or too many for one."""
+    operations: list[dict[str, Any]] = []
+    if not _patch_into(changes, "", operations) or len(operations) > MAX_PATCH_OPERATIONS:
+        return None
+    return operations
+
+
+def _patch_into(changes: Mapping[str, Any], path: str, operations: list[dict[str, Any]]) -> bool:
+    if "all" in changes:
+        return False
+    for key, value in changes.get("set", {}).items():
+        operations.append({"op": "set", "path": f"{path}/{_pointer(key)}", "value": value})
+    for key in changes.get("unset", ()):
+        operations.append({"op": "remove", "path": f"{path}/{_pointer(key)}"})
+    for key, inner in changes.get("merge", {}).items():
+        if not _patch_into(inner, f"{path}/{_pointer(key)}", operations):
+            return False
+    for key, (dropped, added) in changes.get("slide", {}).items():
+        window = f"{path}/{_pointer(key)}"
+        operations += [{"op": "remove", "path": f"{window}/0"} for _ in range(dropped)]
+        operations += [{"op": "add", "path": f"{window}/-", "value": item} for item in added]
+    return len(operations) <= MAX_PATCH_OPERATIONS
+
+
+def _pointer(key: str) -> str:
+    """A property name in a patch path (JSON Pointer: `~` and `/` escaped)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def indexing_policy(container: str) -> dict[str, Any]:
     """The container's indexing policy: its `INDEXED_PATHS`, nothing else."""
     return {
@@ -323,19 +365,19 @@ class CosmosSwarmStore:
         etag: str,
         nodes: Sequence[Node] = (),
         deleted_node_ids: Sequence[str] = (),
+        changes: CommitChanges | None = None,
     ) -> str:
-        swarm_item = _as_item(swarm, SWARM_DOC_ID)
         try:
             if not nodes and not deleted_node_ids:
                 response = self._nodes.replace_item(
                     SWARM_DOC_ID,
-                    swarm_item,
+                    _as_item(swarm, SWARM_DOC_ID),
                     etag=etag,
                     match_condition=MatchConditions.IfNotModified,
                     no_response=True,
                 )
                 return _written_etag(response)
-            return self._commit_batch(swarm, swarm_item, etag, nodes, deleted_node_ids)
+            return self._commit_batch(swarm, etag, nodes, deleted_node_ids, changes)
         except (
             cosmos_errors.CosmosAccessConditionFailedError,
             cosmos_errors.CosmosResourceNotFoundError,
@@ -344,7 +386,15 @@ class CosmosSwarmStore:
             if isinstance(exc, cosmos_errors.CosmosBatchOperationError) and (
                 exc.error_index != 0 or exc.status_code not in (404, 412)
             ):
-                raise  # not the swarm's condition: a real error of the batch
+                if exc.status_code != 412:
+                    raise  # not a condition: a real error of the batch
+                # A node patched is not as the commit read it (no other commit can have
+                # changed it: only a write outside commits). Decided again on fresh reads.
+                log.warning(
+                    "node not as read swarm_id=%s seq=%s: commit refused",
+                    swarm.swarm_id,
+                    swarm.seq,
+                )
             # 412: another step committed first; 404: the swarm was deleted. Either way this
             # commit lost (wrote nothing), and the worker retries from a fresh read.
             log.info(
@@ -358,25 +408,38 @@ class CosmosSwarmStore:
     def _commit_batch(
         self,
         swarm: Swarm,
-        swarm_item: dict[str, Any],
         etag: str,
         nodes: Sequence[Node],
         deleted_node_ids: Sequence[str],
+        changes: CommitChanges | None,
     ) -> str:
         """The swarm document (iff at `etag`), its changed nodes and the deletes of its
         discarded nodes in one transactional batch: the swarm's replace comes first, so a lost
-        race fails it at index 0 (before any delete could fail on a node deleted meanwhile)."""
+        race fails it at index 0 (before any delete could fail on a node deleted meanwhile).
+        A document the commit read is patched with its changes when they are few enough for one
+        patch (a node's conversation window and recent op ids then travel as one item each, not
+        whole: a commit's request is a fraction of the size): the swarm document iff at `etag`,
+        a node iff still at the `seq` read."""
         if len(nodes) + len(deleted_node_ids) > MAX_COMMIT_NODES:
             # A step writes at most max_children (20) + 2 nodes; a rerun that would discard
             # more is refused before it commits (`services.rerun_node`).
             raise ValueError(f"a commit writes and deletes at most {MAX_COMMIT_NODES} nodes")
+        swarm_patch = None if changes is None else patch_operations(changes.swarm)
         operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
-            ("replace", (SWARM_DOC_ID, swarm_item), {"if_match_etag": etag})
+            ("patch", (SWARM_DOC_ID, swarm_patch), {"if_match_etag": etag})
+            if swarm_patch
+            else ("replace", (SWARM_DOC_ID, _as_item(swarm, SWARM_DOC_ID)), {"if_match_etag": etag})
         ]
         for node in nodes:
             item_id = node_doc_id(node.node_id)
             _require_storable(item_id, "node id")
-            operations.append(("upsert", (_as_item(node, item_id),), {}))
+            changed = None if changes is None else changes.nodes.get(node.node_id)
+            patch = None if changed is None else patch_operations(changed.changes)
+            if changed is not None and patch:
+                condition = f"from c where c.seq = {int(changed.base_seq)}"
+                operations.append(("patch", (item_id, patch), {"filter_predicate": condition}))
+            else:
+                operations.append(("upsert", (_as_item(node, item_id),), {}))
         for node_id in deleted_node_ids:
             operations.append(("delete", (node_doc_id(node_id),), {}))
         results = self._nodes.execute_item_batch(operations, partition_key=swarm.swarm_id)

@@ -18,6 +18,7 @@ from swarm_core.models import MAINTAINED_STATUSES, Node, SwarmStatus, User
 from swarm_core.operations import Operation
 from swarm_core.ports import (
     MAX_ATTEMPTS_KEPT,
+    CommitChanges,
     ConflictError,
     HeldMessage,
     Versioned,
@@ -58,6 +59,7 @@ class MemorySwarmStore:
         etag: str,
         nodes: Sequence[Node] = (),
         deleted_node_ids: Sequence[str] = (),
+        changes: CommitChanges | None = None,
     ) -> str:
         written = [(n.node_id, n.model_dump_json()) for n in nodes]
         with self._lock:

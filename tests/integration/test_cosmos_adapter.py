@@ -3,6 +3,7 @@ the number of round trips each port method costs (the worker pays them on every 
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import uuid
@@ -24,9 +25,11 @@ from swarm_core.adapters.cosmos import (
     CosmosSwarmStore,
     CosmosUserStore,
     cosmos_credential,
+    patch_operations,
 )
+from swarm_core.forks import changes
 from swarm_core.models import Node, User
-from swarm_core.ports import ConflictError
+from swarm_core.ports import CommitChanges, ConflictError, NodeChanges
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
 
@@ -51,11 +54,13 @@ class CountingTransport(RequestsTransport):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.requests: list[str] = []
+        self.bodies: list[Any] = []
         self.retried: list[str] = []
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         line = f"{request.method} {request.url}"
         self.requests.append(line)
+        self.bodies.append(request.body)
         try:
             response = super().send(request, **kwargs)
         except Exception:
@@ -130,6 +135,88 @@ def test_etags_are_passed_on_as_the_service_gives_them(
     assert replaced == raw.read_item("swarm", partition_key=swarm.swarm_id)["_etag"]
     got = store.get_swarm(swarm.swarm_id)
     assert got is not None and got.etag == replaced and got.value.seq == 1
+
+
+# ------------------------------------------------------------------- commits that write changes
+
+
+def committed(store: CosmosSwarmStore, swarm: Swarm, node: Node) -> tuple[Swarm, str]:
+    """The swarm and its node stored by a first commit (whole documents); the new ETag."""
+    etag = store.create_swarm(swarm)
+    first = swarm.model_copy(update={"seq": 1})
+    return first, store.replace_swarm(first, etag, [node.model_copy(update={"seq": 1})])
+
+
+def commit_changes(old: Swarm, new: Swarm, read: Node, written: Node) -> CommitChanges:
+    """What the committer gives the store: the changes from the documents read."""
+    swarm = changes(old.model_dump(mode="json"), new.model_dump(mode="json"))
+    node = changes(read.model_dump(mode="json"), written.model_dump(mode="json"))
+    return CommitChanges(swarm, {read.node_id: NodeChanges(read.seq, node)})
+
+
+def test_a_commit_patches_what_changed_and_stores_the_documents_it_was_given(
+    counted: tuple[CosmosClients, CountingTransport],
+) -> None:
+    clients, transport = counted
+    store = CosmosSwarmStore(clients)
+    window = [f"op{i:02d}" for i in range(64)]
+    node = Node(
+        node_id="n1",
+        swarm_id=_id("s"),
+        action="ask_user",
+        name="n",
+        directive="d",
+        context={"conversation": [{"role": "agent", "content": "q" * 300}] * 6, "a/b~c": 1},
+        execution_memory={"follow_ups": 1, "gone": True},
+        recent_op_ids=window,
+    )
+    swarm, etag = committed(store, a_swarm().model_copy(update={"swarm_id": node.swarm_id}), node)
+    read = store.get_node(swarm.swarm_id, "n1")
+    assert read is not None
+    # A step's changes: a window slid on, keys set, merged (one needing escapes) and unset.
+    conversation = [*read.value.context["conversation"][1:], {"role": "user", "content": "a"}]
+    written = read.value.model_copy(
+        update={
+            "seq": 2,
+            "context": {**read.value.context, "conversation": conversation, "a/b~c": 2},
+            "execution_memory": {"follow_ups": 2},
+            "recent_op_ids": [*window[1:], "op64"],
+        }
+    )
+    new = swarm.model_copy(update={"seq": 2, "goal": "g2"})
+    transport.requests.clear()
+    transport.bodies.clear()
+    sent = commit_changes(swarm, new, read.value, written)
+    etag = store.replace_swarm(new, etag, [written], changes=sent)
+    [batch] = [json.loads(body) for body in transport.bodies]  # one request: the batch
+    # Patched, not written whole: the window's 64 ids and 300-character turns stay home.
+    assert [op["operationType"] for op in batch] == ["Patch", "Patch"]
+    assert len(json.dumps(batch)) < len(written.model_dump_json()) / 2
+    assert store.get_node(swarm.swarm_id, "n1").value == written  # type: ignore[union-attr]
+    assert store.get_swarm(swarm.swarm_id).value == new  # type: ignore[union-attr]
+
+    # Too many changes for one patch: the node goes whole, stored the same.
+    many = written.model_copy(
+        update={"seq": 3, "execution_memory": {f"k{i}": i for i in range(12)}}
+    )
+    newer = new.model_copy(update={"seq": 3})
+    sent = commit_changes(new, newer, written, many)
+    assert patch_operations(sent.nodes["n1"].changes) is None
+    etag = store.replace_swarm(newer, etag, [many], changes=sent)
+    assert store.get_node(swarm.swarm_id, "n1").value == many  # type: ignore[union-attr]
+
+    # A node not as the commit read it (written outside a commit): refused, nothing written.
+    clients.container(NODES).upsert_item(
+        {**many.model_dump(mode="json"), "seq": 9, "id": "node:n1"}
+    )
+    stale = many.model_copy(update={"seq": 4, "name": "m"})
+    newest = newer.model_copy(update={"seq": 4})
+    with pytest.raises(ConflictError):
+        store.replace_swarm(
+            newest, etag, [stale], changes=commit_changes(newer, newest, many, stale)
+        )
+    assert store.get_swarm(swarm.swarm_id).value == newer  # type: ignore[union-attr]
+    assert store.get_node(swarm.swarm_id, "n1").value.seq == 9  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- container setup
