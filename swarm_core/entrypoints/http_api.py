@@ -289,7 +289,7 @@ def post_message(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
 @endpoint
 def list_interrupts(req: func.HttpRequest, app: SwarmApp) -> func.HttpResponse:
     user_id = authenticate(req, app)
-    status = req.params.get("status") or "open"
+    status = req.params.get("status", "open")  # given empty, it is neither: a 400
     found = app.services.interrupts(user_id, route_param(req, "swarm_id"), status)
     items = [InterruptResponse.model_validate(i.model_dump()) for i in found]
     return json_response(InterruptListResponse(items=items))

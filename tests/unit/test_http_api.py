@@ -234,6 +234,19 @@ def test_bad_input_is_a_4xx_problem_and_changes_nothing(rt, raw, expected):
     assert listing["items"] == []
 
 
+@pytest.mark.parametrize("status", ["", "closed"])
+def test_interrupts_of_an_unknown_status_are_a_400(rt, status):
+    token = signup()
+    _, created, _ = call(http_api.create_swarm, "POST", {"goal": "a trip"}, token=token)
+    route = {"swarm_id": created["swarm_id"]}
+    code, body, _ = call(
+        http_api.list_interrupts, token=token, route=route, params={"status": status}
+    )
+    assert code == 400 and "open or all" in body["detail"]
+    code, body, _ = call(http_api.list_interrupts, token=token, route=route)
+    assert code == 200 and body == {"items": []}
+
+
 def test_deep_nesting_is_a_400_on_routes_without_a_token_too(rt):
     deep = b"[" * 1000 + b"]" * 1000
     for fn in (http_api.login, http_api.signup):
