@@ -79,6 +79,41 @@ const readJson = require(`${PKG}/lib/json`).default;
 
 const { patchOperation } = require(`${PKG}/lib/handler/_patch-operations`);
 
+// The first operation of a patch whose path Cosmos DB refuses: one whose parent is missing (the
+// package would write it one level up) or an array index out of range. Checked on a copy,
+// operation after operation, as the service applies them. Returns its index or -1.
+function refusedPatchOperation(document, operations) {
+  const copy = JSON.parse(JSON.stringify(document || {}));
+  for (let i = 0; i < operations.length; i += 1) {
+    const { op, path, value } = operations[i] || {};
+    if (!["set", "add", "replace", "remove"].includes(op) || typeof path !== "string") {
+      continue; // the package checks the rest
+    }
+    const segments = path.slice(1).split("/").map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+    const key = segments.pop();
+    let parent = copy;
+    for (const segment of segments) {
+      parent = parent !== null && typeof parent === "object" ? parent[segment] : undefined;
+    }
+    if (parent === null || typeof parent !== "object") return i;
+    if (Array.isArray(parent)) {
+      const index = key === "-" ? parent.length : Number(key);
+      const last = op === "add" ? parent.length : parent.length - 1;
+      if (!Number.isInteger(index) || index < 0 || index > last) return i;
+      if (op === "remove") parent.splice(index, 1);
+      else if (op === "add") parent.splice(index, 0, value);
+      else parent[index] = value;
+    } else if (op === "remove" || op === "replace") {
+      if (!(key in parent)) return i;
+      if (op === "remove") delete parent[key];
+      else parent[key] = value;
+    } else {
+      parent[key] = value;
+    }
+  }
+  return -1;
+}
+
 const BATCH_OPERATIONS = {
   Create: documentOperations.createOperation,
   Upsert: documentOperations.upsertOperation,
@@ -86,14 +121,26 @@ const BATCH_OPERATIONS = {
   Delete: documentOperations.deleteOperation,
   Replace: documentOperations.replaceOperation,
   // A patch in a batch names its item by `id`; its operations and condition are its body.
-  Patch: (collection, op) =>
-    patchOperation(collection, {
+  Patch: (collection, op) => {
+    const input = {
       id: op.id,
       partitionKey: op.partitionKey,
       ifMatch: op.ifMatch,
       operations: (op.resourceBody && op.resourceBody.operations) || [],
       condition: op.resourceBody && op.resourceBody.condition,
-    }),
+    };
+    const found = documentOperations.readOperation(collection, op);
+    if (found.statusCode === 200) {
+      const refused = refusedPatchOperation(found.body, input.operations);
+      if (refused >= 0) {
+        return {
+          statusCode: 400,
+          body: { code: "BadRequest", message: `For Operation(${refused}): path not found` },
+        };
+      }
+    }
+    return patchOperation(collection, input);
+  },
 };
 
 function operationId(input) {

@@ -377,7 +377,10 @@ class SwarmCommitter:
                         try:
                             return self.commit(got, op_id, decision)
                         except ConflictError:
+                            # Decided again on fresh reads, remembering nothing of before (a
+                            # node the store found not as read may be one remembered).
                             use_latest = False
+                            self._forget_latest(swarm_id)
                             log.info(
                                 "commit conflict swarm_id=%s op_id=%s: retrying", swarm_id, op_id
                             )

@@ -377,7 +377,21 @@ class CosmosSwarmStore:
                     no_response=True,
                 )
                 return _written_etag(response)
-            return self._commit_batch(swarm, etag, nodes, deleted_node_ids, changes)
+            try:
+                return self._commit_batch(swarm, etag, nodes, deleted_node_ids, changes)
+            except cosmos_errors.CosmosBatchOperationError as refused:
+                if refused.status_code != 400 or changes is None:
+                    raise
+                # A patch the service refuses (a path it cannot take, as a property name it
+                # reads otherwise, or a parent missing from an older document): the batch
+                # wrote nothing, so the same commit goes again, every document whole.
+                log.warning(
+                    "patch refused swarm_id=%s seq=%s: written whole (%s)",
+                    swarm.swarm_id,
+                    swarm.seq,
+                    refused,
+                )
+                return self._commit_batch(swarm, etag, nodes, deleted_node_ids, None)
         except (
             cosmos_errors.CosmosAccessConditionFailedError,
             cosmos_errors.CosmosResourceNotFoundError,
@@ -389,7 +403,8 @@ class CosmosSwarmStore:
                 if exc.status_code != 412:
                     raise  # not a condition: a real error of the batch
                 # A node patched is not as the commit read it (no other commit can have
-                # changed it: only a write outside commits). Decided again on fresh reads.
+                # changed it: only a write outside commits). The committer decides again on
+                # fresh reads (it forgets what it remembered of the swarm).
                 log.warning(
                     "node not as read swarm_id=%s seq=%s: commit refused",
                     swarm.swarm_id,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from swarm_core.forks import apply_changes
 from swarm_core.models import MAINTAINED_STATUSES, Node, SwarmStatus, User
 from swarm_core.operations import Operation
 from swarm_core.ports import (
@@ -66,6 +67,8 @@ class MemorySwarmStore:
             current = self._swarms.get(swarm.swarm_id)
             if current is None or current[1] != etag:
                 raise ConflictError(f"swarm {swarm.swarm_id} changed")
+            if changes is not None:
+                self._check_changes(swarm, current[0], written, changes)
             new = self._etag()
             self._swarms[swarm.swarm_id] = (swarm.model_dump_json(), new)
             stored = self._nodes[swarm.swarm_id]
@@ -74,6 +77,27 @@ class MemorySwarmStore:
             for node_id in deleted_node_ids:
                 stored.pop(node_id, None)
             return new
+
+    def _check_changes(
+        self, swarm: Swarm, stored: str, written: list[tuple[str, str]], changes: CommitChanges
+    ) -> None:
+        """What a store that writes `changes` instead of whole documents (Cosmos DB's) would
+        store must be the documents given: a node not as read is a conflict there (so here),
+        and changes that do not make the documents are a bug (there it would store them)."""
+        nodes = self._nodes[swarm.swarm_id]
+        for node_id, doc in written:
+            changed = changes.nodes.get(node_id)
+            if changed is None or "all" in changed.changes:
+                continue  # written whole
+            base = json.loads(nodes[node_id][0]) if node_id in nodes else None
+            if base is None or base["seq"] != changed.base_seq:
+                raise ConflictError(f"node {node_id} is not as read")
+            if apply_changes(base, changed.changes) != json.loads(doc):
+                raise AssertionError(f"the changes of node {node_id} do not make it")
+        if "all" in changes.swarm:
+            return  # written whole
+        if apply_changes(json.loads(stored), changes.swarm) != swarm.model_dump(mode="json"):
+            raise AssertionError(f"the changes of swarm {swarm.swarm_id} do not make it")
 
     def delete_swarm(self, swarm_id: str) -> None:
         with self._lock:

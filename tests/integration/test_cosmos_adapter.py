@@ -205,12 +205,29 @@ def test_a_commit_patches_what_changed_and_stores_the_documents_it_was_given(
     etag = store.replace_swarm(newer, etag, [many], changes=sent)
     assert store.get_node(swarm.swarm_id, "n1").value == many  # type: ignore[union-attr]
 
+    # A document older than the model (no `execution_memory` stored): a patch into the part
+    # it lacks is refused by the service, and the commit goes again, whole.
+    older = {**many.model_dump(mode="json"), "id": "node:n1"}
+    del older["execution_memory"]
+    clients.container(NODES).upsert_item(older)
+    read = store.get_node(swarm.swarm_id, "n1")
+    # The model's default stands in for it.
+    assert read is not None and read.value == many.model_copy(update={"execution_memory": {}})
+    grown = many.model_copy(update={"seq": 4, "execution_memory": {"k0": 1}})
+    newer, old = newer.model_copy(update={"seq": 4}), newer
+    sent = commit_changes(old, newer, read.value, grown)
+    assert patch_operations(sent.nodes["n1"].changes) is not None
+    etag = store.replace_swarm(newer, etag, [grown], changes=sent)
+    assert store.get_node(swarm.swarm_id, "n1").value == grown  # type: ignore[union-attr]
+    assert "execution_memory" in clients.container(NODES).read_item("node:n1", swarm.swarm_id)
+    many = grown
+
     # A node not as the commit read it (written outside a commit): refused, nothing written.
     clients.container(NODES).upsert_item(
         {**many.model_dump(mode="json"), "seq": 9, "id": "node:n1"}
     )
-    stale = many.model_copy(update={"seq": 4, "name": "m"})
-    newest = newer.model_copy(update={"seq": 4})
+    stale = many.model_copy(update={"seq": 5, "name": "m"})
+    newest = newer.model_copy(update={"seq": 5})
     with pytest.raises(ConflictError):
         store.replace_swarm(
             newest, etag, [stale], changes=commit_changes(newer, newest, many, stale)
