@@ -113,6 +113,14 @@ class Outcome(StrEnum):
     DROPPED = "dropped"
 
 
+class Forwarded(StrEnum):
+    """How `roll_forward` found a pending commit."""
+
+    FINISHED = "finished"  # finished already (by this process, or its history batch is stored)
+    LANDED = "landed"  # another process finished it while this one waited
+    APPLIED = "applied"  # applied here (its applier presumed dead)
+
+
 class CallFirst(Exception):
     """Raised by a decision that needs a slow call first (a step's LLM call): the commit loop
     makes `call` without holding the swarm's lock, then decides again."""
@@ -350,8 +358,12 @@ class SwarmCommitter:
                         redriven = self.roll_forward(swarm, pending, applier_dead=True)
                         outcome = Outcome.REDRIVEN if redriven else Outcome.DUPLICATE
                         return CommitRun(outcome, swarm, pending.seq)
-                    if pending is not None:
-                        self.roll_forward(swarm, pending)
+                    if pending is not None and self._forward(swarm, pending) == Forwarded.LANDED:
+                        # Another process finished it while this one waited, and may have
+                        # committed again since: decide on a fresh read, not on this one,
+                        # which its next commit would make lose.
+                        use_latest = False
+                        continue
                     try:
                         decision = decide(got, node)
                     except CallFirst as needed:
@@ -550,18 +562,24 @@ class SwarmCommitter:
         applier is presumed dead (`presumed_dead_after`): then it is applied here. The caller
         may know it dead already (`applier_dead`: the commit's own operation delivered again,
         maintenance after `stuck_after`). True if this process applied it."""
+        return self._forward(swarm, pending, applier_dead) == Forwarded.APPLIED
+
+    def _forward(
+        self, swarm: Swarm, pending: PendingCommit, applier_dead: bool = False
+    ) -> Forwarded:
+        """`roll_forward`, saying how the commit was found finished, or that it was applied."""
         key = (swarm.swarm_id, pending.seq)
         if self._applied_or_waited(key):
-            return False
+            return Forwarded.FINISHED
         stream = history_stream(swarm.swarm_id)
         if self.content.has_seq(stream, pending.seq):
             self._remember_applied(key)
-            return False
+            return Forwarded.FINISHED
         with self._lock:
             applier_dead = applier_dead or key in self._abandoned
         if not applier_dead and self._landed_while_waiting(swarm, stream, pending.seq):
             self._remember_applied(key)
-            return False
+            return Forwarded.LANDED
         log.info(
             "roll forward swarm_id=%s seq=%s op_id=%s: its applier is presumed dead",
             swarm.swarm_id,
@@ -569,7 +587,7 @@ class SwarmCommitter:
             pending.op_id,
         )
         self.apply(swarm, pending)
-        return True
+        return Forwarded.APPLIED
 
     def _landed_while_waiting(self, swarm: Swarm, stream: str, seq: int) -> bool:
         """Wait for the history batch of commit `seq` while its applier may be alive: until
