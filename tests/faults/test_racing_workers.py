@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from swarm_core.bootstrap import SwarmApp
+from swarm_core.in_process import run_until_settled
 from swarm_core.ports import ConflictError
 from swarm_core.worker import SwarmWorker
 from tests.harness import (
@@ -24,6 +25,7 @@ from tests.harness import (
     remembering_process,
     run_scenario,
     scenario_config,
+    scenario_user,
 )
 
 
@@ -202,3 +204,51 @@ def test_workers_of_different_processes_enqueue_and_publish_each_thing_once():
     assert [op for op, n in enqueued.items() if n > 1] == []
     published = [(e["seq"], e["index"]) for e in rig.publisher.published[swarm.swarm_id]]
     assert len(published) == len(set(published)), "an event published twice"
+
+
+class LosingTheHold:
+    """The worker's model, through which its hold on the step it runs next runs out at the
+    first such step's call (a renewal failed): another process is delivered the message and
+    runs everything queued, that step too, before the call returns."""
+
+    def __init__(self, rig: Rig, other: SwarmApp) -> None:
+        self.rig, self.other = rig, other
+        self.lost: list[str] = []
+
+    def complete(self, request: Any, response_model: Any) -> Any:
+        if not self.lost and self.rig.queue.release_held():
+            self.lost.append(request.op_id)
+            while (message := self.rig.queue.receive()) is not None:
+                self.other.worker.process(message.body)
+                self.rig.queue.ack(message)
+        return self.rig.llm.complete(request, response_model)
+
+
+def test_a_step_whose_hold_runs_out_while_it_runs_commits_once():
+    """A worker runs a step next; its hold runs out during the step's LLM call, and another
+    process runs the step meanwhile. The first then loses the commit, finds the step a
+    duplicate and writes nothing: the same outcome, each operation enqueued once."""
+    clean = run_scenario()
+    rig = Rig(CrashPlan())
+    enqueued = counting_enqueues(rig)
+    model = LosingTheHold(rig, process(rig, rig.http_app.adapters))
+    rig.worker.llm = model
+    swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
+    rig.services.spawn(USER, swarm.swarm_id)
+    run_until_settled(
+        rig.http_app, swarm.swarm_id, scenario_user(rig, swarm.swarm_id), deliver=deliver(rig)
+    )
+    assert model.lost, "a hold ran out during a step run next"
+    run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
+    assert_completed(run)
+    assert final_state(run) == final_state(clean)
+    assert [op for op, n in enqueued.items() if n > 1] == []
+    assert rig.llm.calls[model.lost[0]] == 2  # each process asked once: one answer is used
+
+
+def deliver(rig: Rig) -> Any:
+    def delivery(message: Any) -> None:
+        rig.worker.process(message.body)
+        rig.queue.ack(message)
+
+    return delivery
