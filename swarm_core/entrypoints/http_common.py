@@ -129,7 +129,7 @@ def query_int(
     req: func.HttpRequest, name: str, default: int | None, low: int, high: int
 ) -> int | None:
     raw = req.params.get(name)
-    if raw is None or raw == "":
+    if raw is None:  # given empty, it is no integer: a 400, as the OpenAPI document says
         return default
     try:
         value = int(raw)

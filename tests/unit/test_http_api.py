@@ -330,9 +330,11 @@ def test_query_parameters_are_validated(rt):
     token = signup()
     _, created, _ = call(http_api.create_swarm, "POST", {"goal": "g"}, token)
     route = {"swarm_id": created["swarm_id"]}
-    for params in ({"at": "x"}, {"at": "-1"}):
+    for params in ({"at": "x"}, {"at": "-1"}, {"at": ""}):
         assert call(http_api.swarm_state, token=token, route=route, params=params)[0] == 400
-    assert call(http_api.swarm_history, token=token, route=route, params={"limit": "0"})[0] == 400
+    for params in ({"limit": "0"}, {"limit": ""}, {"after": ""}):
+        assert call(http_api.swarm_history, token=token, route=route, params=params)[0] == 400
+    assert call(http_api.list_swarms, token=token, params={"limit": ""})[0] == 400
     assert call(http_api.list_swarms, token=token, params={"continuation_token": "@@"})[0] == 400
 
 
