@@ -16,6 +16,7 @@ from tests.harness import (
     FIXED_NOW,
     GOAL,
     USER,
+    CrashingDelivery,
     CrashPlan,
     Rig,
     ScenarioRun,
@@ -236,7 +237,10 @@ def test_a_step_whose_hold_runs_out_while_it_runs_commits_once():
     swarm = rig.services.create_swarm(USER, GOAL, scenario_config())
     rig.services.spawn(USER, swarm.swarm_id)
     run_until_settled(
-        rig.http_app, swarm.swarm_id, scenario_user(rig, swarm.swarm_id), deliver=deliver(rig)
+        rig.http_app,
+        swarm.swarm_id,
+        scenario_user(rig, swarm.swarm_id),
+        deliver=CrashingDelivery(rig),
     )
     assert model.lost, "a hold ran out during a step run next"
     run = ScenarioRun(rig, swarm.swarm_id, 0, 0)
@@ -244,11 +248,3 @@ def test_a_step_whose_hold_runs_out_while_it_runs_commits_once():
     assert final_state(run) == final_state(clean)
     assert [op for op, n in enqueued.items() if n > 1] == []
     assert rig.llm.calls[model.lost[0]] == 2  # each process asked once: one answer is used
-
-
-def deliver(rig: Rig) -> Any:
-    def delivery(message: Any) -> None:
-        rig.worker.process(message.body)
-        rig.queue.ack(message)
-
-    return delivery

@@ -503,12 +503,7 @@ def test_a_delayed_operation_stays_invisible_until_its_delay_passes(queue_setup)
     op = an_operation()
     queue.enqueue(op, delay_seconds=2)
     assert raw.receive_message() is None
-    deadline = time.monotonic() + 10
-    message = None
-    while message is None and time.monotonic() < deadline:
-        time.sleep(0.25)
-        message = raw.receive_message()
-    assert message is not None and parse_operation(message.content) == op
+    assert parse_operation(eventually_received(raw).content) == op
     with pytest.raises(ValueError):
         queue.enqueue(op, delay_seconds=8 * 24 * 3600)
 
