@@ -692,8 +692,14 @@ class SwarmCommitter:
             calls.append(partial(self._snapshot, swarm_id, record))
         try:
             self._run_all(calls)
-            # The commit's record goes with its history batch: one write for both.
-            self.content.append(history_stream(swarm_id), seq, events, commit=record)
+            # The commit's record goes with its history batch: one write for both. The batch
+            # keeps a `node.updated` event as its node's id, as `pending` does: the record
+            # holds the node's changes, and readers replay them (`forks.TreeReplay`).
+            stored = [
+                {**shown, "data": event.data} if _kept_as_id(event) else shown
+                for event, shown in zip(effects.events, events, strict=True)
+            ]
+            self.content.append(history_stream(swarm_id), seq, stored, commit=record)
             if last_listing is not None:
                 self.store.put_summary(last_listing)
         except Exception:
@@ -808,6 +814,10 @@ def _kept_events(events: list[HistoryEvent], nodes: list[Node]) -> list[HistoryE
     return kept
 
 
+def _kept_as_id(event: HistoryEvent) -> bool:
+    return event.type == EventType.NODE_UPDATED and "node" not in event.data
+
+
 def _full_events(events: list[HistoryEvent], nodes: list[Node]) -> list[dict[str, Any]]:
     """The events of a pending commit as they are stored and published (JSON): a `node.updated`
     event kept as its node's id shows `nodes`' document of it (the commit's)."""
@@ -815,7 +825,7 @@ def _full_events(events: list[HistoryEvent], nodes: list[Node]) -> list[dict[str
     full = []
     for event in events:
         data = event.model_dump(mode="json")
-        if event.type == EventType.NODE_UPDATED and "node" not in event.data:
+        if _kept_as_id(event):
             node = written.get(event.data["node_id"])
             if node is None:
                 # Only a delete removes a node a pending commit wrote (a later commit would

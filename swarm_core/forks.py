@@ -8,7 +8,9 @@ nodes it deleted, the operations in flight it enqueued or parked and the ids of 
 consumed. Folding the records up to seq N gives the swarm as it was right after step N: its
 document, every node with its context and continuation, and the operations in flight then
 (enqueued, not consumed yet). The commit of every `snapshot_every`-th seq stores that fold as a
-checkpoint, so a fold reads at most that many records.
+checkpoint, so a fold reads at most that many records. The same records replay the public tree
+along the history (`TreeReplay`): the history keeps a `node.updated` event as its node's id, and
+its reads show the node as the event's commit left it.
 
 A fork (`SwarmServices.fork`) is such a fold written as a new swarm, with copies of the source's
 streams up to N (`ContentStore.copy_swarm`); its operations in flight are parked, so resuming the
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +34,11 @@ from pydantic_core import to_json
 from swarm_core.actions.prompts import with_prompt
 from swarm_core.actions.schemas import RESPONSE_MODELS
 from swarm_core.llm import LLMRequest, LLMResult, json_text
-from swarm_core.models import Node, derive_id
+from swarm_core.models import EventType, Node, derive_id, public_fields
 from swarm_core.operations import Operation, parse_operation
 from swarm_core.ports import (
     STREAM_START,
+    Batch,
     ContentStore,
     history_stream,
     log_stream,
@@ -230,6 +233,48 @@ class Folded:
     def in_flight(self) -> list[Operation]:
         """The operations enqueued and not consumed yet, in the order they were enqueued."""
         return [parse_operation(op) for op in self.outstanding.values()]
+
+
+class TreeReplay:
+    """The public tree (node views by id) replayed along a swarm's history from a state
+    snapshot, or from the start: each batch's commit record applied to the views, and each
+    `node.updated` event that the history keeps as its node's id (the record holds the node's
+    changes: `SwarmCommitter` stores it so) shown with the node's view as that commit left it,
+    as it was published. A batch without a record (a swarm older than them) has whole nodes in
+    its events, which the replay takes as they are."""
+
+    def __init__(self, views: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.views: dict[str, dict[str, Any]] = {view["node_id"]: dict(view) for view in views}
+
+    def take(self, batch: Batch) -> list[dict[str, Any]]:
+        """The batch's events as clients see them; the tree is then as the batch left it."""
+        if batch.commit is not None:
+            for changed in batch.commit["nodes"]:
+                node_id = changed["node_id"]
+                document = apply_changes(self.views.get(node_id), changed["changes"])
+                self.views[node_id] = public_fields(document)
+            for node_id in batch.commit["deleted"]:
+                self.views.pop(node_id, None)
+        shown = []
+        for event in batch.records:
+            kind, data = event["type"], event["data"]
+            if kind in (EventType.NODE_SPAWNED, EventType.NODE_UPDATED):
+                if "node" in data:
+                    if batch.commit is None:  # the record, when there is one, says it all
+                        self.views[data["node"]["node_id"]] = data["node"]
+                else:
+                    view = self.views.get(data["node_id"])
+                    if view is None:
+                        raise IncompleteRecords(
+                            f"{event['swarm_id']}: no record of node {data['node_id']} "
+                            f"before event {event['seq']}"
+                        )
+                    event = {**event, "data": {"node": view}}
+            elif kind == EventType.NODE_RERUN and batch.commit is None:
+                for node_id in data["discarded"]:
+                    self.views.pop(node_id, None)
+            shown.append(event)
+        return shown
 
 
 def fold(content: ContentStore, swarm_id: str, until_seq: int, every: int) -> Folded:

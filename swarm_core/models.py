@@ -290,27 +290,34 @@ class Node(Document):
 
     def public_view(self) -> dict[str, Any]:
         """The node as clients see it in state snapshots and events."""
-        return self.model_dump(
-            mode="json",
-            include={
-                "node_id",
-                "parent_id",
-                "children_ids",
-                "depth",
-                "action",
-                "name",
-                "directive",
-                "lifecycle",
-                "termination_policy",
-                "report",
-                "error",
-                "usage",
-                "chat_length",
-                "interrupt",
-                "created_at",
-                "updated_at",
-            },
-        )
+        return self.model_dump(mode="json", include=set(PUBLIC_NODE_FIELDS))
+
+
+# What of a node clients see (`Node.public_view`): whole fields of its document, so the view of
+# a document changed by a commit record is the record applied to the view (`public_fields`).
+PUBLIC_NODE_FIELDS = (
+    "node_id",
+    "parent_id",
+    "children_ids",
+    "depth",
+    "action",
+    "name",
+    "directive",
+    "lifecycle",
+    "termination_policy",
+    "report",
+    "error",
+    "usage",
+    "interrupt",
+    "chat_length",
+    "created_at",
+    "updated_at",
+)
+
+
+def public_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """A node document (JSON), or a view with more than its fields, cut to its public view."""
+    return {key: document[key] for key in PUBLIC_NODE_FIELDS if key in document}
 
 
 # --- content: chats, history, logs ------------------------------------------------------------

@@ -8,10 +8,10 @@ contract tests (`tests/contract`). The LLM port lives in `swarm_core.llm`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from swarm_core.models import Node, User
 from swarm_core.operations import Operation
@@ -165,6 +165,15 @@ class AttemptStore(Protocol):
     def clear(self, key: str) -> None: ...
 
 
+class Batch(NamedTuple):
+    """One appended batch of a stream: its seq, its commit's record (history batches; None
+    elsewhere) and its records."""
+
+    seq: int
+    commit: dict[str, Any] | None
+    records: list[dict[str, Any]]
+
+
 class ContentStore(Protocol):
     """Append-only streams (history, chats, logs) of JSON records, each carrying `seq`.
 
@@ -218,6 +227,14 @@ class ContentStore(Protocol):
     ) -> list[dict[str, Any]]:
         """The commit records of the batches with after_seq < seq <= until_seq, in order,
         reading from `mark` on (as `read_from`)."""
+        ...
+
+    def read_batches(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> Iterator[Batch]:
+        """The batches with after_seq < seq <= until_seq, each with its commit record, in
+        order, reading from `mark` on (as `read_from`), as they are read: a reader that stops
+        early reads no further."""
         ...
 
     def put_snapshot(

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from swarm_core.forks import (
     NODES_PER_WRITE,
     Folded,
     IncompleteRecords,
+    TreeReplay,
     commit_record,
     fold,
     fold_from,
@@ -72,6 +74,7 @@ from swarm_core.operations import (
 from swarm_core.ports import (
     MAX_COMMIT_NODES,
     STREAM_START,
+    Batch,
     ClientAccess,
     ConflictError,
     ContentStore,
@@ -817,23 +820,24 @@ class SwarmServices:
         if at is None or at >= swarm.seq:
             nodes = sorted((n.public_view() for n in nodes_now), key=tree_order)
             return {"seq": swarm.seq, "latest_seq": swarm.seq, "nodes": nodes}
-        snapshot = self._snapshot_before(swarm_id, at)
-        tree: dict[str, dict[str, Any]] = {}
-        stream = history_stream(swarm_id)
-        if snapshot is None:
-            events = self.content.read_from(stream, STREAM_START, 0, at)
-        else:
-            tree = {n["node_id"]: n for n in snapshot["nodes"]}
-            events = self.content.read_from(stream, snapshot["history"], int(snapshot["seq"]), at)
-        for event in events:
-            if event["type"] in (EventType.NODE_SPAWNED.value, EventType.NODE_UPDATED.value):
-                node = event["data"]["node"]
-                tree[node["node_id"]] = node
-            elif event["type"] == EventType.NODE_RERUN.value:
-                for node_id in event["data"]["discarded"]:
-                    tree.pop(node_id, None)
-        nodes = sorted(tree.values(), key=tree_order)
+        replay, batches = self._replay(swarm_id, at, until_seq=at)
+        for batch in batches:
+            replay.take(batch)
+        nodes = sorted(replay.views.values(), key=tree_order)
         return {"seq": at, "latest_seq": swarm.seq, "nodes": nodes}
+
+    def _replay(
+        self, swarm_id: str, after: int, until_seq: int
+    ) -> tuple[TreeReplay, Iterator[Batch]]:
+        """The tree as the state snapshot at or before step `after` shows it (empty without
+        one), and the history batches from there up to `until_seq`, to replay on it."""
+        snapshot = self._snapshot_before(swarm_id, after)
+        if snapshot is None:
+            replay, mark, start = TreeReplay(), STREAM_START, 0
+        else:
+            replay = TreeReplay(snapshot["nodes"])
+            mark, start = snapshot["history"], int(snapshot["seq"])
+        return replay, self.content.read_batches(history_stream(swarm_id), mark, start, until_seq)
 
     def _snapshot_before(self, swarm_id: str, at: int) -> dict[str, Any] | None:
         """The latest snapshot at or before `at`: where the commits put it (one read), else,
@@ -852,8 +856,19 @@ class SwarmServices:
     def history(
         self, user_id: str, swarm_id: str, after: int = 0, limit: int = 500
     ) -> dict[str, Any]:
+        """The events after step `after`, whole steps, at most `limit` of them (unless one step
+        has more), as they were published: replayed from the state snapshot at or before
+        `after`, which shows the `node.updated` events the history keeps as their node's id."""
         self.get_swarm(user_id, swarm_id)
-        events = self.content.read(history_stream(swarm_id), after_seq=after, limit=limit)
+        replay, batches = self._replay(swarm_id, after, until_seq=sys.maxsize)
+        events: list[dict[str, Any]] = []
+        for batch in batches:
+            shown = replay.take(batch)
+            if batch.seq <= after:
+                continue
+            if events and len(events) + len(shown) > limit:
+                break
+            events.extend(shown)
         next_after = events[-1]["seq"] if events else after
         return {"events": events, "next_after": next_after}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -343,12 +343,31 @@ def chat_seq_behind(nodes: list[Node], chats: dict[str, list[dict[str, Any]]]) -
     ]
 
 
+def published_events(run: ScenarioRun) -> list[dict[str, Any]]:
+    """Every event published, once each, in order (a re-driven commit publishes its events
+    again): what the history API must show."""
+    once = {(e["seq"], e["index"]): e for e in run.rig.publisher.published[run.swarm_id]}
+    return [once[key] for key in sorted(once)]
+
+
+def history_differing_from_published(run: ScenarioRun) -> list[int]:
+    """The seqs whose events the history API (which replays the `node.updated` events the
+    stored history keeps as the node's id) shows otherwise than they were published."""
+    shown = run.rig.services.history(USER, run.swarm_id, limit=10**9)["events"]
+    published = published_events(run)
+    by_seq: dict[int, list[list[dict[str, Any]]]] = defaultdict(lambda: [[], []])
+    for side, events in enumerate((shown, published)):
+        for event in events:
+            by_seq[event["seq"]][side].append(event)
+    return sorted(seq for seq, (a, b) in by_seq.items() if a != b)
+
+
 def replayed_states(run: ScenarioRun) -> dict[int, list[dict[str, Any]]]:
-    """The tree after each seq, replayed from the whole history (the reference `state?at=`
-    must give, whatever snapshot it starts from)."""
+    """The tree after each seq, built from the events as they were published, whole nodes
+    (the reference `state?at=` must give, whatever snapshot it starts from)."""
     tree: dict[str, dict[str, Any]] = {}
     states: dict[int, list[dict[str, Any]]] = {}
-    for event in run.rig.content.read(history_stream(run.swarm_id)):
+    for event in published_events(run):
         if event["type"] in ("node.spawned", "node.updated"):
             tree[event["data"]["node"]["node_id"]] = event["data"]["node"]
         elif event["type"] == "node.rerun":
@@ -397,6 +416,8 @@ def crash_problems(
         problems.append("final state differs")
     if history_seqs(run) != expected_seqs:
         problems.append("history seqs differ")
+    if differing := history_differing_from_published(run):
+        problems.append(f"the history shows other events than were published at {differing[:5]}")
     if differing := states_differing_from_replay(run):
         problems.append(f"state?at= differs from the history at seqs {differing[:5]}")
     if differing := records_differing_from_documents(run):

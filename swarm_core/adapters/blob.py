@@ -45,7 +45,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
 from swarm_core.adapters.identity import storage_service
-from swarm_core.ports import SNAPSHOT_KINDS, rewrite_swarm_id
+from swarm_core.ports import SNAPSHOT_KINDS, Batch, rewrite_swarm_id
 from swarm_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -560,6 +560,26 @@ class BlobContentStore:
             elif "batch" in line and (commit := self._read_batch_blob(str(line["batch"]))[1]):
                 out.append(commit)
         return out
+
+    def read_batches(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> Iterator[Batch]:
+        seq: int | None = None
+        commit: dict[str, Any] | None = None
+        records: list[dict[str, Any]] = []
+        for line in self._lines_from(stream, mark, after_seq, until_seq):
+            if line["seq"] != seq:
+                if seq is not None:
+                    yield Batch(seq, commit, records)
+                seq, commit, records = int(line["seq"]), None, []
+            if "c" in line:
+                commit = line["c"]
+            elif "r" in line:
+                records.append(line["r"])
+            elif "batch" in line:  # an oversize batch: the lines are in a blob of its own
+                records, commit = self._read_batch_blob(str(line["batch"]))
+        if seq is not None:
+            yield Batch(seq, commit, records)
 
     def _lines_from(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int

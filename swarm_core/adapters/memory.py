@@ -9,7 +9,7 @@ import itertools
 import json
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from swarm_core.models import MAINTAINED_STATUSES, Node, SwarmStatus, User
 from swarm_core.operations import Operation
 from swarm_core.ports import (
     MAX_ATTEMPTS_KEPT,
+    Batch,
     CommitChanges,
     ConflictError,
     HeldMessage,
@@ -284,6 +285,13 @@ class MemoryContentStore:
             for _, _, commit in self._batches_from(stream, mark, after_seq, until_seq)
             if commit is not None
         ]
+
+    def read_batches(
+        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+    ) -> Iterator[Batch]:
+        for seq, lines, commit in self._batches_from(stream, mark, after_seq, until_seq):
+            records = [json.loads(line) for line in lines]
+            yield Batch(seq, None if commit is None else json.loads(commit), records)
 
     def _batches_from(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int

@@ -361,6 +361,16 @@ def test_a_batch_keeps_its_commit_record_apart_from_its_records(content_store):
     assert content_store.read_commits(stream, STREAM_START, 1, 2) == [commits[1]]
     assert content_store.read_commits(stream, mark, 3, 10) == [commits[2]]
     assert content_store.has_seq(stream, 4) and not content_store.has_seq(stream, 5)
+    batches = list(content_store.read_batches(stream, STREAM_START, 0, 10))
+    assert [(b.seq, b.commit, b.records) for b in batches[:3]] == [
+        (1, {"seq": 1, "what": "first"}, [{"seq": 1}]),
+        (2, {"seq": 2, "what": "no events"}, []),
+        (3, None, [{"seq": 3}, {"seq": 3, "i": 1}]),
+    ]
+    assert batches[3].seq == 4 and batches[3].commit == commits[2]
+    assert batches[3].records == [{"seq": 4}], "an oversize batch, records and record"
+    assert [b.seq for b in content_store.read_batches(stream, mark, 3, 10)] == [4]
+    assert list(content_store.read_batches(stream, STREAM_START, 4, 10)) == []
 
 
 def test_snapshot_kinds_are_series_of_their_own(content_store):

@@ -13,6 +13,7 @@ from tests.harness import (
     assert_completed,
     crash_problems,
     final_state,
+    history_differing_from_published,
     history_seqs,
     one_step_per_delivery,
     records_differing_from_documents,
@@ -40,6 +41,7 @@ def test_scenario_is_big_enough(clean):
 def test_state_at_every_seq_is_the_replay_of_the_history(clean):
     assert clean.rig.content.get_snapshot(clean.swarm_id, 4) is not None, "snapshots are taken"
     assert not states_differing_from_replay(clean)
+    assert not history_differing_from_published(clean)
 
 
 def test_the_commit_records_rebuild_the_documents(clean):

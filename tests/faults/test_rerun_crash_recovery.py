@@ -30,6 +30,7 @@ from tests.harness import (
     crash_problems,
     emulator_storage,
     final_state,
+    history_differing_from_published,
     history_seqs,
     records_differing_from_documents,
     scenario_config,
@@ -136,6 +137,7 @@ def test_the_rerun_scenario_reruns_a_finished_branch(clean):
     assert "node.rerun" in types
     assert history_seqs(clean) == list(range(1, state["seq"] + 1))
     assert not states_differing_from_replay(clean)
+    assert not history_differing_from_published(clean)
     assert not records_differing_from_documents(clean)
 
 

@@ -414,11 +414,12 @@ def test_a_decision_that_fails_on_remembered_documents_is_made_again_fresh(app):
     assert len(attempts) == 1
 
 
-def test_a_pending_commit_keeps_a_node_update_as_the_node_id_and_publishes_the_node(app):
-    """The swarm document's pending commit does not hold a second copy of each node it writes:
-    its `node.updated` events keep the node's id, and whoever applies the commit (its worker,
-    or another process rolling it forward, which reads the nodes back) stores and publishes
-    the node as the commit wrote it."""
+def test_a_commit_keeps_a_node_update_as_the_node_id_and_publishes_and_shows_the_node(app):
+    """Neither the swarm document's pending commit nor the stored history holds a second copy
+    of each node a commit writes: their `node.updated` events keep the node's id. Whoever
+    applies the commit (its worker, or another process rolling it forward, which reads the
+    nodes back) publishes the node as the commit wrote it, and the history API shows it so
+    (replayed from the commit's record)."""
     swarm = app.services.create_swarm(USER, "Plan a trip")
     app.services.spawn(USER, swarm.swarm_id)
     drain(app, limit=3)
@@ -432,20 +433,22 @@ def test_a_pending_commit_keeps_a_node_update_as_the_node_id_and_publishes_the_n
         return [e for e in events if e["type"] == "node.updated" and e["seq"] == pending.seq]
 
     stored = node_updates(app.adapters.content.read(history_stream(swarm.swarm_id)))
+    assert [e["data"] for e in stored] == [e.data for e in kept]
+    shown = node_updates(app.services.history(USER, swarm.swarm_id)["events"])
     published = node_updates(app.adapters.publisher.published[swarm.swarm_id])
     nodes = {
         e.data["node_id"]: app.adapters.store.get_node(swarm.swarm_id, e.data["node_id"])
         for e in kept
     }
-    assert [e["data"]["node"] for e in stored] == [
+    assert [e["data"]["node"] for e in shown] == [
         nodes[e.data["node_id"]].value.public_view()
         for e in kept  # type: ignore[union-attr]
     ]
-    assert published == stored
+    assert published == shown
 
     other, _ = process_on(app)
     other.committer.apply(got.value, pending)  # rolled forward elsewhere: nodes read back
-    assert node_updates(app.adapters.publisher.published[swarm.swarm_id])[len(stored) :] == stored
+    assert node_updates(app.adapters.publisher.published[swarm.swarm_id])[len(shown) :] == shown
 
 
 def test_maintenance_goes_on_past_a_swarm_deleted_under_it(app):

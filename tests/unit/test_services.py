@@ -243,16 +243,16 @@ def test_state_at_a_seq_starts_from_the_snapshot_before_it_and_writes_nothing():
     assert snapshots == list(range(5, latest + 1, 5)), "a snapshot every 5 commits"
 
     reads: list[tuple[int, int]] = []
-    read_from = content.read_from
+    read_batches = content.read_batches
 
     def counted(stream, mark, after_seq, until_seq):  # type: ignore[no-untyped-def]
         reads.append((after_seq, until_seq))
-        return read_from(stream, mark, after_seq, until_seq)
+        return read_batches(stream, mark, after_seq, until_seq)
 
     def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a read wrote")
 
-    content.read_from = counted  # type: ignore[method-assign]
+    content.read_batches = counted  # type: ignore[method-assign]
     content.put_snapshot = refused  # type: ignore[method-assign]
     content.append = refused  # type: ignore[method-assign]
     state = app.services.state(USER, swarm_id, at=13)
