@@ -414,6 +414,25 @@ def test_a_decision_that_fails_on_remembered_documents_is_made_again_fresh(app):
     assert len(attempts) == 1
 
 
+def test_a_pending_commit_is_stored_packed_and_read_packed_or_not(app):
+    """A pending commit's effects are stored compressed (nothing queries them), and a swarm
+    document stored before that, its effects as they are, still reads."""
+    from swarm_core.swarm import PendingCommit
+
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    app.services.spawn(USER, swarm.swarm_id)
+    drain(app, limit=3)
+    got = app.adapters.store.get_swarm(swarm.swarm_id)
+    assert got is not None and got.value.pending is not None
+    pending = got.value.pending
+    stored = got.value.model_dump(mode="json")["pending"]
+    assert isinstance(stored["effects"], str)
+    assert len(stored["effects"]) < len(pending.effects.model_dump_json()) * 0.7
+    assert PendingCommit.model_validate(stored) == pending
+    as_before = {**stored, "effects": pending.effects.model_dump(mode="json")}
+    assert PendingCommit.model_validate(as_before) == pending
+
+
 def test_a_commit_keeps_a_node_update_as_the_node_id_and_publishes_and_shows_the_node(app):
     """Neither the swarm document's pending commit nor the stored history holds a second copy
     of each node a commit writes: their `node.updated` events keep the node's id. Whoever
