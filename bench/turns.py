@@ -1,7 +1,7 @@
 """Benchmark: what one conversation turn costs — the user's answer and the agent's next question.
 
 One `ask_user` conversation that never ends (a 300-character question, a 200-character answer,
-every answer judged insufficient). Per exchange, averaged over the 50 exchanges from turns 10, 100
+every answer judged insufficient; texts of English letter frequencies, another every turn). Per exchange, averaged over the 50 exchanges from turns 10, 100
 and 500 and the 50 up to turn 1,000 (a conversation's last: at most 1,000 follow-ups; 50 exchanges
 hold three snapshots, written every 50 commits, exactly their share): milliseconds, storage
 requests by service and bytes written, in memory (port calls; the time from a second run that
@@ -24,6 +24,7 @@ import contextlib
 import inspect
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -43,8 +44,55 @@ MARKS = (10, 100, 500, 1000)
 # snapshot written every 50 commits, so every mark carries its share of them, as every exchange
 # does over time. (A window of a few exchanges held one snapshot or none, which read as growth.)
 WINDOW = 50
-ANSWER = "x" * 200  # one long word: the offline judge finds it too short, every time
+ANSWER_CHARS = 200
 QUESTION_PAD = 300
+# Letters in their frequency in English: text of them is about as compressible as English (a
+# little less), so what a step writes compressed is not flattered by repeated filler.
+LETTERS = "etaoinshrdlcumwfgypbvkjxqz"
+LETTER_WEIGHTS = (
+    127,
+    91,
+    82,
+    75,
+    70,
+    67,
+    63,
+    61,
+    60,
+    43,
+    40,
+    28,
+    28,
+    24,
+    24,
+    22,
+    20,
+    20,
+    19,
+    15,
+    10,
+    8,
+    2,
+    2,
+    1,
+    1,
+)
+
+
+def text(seed: str, length: int, separator: str = " ") -> str:
+    """`length` characters of words, a different text for every seed (deterministic)."""
+    rng = random.Random(seed)
+    out = ""
+    while len(out) < length:
+        word = "".join(rng.choices(LETTERS, LETTER_WEIGHTS, k=rng.randint(2, 9)))
+        out = f"{out}{separator}{word}" if out else word
+    return out[:length]
+
+
+def answer(turn: int) -> str:
+    """The user's answer at a turn: one long hyphenated word, which the offline judge finds
+    too short every time, another every turn (a conversation does not repeat itself)."""
+    return text(f"answer {turn}", ANSWER_CHARS, separator="-")
 
 
 def main() -> None:
@@ -202,13 +250,15 @@ class PaddedLLM:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
+        self.questions = 0
 
     def complete(self, request: Any, response_model: Any) -> Any:
         result = self.inner.complete(request, response_model)
         key = {"ask": "message", "judge": "follow_up"}.get(request.task)
         if key and result.data.get(key):
-            text = result.data[key]
-            result.data[key] = (text + " " + "-" * QUESTION_PAD)[:QUESTION_PAD]
+            self.questions += 1
+            padding = text(f"question {self.questions}", QUESTION_PAD)
+            result.data[key] = f"{result.data[key]} {padding}"[:QUESTION_PAD]
         return result
 
 
@@ -301,7 +351,7 @@ def conversation(api: Api, turns: int, where: str, count: bool = True) -> dict[s
             raise SystemExit(f"the conversation ended at turn {turn}")
         before = snapshot()
         started = time.perf_counter()
-        api.answer(app, swarm.swarm_id, waiting[0].node_id, ANSWER)
+        api.answer(app, swarm.swarm_id, waiting[0].node_id, answer(turn))
         drain()
         ms = (time.perf_counter() - started) * 1000
         after = snapshot()
@@ -534,7 +584,7 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
 
         wait_for(question, 30)
         try:
-            for _ in range(exchanges + 1):
+            for turn in range(exchanges + 1):
                 while not events.empty():  # what came before this answer
                     events.get_nowait()
                 started = time.perf_counter()
@@ -542,7 +592,7 @@ def http_latency(code: Path, exchanges: int) -> dict[str, float]:
                     base,
                     "POST",
                     f"/swarms/{swarm_id}/chats/{node_id}/messages",
-                    {"content": ANSWER},
+                    {"content": answer(turn)},
                     token,
                 )
                 # The agent's next message, as a browser sees it: its live event.
