@@ -93,6 +93,15 @@ def test_a_fork_is_the_source_as_it_was_after_the_step(source):
         original = events_until(rig, swarm_id, at)
         assert [{**e, "swarm_id": swarm_id} for e in copied] == original
         assert all(e["swarm_id"] == fork.swarm_id for e in copied)
+        shown = {
+            swarm: [
+                e for e in rig.services.history(USER, swarm, 0, 10**9)["events"] if e["seq"] <= at
+            ]
+            for swarm in (swarm_id, fork.swarm_id)
+        }
+        assert json.dumps(shown[fork.swarm_id]).replace(fork.swarm_id, swarm_id) == json.dumps(
+            shown[swarm_id]
+        ), "the history shows the fork's events, nodes replayed, as the source's"
         first = [e for e in rig.content.read(history_stream(fork.swarm_id)) if e["seq"] > at]
         assert [e["type"] for e in first] == ["swarm.status", "swarm.forked"]
         assert first[1]["data"]["forked_from"] == {"swarm_id": swarm_id, "seq": at}
