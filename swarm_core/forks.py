@@ -297,9 +297,9 @@ def fold_from(
     folded = Folded() if checkpoint is None else Folded.from_checkpoint(checkpoint)
     if until_seq > folded.seq:
         mark = STREAM_START if checkpoint is None else checkpoint["history"]
-        records = content.read_commits(history_stream(swarm_id), mark, folded.seq, until_seq)
-        for record in records:
-            folded.apply(record)
+        for batch in content.read_batches(history_stream(swarm_id), mark, folded.seq, until_seq):
+            if batch.commit is not None:
+                folded.apply(batch.commit)
     if folded.seq != until_seq:
         raise IncompleteRecords(f"the records of swarm {swarm_id} end at {folded.seq}")
     return folded

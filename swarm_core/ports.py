@@ -192,7 +192,7 @@ class ContentStore(Protocol):
     ) -> bool:
         """Append the batch; False if a batch with seq >= `seq` is there already. `commit`: the
         record of the commit the batch belongs to (`swarm_core.forks`), kept with the batch but
-        apart from its records: `read` and `read_from` leave it out, `read_commits` reads it.
+        apart from its records: `read` leaves it out, `read_batches` reads it.
         `after_seq`: the seq of the stream's batch before this one, when the caller knows it
         (0: none, the stream is new), a hint that can save an implementation requests (another
         process appended since this one last did); a wrong hint costs requests, never
@@ -210,31 +210,17 @@ class ContentStore(Protocol):
         ...
 
     def mark(self, stream: str) -> dict[str, Any]:
-        """A position (JSON) at or before the stream's end: `read_from` it returns every batch
-        appended after this call, and maybe a few before it (readers filter by seq).
+        """A position (JSON) at or before the stream's end: `read_batches` from it returns every
+        batch appended after this call, and maybe a few before it (readers filter by seq).
         `STREAM_START` marks the start of any stream."""
-        ...
-
-    def read_from(
-        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
-    ) -> list[dict[str, Any]]:
-        """Records with after_seq < seq <= until_seq, in order, reading from `mark` on: only
-        what lies between the mark and `until_seq`, however long the stream is."""
-        ...
-
-    def read_commits(
-        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
-    ) -> list[dict[str, Any]]:
-        """The commit records of the batches with after_seq < seq <= until_seq, in order,
-        reading from `mark` on (as `read_from`)."""
         ...
 
     def read_batches(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
     ) -> Iterator[Batch]:
         """The batches with after_seq < seq <= until_seq, each with its commit record, in
-        order, reading from `mark` on (as `read_from`), as they are read: a reader that stops
-        early reads no further."""
+        order, reading from `mark` on: only what lies between the mark and `until_seq`, however
+        long the stream is, as it is read (a reader that stops early reads no further)."""
         ...
 
     def put_snapshot(

@@ -12,7 +12,7 @@ import itertools
 import json
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -341,6 +341,21 @@ def chat_seq_behind(nodes: list[Node], chats: dict[str, list[dict[str, Any]]]) -
         for n in nodes
         if n.chat_seq != max((m["seq"] for m in chats[n.node_id]), default=0)
     ]
+
+
+def records_from(
+    content: Any, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+) -> list[dict[str, Any]]:
+    """The records of a content store's batches read from a mark (`read_batches`)."""
+    return [r for b in content.read_batches(stream, mark, after_seq, until_seq) for r in b.records]
+
+
+def commits_from(
+    content: Any, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
+) -> list[dict[str, Any]]:
+    """The commit records of a content store's batches read from a mark (`read_batches`)."""
+    batches = content.read_batches(stream, mark, after_seq, until_seq)
+    return [b.commit for b in batches if b.commit is not None]
 
 
 def published_events(run: ScenarioRun) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 A stream (`{swarm_id}/history`, `{swarm_id}/chats/{node_id}`, `{swarm_id}/logs/{node_id}`) is a run
 of append blobs `{stream}/{segment:06d}.jsonl`. Each committed batch is ONE appended block of JSON
 lines, each line `{"r": record, "seq": N}` (first, for a history batch, its commit's record `{"c":
-record, "seq": N}`, which `read_commits` reads and record reads skip) with the batch's seq written
+record, "seq": N}`, which `read_batches` reads and record reads skip) with the batch's seq written
 last, so the tail bytes of a segment tell its last seq. `append` writes with `appendpos_condition` =
 the length at which the writer saw that last seq: the append lands only if nobody appended in
 between, which makes "append iff the last seq is lower" atomic (racers with the same batch append it
@@ -69,7 +69,7 @@ _REFRESH_WINDOW_BYTES = 16 * 1024
 # Appenders of one stream are at most the few racers re-driving the same commit: a handful of
 # refreshes settles any race; more means something else is writing to the stream.
 _MAX_APPEND_ATTEMPTS = 16
-# What `read_from` downloads per request: a snapshot interval of history in one or two.
+# What `read_batches` downloads per request: a snapshot interval of history in one or two.
 _READ_CHUNK_BYTES = 256 * 1024
 _MAX_PROBES = 8
 
@@ -538,28 +538,6 @@ class BlobContentStore:
         if tail is None:
             return {"segment": 0, "offset": 0}
         return {"segment": tail.segment, "offset": tail.length}
-
-    def read_from(
-        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
-    ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for line in self._lines_from(stream, mark, after_seq, until_seq):
-            if "r" in line:
-                out.append(line["r"])
-            elif "batch" in line:
-                out.extend(self._read_batch_blob(str(line["batch"]))[0])
-        return out
-
-    def read_commits(
-        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
-    ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for line in self._lines_from(stream, mark, after_seq, until_seq):
-            if "c" in line:
-                out.append(line["c"])
-            elif "batch" in line and (commit := self._read_batch_blob(str(line["batch"]))[1]):
-                out.append(commit)
-        return out
 
     def read_batches(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int

@@ -268,24 +268,6 @@ class MemoryContentStore:
         with self._lock:
             return {"batch": len(self._streams.get(stream, []))}
 
-    def read_from(
-        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
-    ) -> list[dict[str, Any]]:
-        return [
-            json.loads(line)
-            for _, lines, _ in self._batches_from(stream, mark, after_seq, until_seq)
-            for line in lines
-        ]
-
-    def read_commits(
-        self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
-    ) -> list[dict[str, Any]]:
-        return [
-            json.loads(commit)
-            for _, _, commit in self._batches_from(stream, mark, after_seq, until_seq)
-            if commit is not None
-        ]
-
     def read_batches(
         self, stream: str, mark: Mapping[str, Any], after_seq: int, until_seq: int
     ) -> Iterator[Batch]:

@@ -12,6 +12,7 @@ from swarm_core.models import LLMSettings, Node, SwarmStatus, User
 from swarm_core.ports import ConflictError
 from swarm_core.swarm import Swarm, SwarmSummary
 from tests.contract.conftest import unique
+from tests.harness import commits_from, records_from
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -313,19 +314,26 @@ def test_read_from_a_mark_takes_what_follows_it_up_to_a_seq(content_store):
     from swarm_core.ports import STREAM_START
 
     stream = f"{unique('s')}/history"
-    assert content_store.read_from(stream, STREAM_START, 0, 10) == []
+    assert records_from(content_store, stream, STREAM_START, 0, 10) == []
     for seq in range(1, 6):
         content_store.append(stream, seq, [{"seq": seq, "i": 0}, {"seq": seq, "i": 1}])
     mark = content_store.mark(stream)
     assert json.loads(json.dumps(mark)) == mark, "a mark is stored in snapshots: plain JSON"
     for seq in range(6, 11):
         content_store.append(stream, seq, [{"seq": seq, "i": 0}, {"seq": seq, "i": 1}])
-    taken = content_store.read_from(stream, mark, 5, 8)
+    taken = records_from(content_store, stream, mark, 5, 8)
     assert [(r["seq"], r["i"]) for r in taken] == [(s, i) for s in (6, 7, 8) for i in (0, 1)]
-    assert [r["seq"] for r in content_store.read_from(stream, mark, 7, 100)] == [8, 8, 9, 9, 10, 10]
-    from_start = content_store.read_from(stream, STREAM_START, 2, 3)
+    assert [r["seq"] for r in records_from(content_store, stream, mark, 7, 100)] == [
+        8,
+        8,
+        9,
+        9,
+        10,
+        10,
+    ]
+    from_start = records_from(content_store, stream, STREAM_START, 2, 3)
     assert [r["seq"] for r in from_start] == [3, 3]
-    assert content_store.read_from(stream, mark, 10, 20) == []
+    assert records_from(content_store, stream, mark, 10, 20) == []
 
 
 def test_snapshots_and_claim_checks(content_store):
@@ -353,13 +361,13 @@ def test_a_batch_keeps_its_commit_record_apart_from_its_records(content_store):
     mark = content_store.mark(stream)
     content_store.append(stream, 4, [{"seq": 4}], commit={"seq": 4, "big": "x" * 5_000_000})
     assert content_store.read(stream) == [{"seq": 1}, {"seq": 3}, {"seq": 3, "i": 1}, {"seq": 4}]
-    assert content_store.read_from(stream, STREAM_START, 0, 4) == content_store.read(stream)
-    commits = content_store.read_commits(stream, STREAM_START, 0, 10)
+    assert records_from(content_store, stream, STREAM_START, 0, 4) == content_store.read(stream)
+    commits = commits_from(content_store, stream, STREAM_START, 0, 10)
     assert [c["seq"] for c in commits] == [1, 2, 4]
     assert commits[1] == {"seq": 2, "what": "no events"}
     assert commits[2]["big"] == "x" * 5_000_000, "an oversize batch keeps its commit record"
-    assert content_store.read_commits(stream, STREAM_START, 1, 2) == [commits[1]]
-    assert content_store.read_commits(stream, mark, 3, 10) == [commits[2]]
+    assert commits_from(content_store, stream, STREAM_START, 1, 2) == [commits[1]]
+    assert commits_from(content_store, stream, mark, 3, 10) == [commits[2]]
     assert content_store.has_seq(stream, 4) and not content_store.has_seq(stream, 5)
     batches = list(content_store.read_batches(stream, STREAM_START, 0, 10))
     assert [(b.seq, b.commit, b.records) for b in batches[:3]] == [
@@ -409,7 +417,7 @@ def test_copy_swarm_takes_batches_up_to_a_seq_with_ids_rewritten_and_marks_kept(
     assert content_store.read(f"{target}/chats/n1") == [{"seq": 3, "data": {"swarm_id": target}}]
     assert content_store.latest_snapshot(target, 100)["seq"] == 4  # 8 is after the copy
     # A mark of the source up to the seq is a mark of the copy.
-    taken = content_store.read_from(f"{target}/history", marks[4], 4, 10)
+    taken = records_from(content_store, f"{target}/history", marks[4], 4, 10)
     assert [r["seq"] for r in taken] == [5]
     # The copy goes on as a stream of its own; the source is unchanged.
     assert content_store.append(f"{target}/history", 6, [{"seq": 6}])

@@ -20,6 +20,7 @@ from tests.harness import (
     InjectedCrash,
     ScenarioRun,
     assert_completed,
+    commits_from,
     final_state,
     run_scenario,
 )
@@ -44,7 +45,7 @@ def fork_view(run: ScenarioRun, fork_id: str) -> dict[str, Any]:
         "nodes": sorted((n.model_dump(mode="json") for n in nodes), key=lambda n: n["node_id"]),
         "states": [rig.services.state(USER, fork_id, seq)["nodes"] for seq in range(swarm.seq)],
         "history": rig.content.read(history_stream(fork_id)),
-        "commits": rig.content.read_commits(history_stream(fork_id), STREAM_START, 0, 10**9),
+        "commits": commits_from(rig.content, history_stream(fork_id), STREAM_START, 0, 10**9),
         "chats": {n.node_id: rig.content.read(chat_stream(fork_id, n.node_id)) for n in nodes},
         "logs": {n.node_id: rig.content.read(log_stream(fork_id, n.node_id)) for n in nodes},
         "listed": rig.store.get_summary(USER, fork_id).model_dump(
@@ -65,7 +66,7 @@ def leftovers(run: ScenarioRun, fork_id: str) -> list[str]:
         found.append("listing entry")
     if rig.store.list_nodes(fork_id):
         found.append("nodes")
-    if rig.content.read_commits(history_stream(fork_id), STREAM_START, 0, 10**9):
+    if commits_from(rig.content, history_stream(fork_id), STREAM_START, 0, 10**9):
         found.append("streams")
     if rig.content.latest_snapshot(fork_id, 10**9) is not None:
         found.append("snapshots")

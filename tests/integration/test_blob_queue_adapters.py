@@ -33,6 +33,7 @@ from swarm_core.adapters.queue import (
 )
 from swarm_core.operations import Operation, parse_operation
 from swarm_core.settings import Settings, SettingsError
+from tests.harness import records_from
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,7 +187,7 @@ def test_copy_swarm_keeps_segments_seals_and_oversize_batches(
     assert [r.get("seq", 5) for r in records] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7, 7]
     assert records[8] == {"swarm_id": target, "big": "x" * 2000}, "the oversize batch is copied"
     for seq in (2, 4, 6):  # marks of the source up to seq 7 are marks of the copy
-        taken = store.read_from(f"{target}/history", marks[seq], seq, 7)
+        taken = records_from(store, f"{target}/history", marks[seq], seq, 7)
         assert [r.get("seq", 5) for r in taken][-2:] == [7, 7]
     fresh, _ = make_store(max_segment_blocks=3)  # no cached tail: finds the copy's end
     assert fresh.append(f"{target}/history", 8, batch(8)) is True
@@ -207,11 +208,11 @@ def test_read_from_a_mark_downloads_only_what_it_returns_across_chunks_and_segme
     for seq in range(6, 14):
         store.append(stream, seq, batch(seq))
     log.take()
-    taken = store.read_from(stream, mark, 5, 10)
+    taken = records_from(store, stream, mark, 5, 10)
     assert [(r["seq"], r["i"]) for r in taken] == [(s, i) for s in range(6, 11) for i in (0, 1)]
     # Seqs 6-8 end segment 1, 9-12 fill segment 2; seq 13 (segment 3) is never read.
     assert set(downloads(log.take())) == {"000001.jsonl", "000002.jsonl"}
-    assert [r["seq"] for r in store.read_from(stream, mark, 12, 99)] == [13, 13]
+    assert [r["seq"] for r in records_from(store, stream, mark, 12, 99)] == [13, 13]
 
 
 def test_segments_roll_over_at_the_byte_limit(make_store, emulator_stack, container):
