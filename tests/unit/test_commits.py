@@ -414,17 +414,24 @@ def test_a_decision_that_fails_on_remembered_documents_is_made_again_fresh(app):
     assert len(attempts) == 1
 
 
+def swarm_with_a_pending_commit(app: Any) -> tuple[Any, Versioned[Swarm]]:
+    """A swarm three steps in, its last commit left `pending` (as every commit does)."""
+    swarm = app.services.create_swarm(USER, "Plan a trip")
+    app.services.spawn(USER, swarm.swarm_id)
+    drain(app, limit=3)
+    got = app.adapters.store.get_swarm(swarm.swarm_id)
+    assert got is not None
+    return swarm, got
+
+
 def test_a_pending_commit_is_stored_packed_and_read_packed_or_not(app):
     """A pending commit's effects are stored compressed (nothing queries them), and a swarm
     document stored before that, its effects as they are, still reads."""
     from swarm_core.swarm import PendingCommit
 
-    swarm = app.services.create_swarm(USER, "Plan a trip")
-    app.services.spawn(USER, swarm.swarm_id)
-    drain(app, limit=3)
-    got = app.adapters.store.get_swarm(swarm.swarm_id)
-    assert got is not None and got.value.pending is not None
+    _, got = swarm_with_a_pending_commit(app)
     pending = got.value.pending
+    assert pending is not None
     stored = got.value.model_dump(mode="json")["pending"]
     assert isinstance(stored["effects"], str)
     assert len(stored["effects"]) < len(pending.effects.model_dump_json()) * 0.7
@@ -439,12 +446,9 @@ def test_a_commit_keeps_a_node_update_as_the_node_id_and_publishes_and_shows_the
     applies the commit (its worker, or another process rolling it forward, which reads the
     nodes back) publishes the node as the commit wrote it, and the history API shows it so
     (replayed from the commit's record)."""
-    swarm = app.services.create_swarm(USER, "Plan a trip")
-    app.services.spawn(USER, swarm.swarm_id)
-    drain(app, limit=3)
-    got = app.adapters.store.get_swarm(swarm.swarm_id)
-    assert got is not None and got.value.pending is not None
+    swarm, got = swarm_with_a_pending_commit(app)
     pending = got.value.pending
+    assert pending is not None
     kept = [e for e in pending.effects.events if e.type == "node.updated"]
     assert kept and all(set(e.data) == {"node_id"} for e in kept)
 
