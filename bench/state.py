@@ -32,9 +32,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from turns import (
-    ANSWER,
     Api,
     PaddedLLM,
+    answer,
     emulator_app,
     measure_in_child,
     side_by_side,
@@ -78,7 +78,7 @@ def measure(code: Path, steps: int, repeat: int, forks: int) -> dict[str, Any]:
         waiting = api.waiting(store, swarm.swarm_id)
         if not waiting:
             raise SystemExit(f"the conversation ended at seq {seq}")
-        api.answer(app, swarm.swarm_id, waiting[0].node_id, ANSWER)
+        api.answer(app, swarm.swarm_id, waiting[0].node_id, answer(seq))
         drain()
     while seq < steps + 1:
         app.services.pause("bench", swarm.swarm_id)

@@ -1,15 +1,15 @@
 """Benchmark: what one conversation turn costs — the user's answer and the agent's next question.
 
 One `ask_user` conversation that never ends (a 300-character question, a 200-character answer,
-every answer judged insufficient; texts of English letter frequencies, another every turn). Per exchange, averaged over the 50 exchanges from turns 10, 100
-and 500 and the 50 up to turn 1,000 (a conversation's last: at most 1,000 follow-ups; 50 exchanges
-hold three snapshots, written every 50 commits, exactly their share): milliseconds, storage
-requests by service and bytes written, in memory (port calls; the time from a second run that
-counts nothing) and on the emulators (HTTP requests to the Cosmos DB server and Azurite), the
-queue trigger's own (receive, delete) counted as `trigger`. Then,
-over HTTP on the local stack (emulators + dev host, offline LLM): the latency from `POST
-…/messages` to the agent's next message, as a browser sees it (its `chat.message` event over Web
-PubSub, with the official client and a URL from /negotiate), median and p90 over 30 exchanges.
+every answer judged insufficient; texts of English letter frequencies, another every turn). Per
+exchange, averaged over the 50 exchanges from turns 10, 100 and 500 and the 50 up to turn 1,000 (a
+conversation's last: at most 1,000 follow-ups; 50 exchanges hold three snapshots, written every 50
+commits, exactly their share): milliseconds, storage requests by service and bytes written, in
+memory (port calls; the time from a second run that counts nothing) and on the emulators (HTTP
+requests to the Cosmos DB server and Azurite), the queue trigger's own (receive, delete) counted as
+`trigger`. Then, over HTTP on the local stack (emulators + dev host, offline LLM): the latency from
+`POST …/messages` to the agent's next message, as a browser sees it (its `chat.message` event over
+Web PubSub, with the official client and a URL from /negotiate), median and p90 over 30 exchanges.
 
     .venv/bin/python bench/turns.py [--turns 1000] [--http 30] [--before REV]
 
