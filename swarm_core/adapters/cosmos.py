@@ -242,27 +242,18 @@ class CosmosClients:
         )
 
 
-# Cosmos DB applies at most this many operations in one patch. A transactional batch runs its
-# operations in order and may hold several on one item (the service's own SDK tests create an
-# item and replace it in one batch), so a document with more changes is patched in parts, one
-# after the other in the commit's batch, up to this many parts; beyond, it is written whole.
+# Cosmos DB applies at most this many operations in one patch.
 MAX_PATCH_OPERATIONS = 10
-MAX_PATCH_PARTS = 3
 
 
-def patch_operations(changes: Mapping[str, Any]) -> list[list[dict[str, Any]]] | None:
+def patch_operations(changes: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """`changes` (`forks.changes`: of an object its changed keys, set, unset or merged; of a
-    window, the items that left its head and those that came at its end) as Cosmos DB patches
-    to apply in order, each of at most `MAX_PATCH_OPERATIONS`; None when they are the whole
-    document or too many for `MAX_PATCH_PARTS` patches."""
+    window, the items that left its head and those that came at its end) as the operations of
+    a Cosmos DB patch, in order; None when they are the whole document or too many for one."""
     operations: list[dict[str, Any]] = []
-    if not _patch_into(changes, "", operations) or len(operations) > MAX_PATCHED_OPERATIONS:
+    if not _patch_into(changes, "", operations) or len(operations) > MAX_PATCH_OPERATIONS:
         return None
-    step = MAX_PATCH_OPERATIONS
-    return [operations[i : i + step] for i in range(0, len(operations), step)]
-
-
-MAX_PATCHED_OPERATIONS = MAX_PATCH_OPERATIONS * MAX_PATCH_PARTS
+    return operations
 
 
 def _patch_into(changes: Mapping[str, Any], path: str, operations: list[dict[str, Any]]) -> bool:
@@ -279,7 +270,7 @@ def _patch_into(changes: Mapping[str, Any], path: str, operations: list[dict[str
         window = f"{path}/{_pointer(key)}"
         operations += [{"op": "remove", "path": f"{window}/0"} for _ in range(dropped)]
         operations += [{"op": "add", "path": f"{window}/-", "value": item} for item in added]
-    return len(operations) <= MAX_PATCHED_OPERATIONS
+    return len(operations) <= MAX_PATCH_OPERATIONS
 
 
 def _pointer(key: str) -> str:
@@ -440,54 +431,34 @@ class CosmosSwarmStore:
         """The swarm document (iff at `etag`), its changed nodes and the deletes of its
         discarded nodes in one transactional batch: the swarm's replace comes first, so a lost
         race fails it at index 0 (before any delete could fail on a node deleted meanwhile).
-        A document the commit read is patched with its changes when they are few enough for a
-        few patches (a node's conversation window and recent op ids then travel as one item
-        each, not whole: a commit's request is a fraction of the size): the swarm document iff
-        at `etag`, a node iff still at the `seq` read."""
+        A document the commit read is patched with its changes when they are few enough for one
+        patch (a node's conversation window and recent op ids then travel as one item each, not
+        whole: a commit's request is a fraction of the size): the swarm document iff at `etag`,
+        a node iff still at the `seq` read."""
         if len(nodes) + len(deleted_node_ids) > MAX_COMMIT_NODES:
             # A step writes at most max_children (20) + 2 nodes; a rerun that would discard
             # more is refused before it commits (`services.rerun_node`).
             raise ValueError(f"a commit writes and deletes at most {MAX_COMMIT_NODES} nodes")
-        # A batch holds at most 100 operations: a document patched in parts takes one per part.
-        spare = MAX_COMMIT_NODES - len(nodes) - len(deleted_node_ids)
-
-        def parts(changed: Mapping[str, Any] | None) -> list[list[dict[str, Any]]] | None:
-            nonlocal spare
-            patches = None if changed is None else patch_operations(changed)
-            if not patches or len(patches) - 1 > spare:
-                return None
-            spare -= len(patches) - 1
-            return patches
-
-        # The first part carries the condition; the others follow it in the same batch.
-        swarm_patches = parts(None if changes is None else changes.swarm)
-        operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-        if swarm_patches:
-            operations += [
-                ("patch", (SWARM_DOC_ID, patch), {"if_match_etag": etag} if i == 0 else {})
-                for i, patch in enumerate(swarm_patches)
-            ]
-        else:
-            document = _as_item(swarm, SWARM_DOC_ID)
-            operations.append(("replace", (SWARM_DOC_ID, document), {"if_match_etag": etag}))
-        swarm_written = len(operations) - 1  # the last write of the swarm document: its ETag
+        swarm_patch = None if changes is None else patch_operations(changes.swarm)
+        operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+            ("patch", (SWARM_DOC_ID, swarm_patch), {"if_match_etag": etag})
+            if swarm_patch
+            else ("replace", (SWARM_DOC_ID, _as_item(swarm, SWARM_DOC_ID)), {"if_match_etag": etag})
+        ]
         for node in nodes:
             item_id = node_doc_id(node.node_id)
             _require_storable(item_id, "node id")
             changed = None if changes is None else changes.nodes.get(node.node_id)
-            patches = parts(None if changed is None else changed.changes)
-            if changed is not None and patches:
-                condition = {"filter_predicate": f"from c where c.seq = {int(changed.base_seq)}"}
-                operations += [
-                    ("patch", (item_id, patch), condition if i == 0 else {})
-                    for i, patch in enumerate(patches)
-                ]
+            patch = None if changed is None else patch_operations(changed.changes)
+            if changed is not None and patch:
+                condition = f"from c where c.seq = {int(changed.base_seq)}"
+                operations.append(("patch", (item_id, patch), {"filter_predicate": condition}))
             else:
                 operations.append(("upsert", (_as_item(node, item_id),), {}))
         for node_id in deleted_node_ids:
             operations.append(("delete", (node_doc_id(node_id),), {}))
         results = self._nodes.execute_item_batch(operations, partition_key=swarm.swarm_id)
-        return str(results[swarm_written]["eTag"])
+        return str(results[0]["eTag"])
 
     def delete_swarm(self, swarm_id: str) -> None:
         self._delete_partition(swarm_id, keep_swarm_document=False)
