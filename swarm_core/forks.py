@@ -243,15 +243,23 @@ class TreeReplay:
     as it was published. A batch without a record (a swarm older than them) has whole nodes in
     its events, which the replay takes as they are."""
 
-    def __init__(self, views: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, views: Iterable[Mapping[str, Any]] = (), seq: int = 0) -> None:
         self.views: dict[str, dict[str, Any]] = {view["node_id"]: dict(view) for view in views}
+        self.seq = seq  # the step the tree is at
 
     def take(self, batch: Batch) -> list[dict[str, Any]]:
-        """The batch's events as clients see them; the tree is then as the batch left it."""
+        """The batch's events as clients see them; the tree is then as the batch left it.
+        IncompleteRecords if the batch does not follow the tree's step, or changes a node the
+        tree does not have: what the replay started from is not what it should be."""
+        if batch.seq != self.seq + 1:
+            raise IncompleteRecords(f"batch {batch.seq} follows step {self.seq}")
+        self.seq = batch.seq
         if batch.commit is not None:
             for changed in batch.commit["nodes"]:
-                node_id = changed["node_id"]
-                document = apply_changes(self.views.get(node_id), changed["changes"])
+                node_id, node_changes = changed["node_id"], changed["changes"]
+                if node_id not in self.views and "all" not in node_changes:
+                    raise IncompleteRecords(f"step {batch.seq} changes unknown node {node_id}")
+                document = apply_changes(self.views.get(node_id), node_changes)
                 self.views[node_id] = public_fields(document)
             for node_id in batch.commit["deleted"]:
                 self.views.pop(node_id, None)

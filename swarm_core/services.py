@@ -17,7 +17,7 @@ import contextlib
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,7 +74,6 @@ from swarm_core.operations import (
 from swarm_core.ports import (
     MAX_COMMIT_NODES,
     STREAM_START,
-    Batch,
     ClientAccess,
     ConflictError,
     ContentStore,
@@ -820,24 +819,46 @@ class SwarmServices:
         if at is None or at >= swarm.seq:
             nodes = sorted((n.public_view() for n in nodes_now), key=tree_order)
             return {"seq": swarm.seq, "latest_seq": swarm.seq, "nodes": nodes}
-        replay, batches = self._replay(swarm_id, at, until_seq=at)
-        for batch in batches:
-            replay.take(batch)
+        replay, _ = self._replayed(swarm_id, at, until_seq=at)
         nodes = sorted(replay.views.values(), key=tree_order)
         return {"seq": at, "latest_seq": swarm.seq, "nodes": nodes}
 
-    def _replay(
-        self, swarm_id: str, after: int, until_seq: int
-    ) -> tuple[TreeReplay, Iterator[Batch]]:
-        """The tree as the state snapshot at or before step `after` shows it (empty without
-        one), and the history batches from there up to `until_seq`, to replay on it."""
+    def _replayed(
+        self, swarm_id: str, after: int, until_seq: int, limit: int | None = None
+    ) -> tuple[TreeReplay, list[dict[str, Any]]]:
+        """The history replayed up to `until_seq` from the state snapshot at or before step
+        `after` (from the start without one): the tree as the last batch replayed left it, and
+        the events after `after` as they were published, whole batches, at most `limit` of them
+        (unless one batch has more). Should the snapshot not fit the history after it, from
+        the start."""
         snapshot = self._snapshot_before(swarm_id, after)
-        if snapshot is None:
-            replay, mark, start = TreeReplay(), STREAM_START, 0
-        else:
-            replay = TreeReplay(snapshot["nodes"])
-            mark, start = snapshot["history"], int(snapshot["seq"])
-        return replay, self.content.read_batches(history_stream(swarm_id), mark, start, until_seq)
+        while True:
+            if snapshot is None:
+                replay, mark = TreeReplay(), STREAM_START
+            else:
+                replay = TreeReplay(snapshot["nodes"], int(snapshot["seq"]))
+                mark = snapshot["history"]
+            events: list[dict[str, Any]] = []
+            stream = history_stream(swarm_id)
+            try:
+                for batch in self.content.read_batches(stream, mark, replay.seq, until_seq):
+                    shown = replay.take(batch)
+                    if batch.seq <= after:
+                        continue
+                    if limit is not None and events and len(events) + len(shown) > limit:
+                        break
+                    events.extend(shown)
+                return replay, events
+            except IncompleteRecords:
+                if snapshot is None:
+                    raise
+                log.warning(
+                    "snapshot %s of swarm %s does not fit its history: replayed from the start",
+                    snapshot["seq"],
+                    swarm_id,
+                    exc_info=True,
+                )
+                snapshot = None
 
     def _snapshot_before(self, swarm_id: str, at: int) -> dict[str, Any] | None:
         """The latest snapshot at or before `at`: where the commits put it (one read), else,
@@ -860,15 +881,7 @@ class SwarmServices:
         has more), as they were published: replayed from the state snapshot at or before
         `after`, which shows the `node.updated` events the history keeps as their node's id."""
         self.get_swarm(user_id, swarm_id)
-        replay, batches = self._replay(swarm_id, after, until_seq=sys.maxsize)
-        events: list[dict[str, Any]] = []
-        for batch in batches:
-            shown = replay.take(batch)
-            if batch.seq <= after:
-                continue
-            if events and len(events) + len(shown) > limit:
-                break
-            events.extend(shown)
+        _, events = self._replayed(swarm_id, after, sys.maxsize, limit)
         next_after = events[-1]["seq"] if events else after
         return {"events": events, "next_after": next_after}
 
