@@ -832,6 +832,7 @@ class SwarmServices:
         (unless one batch has more). Should the snapshot not fit the history after it, from
         the start."""
         snapshot = self._snapshot_before(swarm_id, after)
+        stream = history_stream(swarm_id)
         while True:
             if snapshot is None:
                 replay, mark = TreeReplay(), STREAM_START
@@ -839,7 +840,6 @@ class SwarmServices:
                 replay = TreeReplay(snapshot["nodes"], int(snapshot["seq"]))
                 mark = snapshot["history"]
             events: list[dict[str, Any]] = []
-            stream = history_stream(swarm_id)
             try:
                 for batch in self.content.read_batches(stream, mark, replay.seq, until_seq):
                     shown = replay.take(batch)

@@ -251,12 +251,11 @@ def patch_operations(changes: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     window, the items that left its head and those that came at its end) as the operations of
     a Cosmos DB patch, in order; None when they are the whole document or too many for one."""
     operations: list[dict[str, Any]] = []
-    if not _patch_into(changes, "", operations) or len(operations) > MAX_PATCH_OPERATIONS:
-        return None
-    return operations
+    return operations if _patch_into(changes, "", operations) else None
 
 
 def _patch_into(changes: Mapping[str, Any], path: str, operations: list[dict[str, Any]]) -> bool:
+    """Add the operations of `changes` under `path`; False when they cannot be one patch."""
     if "all" in changes:
         return False
     for key, value in changes.get("set", {}).items():
