@@ -17,17 +17,22 @@ requests: a cached tail behind it is read before the append, and a stream with b
 process does not know has its first segment read (two round trips either way). A full segment (block
 or byte limit) is sealed and the next one is created with metadata `prev_seq` (the sealed segment's
 last seq), so `read(after_seq)` starts at the right segment. A batch larger than one block is stored
-as its own block blob and appended as a one-line pointer. Snapshots and claim checks are block
+as its own block blob and appended as a one-line pointer. A batch's lines are stored deflated, as
+one line `{"z": base64(zlib(lines)), "seq": N}`, when that is shorter (most batches but the
+smallest: their texts repeat one another); the swarm's own id is left out of it (`_pack`), so a
+fork copies it byte for byte. Snapshots and claim checks are block
 blobs; everything of a swarm lives under `{swarm_id}/`.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
 import re
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +81,8 @@ _MAX_PROBES = 8
 _SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
 _LAST_SEQ = re.compile(rb',"seq":(-?\d+)\}\n\Z')
 _PREV_SEQ_KEY = "prev_seq"
+# Below this a deflated line is rarely shorter than the plain one (zlib's and base64's overhead).
+_PACK_MIN_BYTES = 200
 
 
 class AppendContentionError(RuntimeError):
@@ -125,6 +132,37 @@ def _encode_batch(
     lines = [] if commit is None else [_encode_line({"c": dict(commit)}, seq)]
     lines += [_encode_line({"r": dict(record)}, seq) for record in records]
     return b"".join(lines) or _encode_line({"n": 0}, seq)
+
+
+def _placeholder(swarm_id: str) -> str:
+    # A JSON text never holds a raw control character (they are escaped), so this stands for
+    # the swarm's id without ever meaning anything else.
+    return "\x01" * len(swarm_id)
+
+
+def _pack(block: bytes, seq: int, swarm_id: str) -> bytes:
+    """A batch's block as one deflated line, if that is shorter. The swarm's id is replaced
+    by a placeholder where `rewrite_swarm_id` would rewrite it, so that a deflated line holds
+    no id: a fork (`copy_swarm`) copies it unchanged, and `_unpack` names the copy's swarm."""
+    if len(block) < _PACK_MIN_BYTES:
+        return block
+    deflated = zlib.compress(rewrite_swarm_id(block, swarm_id, _placeholder(swarm_id)))
+    packed = _encode_line({"z": base64.b64encode(deflated).decode("ascii")}, seq)
+    return packed if len(packed) < len(block) else block
+
+
+def _unpack(line: dict[str, Any], swarm_id: str) -> list[dict[str, Any]]:
+    """A stored line as the lines it stands for: itself, or a deflated batch's lines."""
+    if "z" not in line:
+        return [line]
+    own = zlib.decompress(base64.b64decode(line["z"]))
+    block = rewrite_swarm_id(own, _placeholder(swarm_id), swarm_id)
+    return [json.loads(raw) for raw in block.split(b"\n") if raw]
+
+
+def _swarm_of(name: str) -> str:
+    # Every stream and batch blob lives under `{swarm_id}/`.
+    return name.partition("/")[0]
 
 
 def _last_seq(data: bytes) -> int:
@@ -380,7 +418,7 @@ class BlobContentStore:
     ) -> bool:
         """Append the batch as one block iff the stream's last seq is lower; False otherwise."""
         seq = int(seq)
-        block = _encode_batch(records, seq, commit)
+        block = _pack(_encode_batch(records, seq, commit), seq, _swarm_of(stream))
         oversize = len(block) > self._max_block
         # A stream this process has not seen is most often a new one (a new node's logs or
         # chat): its first segment is created if missing (one request, then the append), and
@@ -495,7 +533,7 @@ class BlobContentStore:
             if segment.size == 0:
                 continue
             data = self._blob(self._segment_name(stream, segment.index)).download_blob().readall()
-            for seq, count, batch in self._batches(data):
+            for seq, count, batch in self._batches(data, _swarm_of(stream)):
                 if seq <= after_seq:
                     continue
                 if limit is not None and out and len(out) + count > limit:
@@ -505,10 +543,14 @@ class BlobContentStore:
         return out
 
     @staticmethod
-    def _batches(data: bytes) -> Iterator[tuple[int, int, list[dict[str, Any]] | str]]:
+    def _batches(
+        data: bytes, swarm_id: str
+    ) -> Iterator[tuple[int, int, list[dict[str, Any]] | str]]:
         """(seq, record count, the records or the name of the blob holding them) per batch;
         a batch's lines are contiguous and share its seq (its commit line is not a record)."""
-        lines = [json.loads(line) for line in data.split(b"\n") if line]
+        lines = [
+            line for raw in data.split(b"\n") if raw for line in _unpack(json.loads(raw), swarm_id)
+        ]
         i = 0
         while i < len(lines):
             seq, j = int(lines[i]["seq"]), i
@@ -525,7 +567,12 @@ class BlobContentStore:
     def _read_batch_blob(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """An oversize batch's records and commit record."""
         data = self._blob(name).download_blob().readall()
-        lines = [json.loads(line) for line in data.split(b"\n") if line]
+        lines = [
+            line
+            for raw in data.split(b"\n")
+            if raw
+            for line in _unpack(json.loads(raw), _swarm_of(name))
+        ]
         commit = next((line["c"] for line in lines if "c" in line), None)
         return [line["r"] for line in lines if "r" in line], commit
 
@@ -566,6 +613,7 @@ class BlobContentStore:
         mark, a chunk at a time, until a line past `until_seq` (or the stream's end); a
         batch's lines are contiguous and streams are in seq order."""
         segment, offset = int(mark.get("segment", 0)), int(mark.get("offset", 0))
+        swarm_id = _swarm_of(stream)
         partial_line = b""  # a line cut by the chunk's end, completed by the next chunk
         last_seq = after_seq
         while True:
@@ -583,7 +631,7 @@ class BlobContentStore:
                 if seq > until_seq:
                     return
                 if seq > after_seq:
-                    yield line
+                    yield from _unpack(line, swarm_id)
             if len(data) < _READ_CHUNK_BYTES:
                 if last_seq >= until_seq:
                     return  # a segment ends with a whole batch: nothing more to take

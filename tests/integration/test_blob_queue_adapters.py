@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -110,6 +111,11 @@ def batch(seq: int, size: int = 2) -> list[dict[str, Any]]:
     return [{"seq": seq, "i": i} for i in range(size)]
 
 
+def incompressible(length: int) -> str:
+    """Text that deflate cannot shorten (random base64), for tests about stored sizes."""
+    return base64.b64encode(os.urandom(length))[:length].decode()
+
+
 def segment_blobs(emulator_stack: StackInfo, container: str, stream: str) -> list[Any]:
     service = BlobServiceClient.from_connection_string(
         emulator_stack.settings["AzureWebJobsStorage"]
@@ -168,8 +174,9 @@ def test_copy_swarm_keeps_segments_seals_and_oversize_batches(
     target = uuid.uuid4().hex
     stream = f"{source}/history"
     marks = {}
+    big = incompressible(2000)
     for seq in range(1, 11):
-        records = [{"swarm_id": source, "big": "x" * 2000}] if seq == 5 else batch(seq)
+        records = [{"swarm_id": source, "big": big}] if seq == 5 else batch(seq)
         assert store.append(stream, seq, records) is True
         marks[seq] = store.mark(stream)
     store.copy_swarm(source, target, 7)
@@ -185,13 +192,47 @@ def test_copy_swarm_keeps_segments_seals_and_oversize_batches(
     assert [(b.metadata or {}).get("prev_seq") for b in copied] == [None, "3", "6"]
     records = store.read(f"{target}/history")
     assert [r.get("seq", 5) for r in records] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7, 7]
-    assert records[8] == {"swarm_id": target, "big": "x" * 2000}, "the oversize batch is copied"
+    assert records[8] == {"swarm_id": target, "big": big}, "the oversize batch is copied"
     for seq in (2, 4, 6):  # marks of the source up to seq 7 are marks of the copy
         taken = records_from(store, f"{target}/history", marks[seq], seq, 7)
         assert [r.get("seq", 5) for r in taken][-2:] == [7, 7]
     fresh, _ = make_store(max_segment_blocks=3)  # no cached tail: finds the copy's end
     assert fresh.append(f"{target}/history", 8, batch(8)) is True
     assert [r["seq"] for r in fresh.read(f"{target}/history", after_seq=7)] == [8, 8]
+
+
+def test_a_batch_whose_texts_repeat_is_stored_deflated_without_the_swarm_id(
+    make_store, emulator_stack, container
+):
+    store, log = make_store()
+    source = uuid.uuid4().hex
+    stream = f"{source}/history"
+    text = incompressible(300)  # one message, as an event, a record and a commit all carry it
+    records = [
+        {"type": "chat.message", "swarm_id": source, "data": {"content": text}},
+        {"type": "interrupt.opened", "swarm_id": source, "data": {"question": text}},
+    ]
+    commit = {"nodes": [{"content": text}], "enqueued": [{"swarm_id": source, "kind": "llm"}]}
+    assert store.append(stream, 1, batch(1))
+    assert store.append(stream, 2, records, commit)
+    sent = [c.sent for c in log.take() if "appendblock" in c.query]
+    plain = json.dumps([records, commit], separators=(",", ":")).encode()
+    assert sent[-1] < len(plain) / 2, "three copies of the text stored as little more than one"
+    (segment,) = segment_blobs(emulator_stack, container, stream)
+    raw = BlobServiceClient.from_connection_string(emulator_stack.settings["AzureWebJobsStorage"])
+    data = raw.get_blob_client(container, segment.name).download_blob().readall()
+    assert source.encode() not in data and text.encode() not in data
+    assert data.endswith(b',"seq":2}\n'), "the tail still tells the last seq"
+
+    assert store.read(stream) == batch(1) + records
+    (batch_2,) = store.read_batches(stream, {"segment": 0, "offset": 0}, 1, 2)
+    assert (batch_2.seq, batch_2.commit, batch_2.records) == (2, commit, records)
+
+    target = uuid.uuid4().hex
+    store.copy_swarm(source, target, 2)
+    copied = store.read(f"{target}/history", after_seq=1)
+    assert [r["swarm_id"] for r in copied] == [target, target], "a fork's copy names the fork"
+    assert [r["data"] for r in copied] == [r["data"] for r in records]
 
 
 def test_read_from_a_mark_downloads_only_what_it_returns_across_chunks_and_segments(
@@ -234,7 +275,7 @@ def test_a_batch_bigger_than_a_block_is_appended_once_by_pointer(
 ):
     store, _ = make_store(max_block_bytes=1024)
     stream = f"s{uuid.uuid4().hex[:8]}/logs/n1"
-    big = [{"seq": 2, "text": "é" * 600, "i": i} for i in range(5)]
+    big = [{"seq": 2, "text": incompressible(600), "i": i} for i in range(5)]
     assert store.append(stream, 1, batch(1))
     assert store.append(stream, 2, big)
     assert store.append(stream, 3, batch(3))
@@ -253,7 +294,7 @@ def test_a_batch_bigger_than_a_block_is_appended_once_by_pointer(
 def test_a_batch_over_4_mib_round_trips_with_default_limits(make_store):
     store, log = make_store()
     stream = f"s{uuid.uuid4().hex[:8]}/history"
-    huge = [{"seq": 1, "i": i, "blob": "z" * 1_000_000} for i in range(5)]
+    huge = [{"seq": 1, "i": i, "blob": incompressible(1_000_000)} for i in range(5)]
     assert store.append(stream, 1, huge)
     assert max(c.sent for c in log.take() if "appendblock" in c.query) < 1024
     assert store.append(stream, 2, batch(2))
@@ -372,15 +413,16 @@ def test_racing_stores_append_each_batch_once_across_rollovers(make_store):
 def test_round_trips_per_append_stay_flat_as_the_stream_grows(make_store):
     store, log = make_store()
     stream = f"s{uuid.uuid4().hex[:8]}/history"
+    text = incompressible(200)  # stored plain: the same size at every seq
 
     def step(seq: int) -> list[Call]:
         log.take()
-        assert store.append(stream, seq, [{"seq": seq, "type": "node.updated", "n": "x" * 200}])
+        assert store.append(stream, seq, [{"seq": seq, "type": "node.updated", "n": text}])
         return log.take()
 
     def cold_step(seq: int) -> list[Call]:
         cold, cold_log = make_store()
-        assert cold.append(stream, seq, [{"seq": seq, "type": "node.updated", "n": "x" * 200}])
+        assert cold.append(stream, seq, [{"seq": seq, "type": "node.updated", "n": text}])
         return cold_log.take()
 
     for seq in range(1, 10):
