@@ -19,10 +19,12 @@ import base64
 import contextlib
 import hashlib
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
@@ -98,11 +100,17 @@ def _strip_system_fields(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load(model: type[D], item: Mapping[str, Any]) -> D:
-    return model.model_validate(_strip_system_fields(item))
+    fields = _strip_system_fields(item)
+    if model is Node:
+        # A node's progress fields (older documents have them at the top level).
+        fields.update(fields.pop(NODE_PROGRESS, None) or {})
+    return model.model_validate(fields)
 
 
 def _as_item(document: Document, item_id: str) -> dict[str, Any]:
     item = document.model_dump(mode="json")
+    if isinstance(document, Node):
+        item[NODE_PROGRESS] = {field: item.pop(field) for field in NODE_PROGRESS_FIELDS}
     item["id"] = item_id
     return item
 
@@ -245,31 +253,123 @@ class CosmosClients:
 # Cosmos DB applies at most this many operations in one patch.
 MAX_PATCH_OPERATIONS = 10
 
+# The node fields that nearly every step changes, kept in the node's document under one property
+# (`_as_item`; `_load` puts them back): a step that changes them and much else (an llm step: its
+# lifecycle, continuation, chat counters, conversation, interrupt and usage) can set them with one
+# patch operation, and stays one patch. Written whole, a node is several times that patch.
+NODE_PROGRESS = "progress"
+NODE_PROGRESS_FIELDS = (
+    "lifecycle",
+    "continuation",
+    "chat_length",
+    "chat_seq",
+    "last_message_at",
+    "updated_at",
+)
+_CHANGE_KINDS = ("set", "merge", "slide")
 
-def patch_operations(changes: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+
+def patch_operations(
+    changes: Mapping[str, Any], stored: Callable[[], Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]] | None:
     """`changes` (`forks.changes`: of an object its changed keys, set, unset or merged; of a
     window, the items that left its head and those that came at its end) as the operations of
-    a Cosmos DB patch, in order; None when they are the whole document or too many for one."""
-    operations: list[dict[str, Any]] = []
-    return operations if _patch_into(changes, "", operations) else None
+    a Cosmos DB patch, in order; None when they are the whole document or too many for one.
 
-
-def _patch_into(changes: Mapping[str, Any], path: str, operations: list[dict[str, Any]]) -> bool:
-    """Add the operations of `changes` under `path`; False when they cannot be one patch."""
+    Given (`stored`) the document they lead to as it is stored (`_as_item`), a property whose
+    changes take more bytes than its new value is set whole (a few counters, a node's progress
+    fields), and while the operations are more than one patch takes, the property whose changes
+    take the most operations per byte is set whole (a node written whole is several times a
+    patch that sets a few of its parts)."""
     if "all" in changes:
-        return False
+        return None
+    parts = _patch_parts(changes)
+    document = None if stored is None else stored()
+    if document is not None:
+        for i, (key, operations) in enumerate(parts):
+            if key is not None and len(operations) > 1 and key in document:
+                whole = _set_whole(document, key)
+                if len(_json(whole)) < len(_json(operations)):
+                    parts[i] = (key, whole)
+    count = sum(len(operations) for _, operations in parts)
+    while count > MAX_PATCH_OPERATIONS:
+        if document is None:
+            return None
+        candidates = [
+            (len(operations) - 1, len(_json(document[key])), i)
+            for i, (key, operations) in enumerate(parts)
+            if key is not None and len(operations) > 1 and key in document
+        ]
+        if not candidates:
+            return None
+        saved, _, i = max(candidates, key=lambda c: c[0] / (c[1] + 1))
+        key = parts[i][0]
+        assert key is not None
+        parts[i] = (key, _set_whole(document, key))
+        count -= saved
+    return [operation for _, operations in parts for operation in operations]
+
+
+def _set_whole(document: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    return [{"op": "set", "path": f"/{_pointer(key)}", "value": document[key]}]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _patch_parts(changes: Mapping[str, Any]) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """The operations of `changes`, by the top-level property they change (None for a key set
+    or removed: one operation that cannot be fewer)."""
+    parts: list[tuple[str | None, list[dict[str, Any]]]] = []
+    for key, value in changes.get("set", {}).items():
+        parts.append((None, [{"op": "set", "path": f"/{_pointer(key)}", "value": value}]))
+    for key in changes.get("unset", ()):
+        parts.append((None, [{"op": "remove", "path": f"/{_pointer(key)}"}]))
+    for key, inner in changes.get("merge", {}).items():
+        operations: list[dict[str, Any]] = []
+        _patch_into(inner, f"/{_pointer(key)}", operations)
+        parts.append((key, operations))
+    for key, (dropped, added) in changes.get("slide", {}).items():
+        window = f"/{_pointer(key)}"
+        operations = [{"op": "remove", "path": f"{window}/0"} for _ in range(dropped)]
+        operations += [{"op": "add", "path": f"{window}/-", "value": item} for item in added]
+        parts.append((key, operations))
+    return parts
+
+
+def _patch_into(changes: Mapping[str, Any], path: str, operations: list[dict[str, Any]]) -> None:
+    """Add the operations of `changes` (of a property inside the document) under `path`."""
     for key, value in changes.get("set", {}).items():
         operations.append({"op": "set", "path": f"{path}/{_pointer(key)}", "value": value})
     for key in changes.get("unset", ()):
         operations.append({"op": "remove", "path": f"{path}/{_pointer(key)}"})
     for key, inner in changes.get("merge", {}).items():
-        if not _patch_into(inner, f"{path}/{_pointer(key)}", operations):
-            return False
+        _patch_into(inner, f"{path}/{_pointer(key)}", operations)
     for key, (dropped, added) in changes.get("slide", {}).items():
         window = f"{path}/{_pointer(key)}"
         operations += [{"op": "remove", "path": f"{window}/0"} for _ in range(dropped)]
         operations += [{"op": "add", "path": f"{window}/-", "value": item} for item in added]
-    return len(operations) <= MAX_PATCH_OPERATIONS
+
+
+def node_item_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's `changes` (of its model's fields) as changes of its stored document, where the
+    `NODE_PROGRESS_FIELDS` are under `NODE_PROGRESS`."""
+    if "all" in changes:
+        return dict(changes)
+    out: dict[str, Any] = {kind: dict(changes.get(kind, {})) for kind in _CHANGE_KINDS}
+    out["unset"] = list(changes.get("unset", ()))
+    progress: dict[str, Any] = {}
+    for kind in _CHANGE_KINDS:
+        for field in NODE_PROGRESS_FIELDS:
+            if field in out[kind]:
+                progress.setdefault(kind, {})[field] = out[kind].pop(field)
+    if gone := [field for field in out["unset"] if field in NODE_PROGRESS_FIELDS]:
+        progress["unset"] = gone
+        out["unset"] = [field for field in out["unset"] if field not in gone]
+    if progress:
+        out["merge"][NODE_PROGRESS] = progress
+    return {kind: value for kind, value in out.items() if value}
 
 
 def _pointer(key: str) -> str:
@@ -430,15 +530,19 @@ class CosmosSwarmStore:
         """The swarm document (iff at `etag`), its changed nodes and the deletes of its
         discarded nodes in one transactional batch: the swarm's replace comes first, so a lost
         race fails it at index 0 (before any delete could fail on a node deleted meanwhile).
-        A document the commit read is patched with its changes when they are few enough for one
-        patch (a node's conversation window and recent op ids then travel as one item each, not
-        whole: a commit's request is a fraction of the size): the swarm document iff at `etag`,
-        a node iff still at the `seq` read."""
+        A document the commit read is patched with its changes when one patch can take them
+        (`patch_operations`; a node's conversation window and recent op ids then travel as one
+        item each, not whole: a commit's request is a fraction of the size): the swarm document
+        iff at `etag`, a node iff still at the `seq` read."""
         if len(nodes) + len(deleted_node_ids) > MAX_COMMIT_NODES:
             # A step writes at most max_children (20) + 2 nodes; a rerun that would discard
             # more is refused before it commits (`services.rerun_node`).
             raise ValueError(f"a commit writes and deletes at most {MAX_COMMIT_NODES} nodes")
-        swarm_patch = None if changes is None else patch_operations(changes.swarm)
+        swarm_patch = (
+            None
+            if changes is None
+            else patch_operations(changes.swarm, partial(_as_item, swarm, SWARM_DOC_ID))
+        )
         operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
             ("patch", (SWARM_DOC_ID, swarm_patch), {"if_match_etag": etag})
             if swarm_patch
@@ -448,7 +552,13 @@ class CosmosSwarmStore:
             item_id = node_doc_id(node.node_id)
             _require_storable(item_id, "node id")
             changed = None if changes is None else changes.nodes.get(node.node_id)
-            patch = None if changed is None else patch_operations(changed.changes)
+            patch = (
+                None
+                if changed is None
+                else patch_operations(
+                    node_item_changes(changed.changes), partial(_as_item, node, item_id)
+                )
+            )
             if changed is not None and patch:
                 condition = f"from c where c.seq = {int(changed.base_seq)}"
                 operations.append(("patch", (item_id, patch), {"filter_predicate": condition}))

@@ -8,7 +8,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,10 +25,19 @@ from swarm_core.adapters.cosmos import (
     CosmosSwarmStore,
     CosmosUserStore,
     cosmos_credential,
+    node_item_changes,
     patch_operations,
 )
 from swarm_core.forks import changes
-from swarm_core.models import Node, User
+from swarm_core.models import (
+    Continuation,
+    Interrupt,
+    InterruptStatus,
+    Lifecycle,
+    Node,
+    Usage,
+    User,
+)
 from swarm_core.ports import CommitChanges, ConflictError, NodeChanges
 from swarm_core.settings import Settings
 from swarm_core.swarm import Swarm, SwarmSummary
@@ -195,14 +204,19 @@ def test_a_commit_patches_what_changed_and_stores_the_documents_it_was_given(
     assert store.get_node(swarm.swarm_id, "n1").value == written  # type: ignore[union-attr]
     assert store.get_swarm(swarm.swarm_id).value == new  # type: ignore[union-attr]
 
-    # Too many changes for one patch: the node goes whole, stored the same.
+    # More changes than one patch takes: the parts that take the most operations for their
+    # size are set whole (here the twelve keys of `execution_memory`, as one operation).
     many = written.model_copy(
         update={"seq": 3, "execution_memory": {f"k{i}": i for i in range(12)}}
     )
     newer = new.model_copy(update={"seq": 3})
     sent = commit_changes(new, newer, written, many)
-    assert patch_operations(sent.nodes["n1"].changes) is None
+    assert patch_operations(node_item_changes(sent.nodes["n1"].changes)) is None
+    transport.bodies.clear()
     etag = store.replace_swarm(newer, etag, [many], changes=sent)
+    [batch] = [json.loads(body) for body in transport.bodies]
+    patch = batch[1]["resourceBody"]["operations"]
+    assert {"op": "set", "path": "/execution_memory", "value": many.execution_memory} in patch
     assert store.get_node(swarm.swarm_id, "n1").value == many  # type: ignore[union-attr]
 
     # A document older than the model (no `execution_memory` stored): a patch into the part
@@ -234,6 +248,78 @@ def test_a_commit_patches_what_changed_and_stores_the_documents_it_was_given(
         )
     assert store.get_swarm(swarm.swarm_id).value == newer  # type: ignore[union-attr]
     assert store.get_node(swarm.swarm_id, "n1").value.seq == 9  # type: ignore[union-attr]
+
+
+def test_a_step_that_asks_again_is_one_patch_with_its_progress_set_whole(
+    counted: tuple[CosmosClients, CountingTransport],
+) -> None:
+    """An llm step that asks the user again changes some twenty properties of its node: its
+    progress fields (lifecycle, continuation, chat counters, times), conversation window,
+    interrupt, usage, memory and recent op ids. It is still one patch, a fraction of the node."""
+    clients, transport = counted
+    store = CosmosSwarmStore(clients)
+    window = [f"op{i:02d}" for i in range(64)]
+    asked = Interrupt(
+        interrupt_id="i1", node_id="n1", node_name="n", question="q" * 300, created_at=T0
+    )
+    node = Node(
+        node_id="n1",
+        swarm_id=_id("s"),
+        action="ask_user",
+        name="n",
+        directive="d",
+        lifecycle="running",
+        context={"conversation": [{"role": "agent", "content": "q" * 300}] * 6},
+        execution_memory={"follow_ups": 1},
+        interrupt=asked.model_copy(
+            update={
+                "status": InterruptStatus.ANSWERED,
+                "answer_message_ids": ["m1"],
+                "answered_at": T0,
+            }
+        ),
+        recent_op_ids=window,
+        chat_length=2,
+        chat_seq=1,
+    )
+    swarm, etag = committed(store, a_swarm().model_copy(update={"swarm_id": node.swarm_id}), node)
+    stored = clients.container(NODES).read_item("node:n1", swarm.swarm_id)
+    assert stored["progress"]["lifecycle"] == "running" and "lifecycle" not in stored
+    read = store.get_node(swarm.swarm_id, "n1")
+    assert read is not None and read.value == node.model_copy(update={"seq": 1})
+
+    question = {"role": "agent", "content": "r" * 300}
+    later = T0 + timedelta(minutes=1)
+    written = read.value.model_copy(
+        update={
+            "seq": 2,
+            "lifecycle": Lifecycle.WAITING_FOR_USER,
+            "continuation": Continuation(function_to_call="on_answer"),
+            "context": {"conversation": [*read.value.context["conversation"][1:], question]},
+            "execution_memory": {"follow_ups": 2},
+            "usage": Usage(prompt_tokens=10, completion_tokens=5, llm_calls=1),
+            "interrupt": asked.model_copy(
+                update={"interrupt_id": "i2", "question": "r" * 300, "created_at": later}
+            ),
+            "recent_op_ids": [*window[1:], "op64"],
+            "chat_length": 3,
+            "chat_seq": 2,
+            "last_message_at": later,
+            "updated_at": later,
+        }
+    )
+    new = swarm.model_copy(update={"seq": 2})
+    sent = commit_changes(swarm, new, read.value, written)
+    assert patch_operations(node_item_changes(sent.nodes["n1"].changes)) is None, "over 10"
+    transport.bodies.clear()
+    store.replace_swarm(new, etag, [written], changes=sent)
+    [batch] = [json.loads(body) for body in transport.bodies]
+    assert [op["operationType"] for op in batch] == ["Patch", "Patch"]
+    operations = batch[1]["resourceBody"]["operations"]
+    assert len(operations) <= 10
+    assert {op["path"] for op in operations} >= {"/progress", "/interrupt", "/usage"}
+    assert len(json.dumps(batch[1])) < len(written.model_dump_json()) / 2
+    assert store.get_node(swarm.swarm_id, "n1").value == written  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- container setup
