@@ -284,7 +284,9 @@ def patch_operations(
     if "all" in changes:
         return None
     parts = _patch_parts(changes)
-    document = None if stored is None else stored()
+    # The document is made only for a property of several operations (one goes as it is).
+    several = any(key is not None and len(operations) > 1 for key, operations in parts)
+    document = None if stored is None or not several else stored()
     if document is not None:
         for i, (key, operations) in enumerate(parts):
             if key is not None and len(operations) > 1 and key in document:
