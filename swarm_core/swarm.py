@@ -8,7 +8,6 @@ the pending commit's), and operations are built from the models.
 from __future__ import annotations
 
 import base64
-import zlib
 from datetime import datetime
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from swarm_core.models import (
     utcnow,
 )
 from swarm_core.operations import Operation
+from swarm_core.packing import deflate, inflate
 
 
 class Effects(BaseModel):
@@ -52,7 +52,8 @@ class Effects(BaseModel):
 class PendingCommit(BaseModel):
     """A committed step whose effects may not all be applied yet (see `swarm_core.commits`).
 
-    Stored (as JSON), its effects are packed: their JSON compressed (zlib) and base64-encoded.
+    Stored (as JSON), its effects are packed: their JSON deflated (`swarm_core.packing`) and
+    base64-encoded.
     They are the bulk of the swarm document (a step's messages, events and LLM journal, whose
     texts repeat one another), which every commit writes, and nothing queries them: packed,
     a commit writes a third to a half of the bytes (Cosmos DB charges a write by its size)."""
@@ -63,19 +64,14 @@ class PendingCommit(BaseModel):
 
     @field_serializer("effects", when_used="json")
     def _pack(self, effects: Effects) -> str:
-        packed = zlib.compress(effects.model_dump_json().encode(), PACK_LEVEL)
-        return base64.b64encode(packed).decode("ascii")
+        return base64.b64encode(deflate(effects.model_dump_json().encode())).decode("ascii")
 
     @field_validator("effects", mode="before")
     @classmethod
     def _unpack(cls, value: Any) -> Any:
         if isinstance(value, str):  # packed; a dict is a document stored before packing
-            return Effects.model_validate_json(zlib.decompress(base64.b64decode(value)))
+            return Effects.model_validate_json(inflate(base64.b64decode(value)))
         return value
-
-
-# zlib's default level: on a pending commit of a few KB, 0.07 ms, and 6 % smaller than level 1.
-PACK_LEVEL = 6
 
 
 class ForkOrigin(BaseModel):

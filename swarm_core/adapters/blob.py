@@ -17,9 +17,9 @@ requests: a cached tail behind it is read before the append, and a stream with b
 process does not know has its first segment read (two round trips either way). A full segment (block
 or byte limit) is sealed and the next one is created with metadata `prev_seq` (the sealed segment's
 last seq), so `read(after_seq)` starts at the right segment. A batch larger than one block is stored
-as its own block blob and appended as a one-line pointer. A batch's lines are stored deflated, as
-one line `{"z": base64(zlib(lines)), "seq": N}`, when that is shorter (most batches but the
-smallest: their texts repeat one another); the swarm's own id is left out of it (`_pack`), so a
+as its own block blob and appended as a one-line pointer. A batch's lines are stored deflated
+(`swarm_core.packing`), as one line `{"z": base64(deflated lines), "seq": N}`, when that is
+shorter (most batches but the smallest); the swarm's own id is left out of it (`_pack`), so a
 fork copies it byte for byte. Snapshots and claim checks are block
 blobs; everything of a swarm lives under `{swarm_id}/`.
 """
@@ -32,7 +32,6 @@ import json
 import logging
 import re
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +49,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
 from swarm_core.adapters.identity import storage_service
+from swarm_core.packing import deflate, inflate
 from swarm_core.ports import SNAPSHOT_KINDS, Batch, rewrite_swarm_id
 from swarm_core.settings import Settings
 
@@ -146,7 +146,7 @@ def _pack(block: bytes, seq: int, swarm_id: str) -> bytes:
     no id: a fork (`copy_swarm`) copies it unchanged, and `_unpack` names the copy's swarm."""
     if len(block) < _PACK_MIN_BYTES:
         return block
-    deflated = zlib.compress(rewrite_swarm_id(block, swarm_id, _placeholder(swarm_id)))
+    deflated = deflate(rewrite_swarm_id(block, swarm_id, _placeholder(swarm_id)))
     packed = _encode_line({"z": base64.b64encode(deflated).decode("ascii")}, seq)
     return packed if len(packed) < len(block) else block
 
@@ -155,7 +155,7 @@ def _unpack(line: dict[str, Any], swarm_id: str) -> list[dict[str, Any]]:
     """A stored line as the lines it stands for: itself, or a deflated batch's lines."""
     if "z" not in line:
         return [line]
-    own = zlib.decompress(base64.b64decode(line["z"]))
+    own = inflate(base64.b64decode(line["z"]))
     block = rewrite_swarm_id(own, _placeholder(swarm_id), swarm_id)
     return [json.loads(raw) for raw in block.split(b"\n") if raw]
 
