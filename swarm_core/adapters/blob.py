@@ -17,16 +17,16 @@ requests: a cached tail behind it is read before the append, and a stream with b
 process does not know has its first segment read (two round trips either way). A full segment (block
 or byte limit) is sealed and the next one is created with metadata `prev_seq` (the sealed segment's
 last seq), so `read(after_seq)` starts at the right segment. A batch larger than one block is stored
-as its own block blob and appended as a one-line pointer. A batch's lines are stored deflated
-(`swarm_core.packing`), as one line `{"z": base64(deflated lines), "seq": N}`, when that is
-shorter (most batches but the smallest); the swarm's own id is left out of it (`_pack`), so a
-fork copies it byte for byte. Snapshots and claim checks are block
-blobs; everything of a swarm lives under `{swarm_id}/`.
+as its own block blob and appended as a one-line pointer. A batch is stored deflated
+(`swarm_core.packing`) when that is shorter (most batches but the smallest): a line `{"zb":
+LENGTH, "seq": N}`, the deflated lines (LENGTH bytes, binary), and an empty line of its seq, so
+that a segment still ends with `,"seq":N}`; the swarm's own id is left out of it (`_pack`), so a
+fork copies it byte for byte. Readers split a segment into such frames (`_split_frames`).
+Snapshots and claim checks are block blobs; everything of a swarm lives under `{swarm_id}/`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -81,8 +81,10 @@ _MAX_PROBES = 8
 _SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
 _LAST_SEQ = re.compile(rb',"seq":(-?\d+)\}\n\Z')
 _PREV_SEQ_KEY = "prev_seq"
-# Below this a deflated line is rarely shorter than the plain one (zlib's and base64's overhead).
-_PACK_MIN_BYTES = 200
+# Below this a deflated batch is rarely shorter than the plain one (zlib's and the frame's lines).
+_PACK_MIN_BYTES = 120
+_DEFLATED = "zb"
+_DEFLATED_HEADER = b'{"zb":'
 
 
 class AppendContentionError(RuntimeError):
@@ -141,23 +143,59 @@ def _placeholder(swarm_id: str) -> str:
 
 
 def _pack(block: bytes, seq: int, swarm_id: str) -> bytes:
-    """A batch's block as one deflated line, if that is shorter. The swarm's id is replaced
-    by a placeholder where `rewrite_swarm_id` would rewrite it, so that a deflated line holds
-    no id: a fork (`copy_swarm`) copies it unchanged, and `_unpack` names the copy's swarm."""
+    """A batch's block as one deflated frame, if that is shorter: a line `{"zb": LENGTH, "seq":
+    N}`, the deflated lines (LENGTH bytes, binary), and an empty line of the batch's seq (so
+    that a segment still ends with one). The swarm's id is replaced by a placeholder where
+    `rewrite_swarm_id` would rewrite it, so that a deflated frame holds no id: a fork
+    (`copy_swarm`) copies it unchanged, and `_frame_lines` names the copy's swarm."""
     if len(block) < _PACK_MIN_BYTES:
         return block
     deflated = deflate(rewrite_swarm_id(block, swarm_id, _placeholder(swarm_id)))
-    packed = _encode_line({"z": base64.b64encode(deflated).decode("ascii")}, seq)
-    return packed if len(packed) < len(block) else block
+    framed = b"".join(
+        (
+            _encode_line({_DEFLATED: len(deflated)}, seq),
+            deflated,
+            _encode_line({"n": 0}, seq),
+        )
+    )
+    return framed if len(framed) < len(block) else block
 
 
-def _unpack(line: dict[str, Any], swarm_id: str) -> list[dict[str, Any]]:
-    """A stored line as the lines it stands for: itself, or a deflated batch's lines."""
-    if "z" not in line:
-        return [line]
-    own = inflate(base64.b64decode(line["z"]))
-    block = rewrite_swarm_id(own, _placeholder(swarm_id), swarm_id)
+def _split_frames(data: bytes) -> tuple[list[bytes], int]:
+    """The whole frames at the start of `data` (which starts with one): JSON lines, and
+    deflated batches (`_pack`) whole; and the length they take (the rest is a frame cut)."""
+    frames: list[bytes] = []
+    start = 0
+    while (end := data.find(b"\n", start)) >= 0:
+        if data.startswith(_DEFLATED_HEADER, start):
+            length = int(data[start + len(_DEFLATED_HEADER) : data.index(b",", start)])
+            end = data.find(b"\n", end + 1 + length)  # the empty line after the deflated bytes
+            if end < 0:
+                break
+        frames.append(data[start : end + 1])
+        start = end + 1
+    return frames, start
+
+
+def _frame_seq(frame: bytes) -> int:
+    return int(json.loads(frame[: frame.index(b"\n")])["seq"])
+
+
+def _frame_lines(frame: bytes, swarm_id: str) -> list[dict[str, Any]]:
+    """The lines a frame stands for: itself, or a deflated batch's lines."""
+    header_end = frame.index(b"\n") + 1
+    header = json.loads(frame[:header_end])
+    if _DEFLATED not in header:
+        return [header]
+    deflated = frame[header_end : header_end + int(header[_DEFLATED])]
+    block = rewrite_swarm_id(inflate(deflated), _placeholder(swarm_id), swarm_id)
     return [json.loads(raw) for raw in block.split(b"\n") if raw]
+
+
+def _all_lines(data: bytes, swarm_id: str) -> list[dict[str, Any]]:
+    """The lines of a segment's (or batch blob's) bytes, deflated batches inflated."""
+    frames, _ = _split_frames(data)
+    return [line for frame in frames for line in _frame_lines(frame, swarm_id)]
 
 
 def _swarm_of(name: str) -> str:
@@ -173,18 +211,18 @@ def _last_seq(data: bytes) -> int:
 
 
 def _cut_after(data: bytes, until_seq: int) -> bytes:
-    """A segment's bytes up to its first line with a seq after `until_seq`."""
+    """A segment's bytes up to its first frame with a seq after `until_seq`."""
     offset = 0
-    for line in data.splitlines(keepends=True):
-        found = _LAST_SEQ.search(line if line.endswith(b"\n") else line + b"\n")
-        if found is not None and int(found.group(1)) > until_seq:
+    for frame in _split_frames(data)[0]:
+        if _frame_seq(frame) > until_seq:
             break
-        offset += len(line)
+        offset += len(frame)
     return data[:offset]
 
 
 def _line_chunks(data: bytes, limit: int) -> Iterator[bytes]:
-    """`data` in pieces of at most `limit` bytes, cut after a newline where one is in reach."""
+    """`data` in pieces of at most `limit` bytes, cut after a newline where one is in reach
+    (where a piece ends does not matter to readers, only that the last ends the data)."""
     while data:
         if len(data) <= limit:
             yield data
@@ -548,9 +586,7 @@ class BlobContentStore:
     ) -> Iterator[tuple[int, int, list[dict[str, Any]] | str]]:
         """(seq, record count, the records or the name of the blob holding them) per batch;
         a batch's lines are contiguous and share its seq (its commit line is not a record)."""
-        lines = [
-            line for raw in data.split(b"\n") if raw for line in _unpack(json.loads(raw), swarm_id)
-        ]
+        lines = _all_lines(data, swarm_id)
         i = 0
         while i < len(lines):
             seq, j = int(lines[i]["seq"]), i
@@ -567,12 +603,7 @@ class BlobContentStore:
     def _read_batch_blob(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """An oversize batch's records and commit record."""
         data = self._blob(name).download_blob().readall()
-        lines = [
-            line
-            for raw in data.split(b"\n")
-            if raw
-            for line in _unpack(json.loads(raw), _swarm_of(name))
-        ]
+        lines = _all_lines(data, _swarm_of(name))
         commit = next((line["c"] for line in lines if "c" in line), None)
         return [line["r"] for line in lines if "r" in line], commit
 
@@ -614,29 +645,26 @@ class BlobContentStore:
         batch's lines are contiguous and streams are in seq order."""
         segment, offset = int(mark.get("segment", 0)), int(mark.get("offset", 0))
         swarm_id = _swarm_of(stream)
-        partial_line = b""  # a line cut by the chunk's end, completed by the next chunk
+        cut = b""  # a frame cut by the chunk's end, completed by the next chunk(s)
         last_seq = after_seq
         while True:
             data = self._read_chunk(self._segment_name(stream, segment), offset)
             if data is None:
                 return  # no such segment: the stream ends before it
             offset += len(data)
-            lines = (partial_line + data).split(b"\n")
-            partial_line = lines.pop()
-            for raw in lines:
-                if not raw:
-                    continue
-                line = json.loads(raw)
-                seq = last_seq = int(line["seq"])
+            frames, taken = _split_frames(cut + data)
+            cut = (cut + data)[taken:]
+            for frame in frames:
+                seq = last_seq = _frame_seq(frame)
                 if seq > until_seq:
                     return
                 if seq > after_seq:
-                    yield from _unpack(line, swarm_id)
+                    yield from _frame_lines(frame, swarm_id)
             if len(data) < _READ_CHUNK_BYTES:
                 if last_seq >= until_seq:
                     return  # a segment ends with a whole batch: nothing more to take
                 # The segment's end: a later one exists only if this one is sealed (full).
-                segment, offset, partial_line = segment + 1, 0, b""
+                segment, offset, cut = segment + 1, 0, b""
 
     def _read_chunk(self, name: str, offset: int) -> bytes | None:
         """Up to `_READ_CHUNK_BYTES` of a blob from `offset` (b"" past its end; None: no blob)."""
