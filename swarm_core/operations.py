@@ -10,6 +10,7 @@ built and parsed in one place and a malformed one is a validation error, never a
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -148,6 +149,14 @@ AnyPayload = (
 )
 
 _ADAPTER: TypeAdapter[Operation] = TypeAdapter(Operation)
+
+
+def compact_json(operation: Operation) -> str:
+    """The operation's JSON without the fields at their defaults, which `parse_operation` puts
+    back (its `kind`, which says what it is, stays): a queue message's body."""
+    data = operation.model_dump(mode="json", exclude_defaults=True)
+    data["kind"] = operation.kind.value
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_operation(data: str | bytes | dict[str, Any]) -> Operation:

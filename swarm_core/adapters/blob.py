@@ -19,8 +19,8 @@ or byte limit) is sealed and the next one is created with metadata `prev_seq` (t
 last seq), so `read(after_seq)` starts at the right segment. A batch larger than one block is stored
 as its own block blob and appended as a one-line pointer. A batch is stored deflated
 (`swarm_core.packing`) when that is shorter (most batches but the smallest): a line `{"zb":
-LENGTH, "seq": N}`, the deflated lines (LENGTH bytes, binary), and an empty line of its seq, so
-that a segment still ends with `,"seq":N}`; the swarm's own id is left out of it (`_pack`), so a
+LENGTH}`, the deflated lines (LENGTH bytes, binary), and a line `{"seq": N}`, so that a segment
+still ends with its last seq; the swarm's own id is left out of it (`_pack`), so a
 fork copies it byte for byte. Readers split a segment into such frames (`_split_frames`).
 Snapshots and claim checks are block blobs; everything of a swarm lives under `{swarm_id}/`.
 """
@@ -67,7 +67,7 @@ DEFAULT_BLOCK_BYTES = 4 * MIB
 DEFAULT_TAIL_CACHE = 10_000
 
 # How much of a segment's end a cold start reads to find its last seq (one short line suffices,
-# longer last lines still end in `,"seq":N}`), and how far past a stale hint a refresh reads
+# longer last lines still end in `"seq":N}`), and how far past a stale hint a refresh reads
 # (enough to take in what a racer typically appended, in one request).
 _TAIL_PROBE_BYTES = 256
 _REFRESH_WINDOW_BYTES = 16 * 1024
@@ -79,7 +79,7 @@ _READ_CHUNK_BYTES = 256 * 1024
 _MAX_PROBES = 8
 
 _SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
-_LAST_SEQ = re.compile(rb',"seq":(-?\d+)\}\n\Z')
+_LAST_SEQ = re.compile(rb'"seq":(-?\d+)\}\n\Z')
 _PREV_SEQ_KEY = "prev_seq"
 # Below this a deflated batch is rarely shorter than the plain one (zlib's and the frame's lines).
 _PACK_MIN_BYTES = 120
@@ -121,7 +121,7 @@ def build_blob_service(
 
 
 def _encode_line(payload: Mapping[str, Any], seq: int) -> bytes:
-    # `seq` goes last so that a segment's final bytes always read `,"seq":N}\n`.
+    # `seq` goes last so that a segment's final bytes always read `"seq":N}\n`.
     line = {**payload, "seq": seq}
     return json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"
 
@@ -143,21 +143,16 @@ def _placeholder(swarm_id: str) -> str:
 
 
 def _pack(block: bytes, seq: int, swarm_id: str) -> bytes:
-    """A batch's block as one deflated frame, if that is shorter: a line `{"zb": LENGTH, "seq":
-    N}`, the deflated lines (LENGTH bytes, binary), and an empty line of the batch's seq (so
-    that a segment still ends with one). The swarm's id is replaced by a placeholder where
+    """A batch's block as one deflated frame, if that is shorter: a line `{"zb": LENGTH}`, the
+    deflated lines (LENGTH bytes, binary), and a line `{"seq": N}` (so that a segment still ends
+    with its last seq). The swarm's id is replaced by a placeholder where
     `rewrite_swarm_id` would rewrite it, so that a deflated frame holds no id: a fork
     (`copy_swarm`) copies it unchanged, and `_frame_lines` names the copy's swarm."""
     if len(block) < _PACK_MIN_BYTES:
         return block
     deflated = deflate(rewrite_swarm_id(block, swarm_id, _placeholder(swarm_id)))
-    framed = b"".join(
-        (
-            _encode_line({_DEFLATED: len(deflated)}, seq),
-            deflated,
-            _encode_line({"n": 0}, seq),
-        )
-    )
+    header = json.dumps({_DEFLATED: len(deflated)}, separators=(",", ":")).encode()
+    framed = b"".join((header, b"\n", deflated, _encode_line({}, seq)))
     return framed if len(framed) < len(block) else block
 
 
@@ -168,8 +163,8 @@ def _split_frames(data: bytes) -> tuple[list[bytes], int]:
     start = 0
     while (end := data.find(b"\n", start)) >= 0:
         if data.startswith(_DEFLATED_HEADER, start):
-            length = int(data[start + len(_DEFLATED_HEADER) : data.index(b",", start)])
-            end = data.find(b"\n", end + 1 + length)  # the empty line after the deflated bytes
+            length = int(data[start + len(_DEFLATED_HEADER) : end - 1])
+            end = data.find(b"\n", end + 1 + length)  # the seq's line after the deflated bytes
             if end < 0:
                 break
         frames.append(data[start : end + 1])
@@ -177,18 +172,24 @@ def _split_frames(data: bytes) -> tuple[list[bytes], int]:
     return frames, start
 
 
+def _deflated_bytes(frame: bytes) -> tuple[int, int]:
+    """Where a deflated frame's bytes start, and where they end."""
+    start = frame.index(b"\n") + 1
+    return start, start + int(frame[len(_DEFLATED_HEADER) : start - 2])
+
+
 def _frame_seq(frame: bytes) -> int:
-    return int(json.loads(frame[: frame.index(b"\n")])["seq"])
+    if not frame.startswith(_DEFLATED_HEADER):
+        return int(json.loads(frame)["seq"])
+    return int(json.loads(frame[_deflated_bytes(frame)[1] :])["seq"])
 
 
 def _frame_lines(frame: bytes, swarm_id: str) -> list[dict[str, Any]]:
     """The lines a frame stands for: itself, or a deflated batch's lines."""
-    header_end = frame.index(b"\n") + 1
-    header = json.loads(frame[:header_end])
-    if _DEFLATED not in header:
-        return [header]
-    deflated = frame[header_end : header_end + int(header[_DEFLATED])]
-    block = rewrite_swarm_id(inflate(deflated), _placeholder(swarm_id), swarm_id)
+    if not frame.startswith(_DEFLATED_HEADER):
+        return [json.loads(frame)]
+    start, end = _deflated_bytes(frame)
+    block = rewrite_swarm_id(inflate(frame[start:end]), _placeholder(swarm_id), swarm_id)
     return [json.loads(raw) for raw in block.split(b"\n") if raw]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from swarm_core.forks import apply_changes
 from swarm_core.models import MAINTAINED_STATUSES, Node, SwarmStatus, User
-from swarm_core.operations import Operation
+from swarm_core.operations import Operation, compact_json
 from swarm_core.ports import (
     MAX_ATTEMPTS_KEPT,
     Batch,
@@ -362,7 +362,7 @@ class MemoryOperationQueue:
 
     def enqueue(self, operation: Operation, delay_seconds: int = 0) -> None:
         # No clock here: a delay only orders the message after those already queued.
-        self.send(operation.model_dump_json())
+        self.send(compact_json(operation))
 
     def send(self, body: str) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from azure.storage.queue import (
 )
 
 from swarm_core.adapters.identity import storage_service
-from swarm_core.operations import Operation
+from swarm_core.operations import Operation, compact_json
 from swarm_core.ports import ContentStore, HeldMessage
 from swarm_core.settings import Settings
 
@@ -197,7 +197,7 @@ class StorageOperationQueue:
 
     def _message_body(self, operation: Operation) -> str:
         """The operation's JSON, or a claim check's pointer when it is too big."""
-        body = operation.model_dump_json()
+        body = compact_json(operation)
         if _encoded_size(body) > self._max_message_bytes:
             # Deterministic name: a re-driven enqueue rewrites the same claim, not a new one.
             name = claim_check_name(operation.swarm_id, operation.op_id)

@@ -90,7 +90,7 @@ def test_pause_parks_work_and_resume_re_enqueues_it_in_order(app, spawned):
         app.services.pause(USER, spawned)
     app.services.resume(USER, spawned)
     assert app.services.get_swarm(USER, spawned).parked == []
-    assert app.adapters.queue.pending_bodies() == [p.model_dump_json() for p in swarm.parked]
+    assert [parse_operation(b) for b in app.adapters.queue.pending_bodies()] == swarm.parked
     run_to_end(app, spawned)
     assert app.services.get_swarm(USER, spawned).status == SwarmStatus.COMPLETED
 
