@@ -179,9 +179,9 @@ def _deflated_bytes(frame: bytes) -> tuple[int, int]:
 
 
 def _frame_seq(frame: bytes) -> int:
-    if not frame.startswith(_DEFLATED_HEADER):
-        return int(json.loads(frame)["seq"])
-    return int(json.loads(frame[_deflated_bytes(frame)[1] :])["seq"])
+    # Every frame ends with `"seq":N}` and a newline: a plain line (its seq written last), a
+    # deflated batch with its seq's line.
+    return _last_seq(frame)
 
 
 def _frame_lines(frame: bytes, swarm_id: str) -> list[dict[str, Any]]:
