@@ -74,8 +74,10 @@ _REFRESH_WINDOW_BYTES = 16 * 1024
 # Appenders of one stream are at most the few racers re-driving the same commit: a handful of
 # refreshes settles any race; more means something else is writing to the stream.
 _MAX_APPEND_ATTEMPTS = 16
-# What `read_batches` downloads per request: a snapshot interval of history in one or two.
-_READ_CHUNK_BYTES = 256 * 1024
+# What `read_batches` downloads per request: a snapshot interval of deflated history (50 batches
+# of a few hundred bytes to a few KB) in one or two. Not more: a read of an append blob costs the
+# emulator (Azurite) per block it spans, and a deflated batch is a small block.
+_READ_CHUNK_BYTES = 64 * 1024
 _MAX_PROBES = 8
 
 _SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
