@@ -163,22 +163,30 @@ def commit_changes(old: Swarm, new: Swarm, read: Node, written: Node) -> CommitC
     return CommitChanges(swarm, {read.node_id: NodeChanges(read.seq, node)})
 
 
+def a_talking_node(**fields: Any) -> Node:
+    """A node deep in a conversation: a full window of 300-character turns, 64 recent op ids."""
+    defaults: dict[str, Any] = {
+        "node_id": "n1",
+        "swarm_id": _id("s"),
+        "action": "ask_user",
+        "name": "n",
+        "directive": "d",
+        "context": {"conversation": [{"role": "agent", "content": "q" * 300}] * 6},
+        "recent_op_ids": [f"op{i:02d}" for i in range(64)],
+    }
+    return Node(**{**defaults, **fields})
+
+
 def test_a_commit_patches_what_changed_and_stores_the_documents_it_was_given(
     counted: tuple[CosmosClients, CountingTransport],
 ) -> None:
     clients, transport = counted
     store = CosmosSwarmStore(clients)
-    window = [f"op{i:02d}" for i in range(64)]
-    node = Node(
-        node_id="n1",
-        swarm_id=_id("s"),
-        action="ask_user",
-        name="n",
-        directive="d",
+    node = a_talking_node(
         context={"conversation": [{"role": "agent", "content": "q" * 300}] * 6, "a/b~c": 1},
         execution_memory={"follow_ups": 1, "gone": True},
-        recent_op_ids=window,
     )
+    window = node.recent_op_ids
     swarm, etag = committed(store, a_swarm().model_copy(update={"swarm_id": node.swarm_id}), node)
     read = store.get_node(swarm.swarm_id, "n1")
     assert read is not None
@@ -258,18 +266,11 @@ def test_a_step_that_asks_again_is_one_patch_with_its_progress_set_whole(
     interrupt, usage, memory and recent op ids. It is still one patch, a fraction of the node."""
     clients, transport = counted
     store = CosmosSwarmStore(clients)
-    window = [f"op{i:02d}" for i in range(64)]
     asked = Interrupt(
         interrupt_id="i1", node_id="n1", node_name="n", question="q" * 300, created_at=T0
     )
-    node = Node(
-        node_id="n1",
-        swarm_id=_id("s"),
-        action="ask_user",
-        name="n",
-        directive="d",
-        lifecycle="running",
-        context={"conversation": [{"role": "agent", "content": "q" * 300}] * 6},
+    node = a_talking_node(
+        lifecycle=Lifecycle.RUNNING,
         execution_memory={"follow_ups": 1},
         interrupt=asked.model_copy(
             update={
@@ -278,10 +279,10 @@ def test_a_step_that_asks_again_is_one_patch_with_its_progress_set_whole(
                 "answered_at": T0,
             }
         ),
-        recent_op_ids=window,
         chat_length=2,
         chat_seq=1,
     )
+    window = node.recent_op_ids
     swarm, etag = committed(store, a_swarm().model_copy(update={"swarm_id": node.swarm_id}), node)
     stored = clients.container(NODES).read_item("node:n1", swarm.swarm_id)
     assert stored["progress"]["lifecycle"] == "running" and "lifecycle" not in stored
