@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic_core import to_jsonable_python
 
 from swarm_core.actions.specs import SPECS
 from swarm_core.llm import LLMRequest
@@ -152,11 +153,22 @@ _ADAPTER: TypeAdapter[Operation] = TypeAdapter(Operation)
 
 
 def compact_json(operation: Operation) -> str:
-    """The operation's JSON without the fields at their defaults, which `parse_operation` puts
-    back (its `kind`, which says what it is, stays): a queue message's body."""
-    data = operation.model_dump(mode="json", exclude_defaults=True)
-    data["kind"] = operation.kind.value
+    """The operation's JSON without the fields of the operation and of its payload that are at
+    their defaults, which `parse_operation` puts back (its `kind`, which says what it is,
+    stays; values inside a field, such as `args`, stay whole): a queue message's body."""
+    data = operation.model_dump(mode="json")
+    _drop_defaults(data, operation)
+    _drop_defaults(data["payload"], operation.payload)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _drop_defaults(data: dict[str, Any], model: BaseModel) -> None:
+    for name, field in type(model).model_fields.items():
+        if name == "kind" or field.is_required() or name not in data:
+            continue
+        default = to_jsonable_python(field.get_default(call_default_factory=True))
+        if data[name] == default:
+            del data[name]
 
 
 def parse_operation(data: str | bytes | dict[str, Any]) -> Operation:

@@ -40,4 +40,7 @@ def inflate(data: bytes) -> bytes:
     if dictionary is None:
         raise ValueError("a deflated document names a dictionary this version does not know")
     decompressor = zlib.decompressobj(zdict=dictionary)
-    return decompressor.decompress(data) + decompressor.flush()
+    inflated = decompressor.decompress(data) + decompressor.flush()
+    if not decompressor.eof:  # cut short: its checksum was never read (`zlib.decompress` checks)
+        raise ValueError("a deflated document is cut short")
+    return inflated

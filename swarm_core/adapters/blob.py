@@ -197,8 +197,15 @@ def _frame_lines(frame: bytes, swarm_id: str) -> list[dict[str, Any]]:
 
 def _all_lines(data: bytes, swarm_id: str) -> list[dict[str, Any]]:
     """The lines of a segment's (or batch blob's) bytes, deflated batches inflated."""
-    frames, _ = _split_frames(data)
+    frames, taken = _split_frames(data)
+    _require_whole(data, taken)
     return [line for frame in frames for line in _frame_lines(frame, swarm_id)]
+
+
+def _require_whole(data: bytes, taken: int) -> None:
+    # Appends and copies write whole batches: a frame cut short is damage, not a batch to skip.
+    if taken != len(data):
+        raise ValueError(f"a stream segment ends inside a batch ({len(data) - taken} bytes)")
 
 
 def _swarm_of(name: str) -> str:
@@ -664,10 +671,11 @@ class BlobContentStore:
                 if seq > after_seq:
                     yield from _frame_lines(frame, swarm_id)
             if len(data) < _READ_CHUNK_BYTES:
+                _require_whole(cut, 0)  # the segment's end: nothing of a batch left over
                 if last_seq >= until_seq:
                     return  # a segment ends with a whole batch: nothing more to take
                 # The segment's end: a later one exists only if this one is sealed (full).
-                segment, offset, cut = segment + 1, 0, b""
+                segment, offset = segment + 1, 0
 
     def _read_chunk(self, name: str, offset: int) -> bytes | None:
         """Up to `_READ_CHUNK_BYTES` of a blob from `offset` (b"" past its end; None: no blob)."""

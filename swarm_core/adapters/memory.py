@@ -370,7 +370,7 @@ class MemoryOperationQueue:
 
     def enqueue_held(self, operation: Operation, hold_seconds: int) -> HeldMessage:
         with self._lock:
-            message = QueueMessage(f"m{next(self._ids)}", operation.model_dump_json())
+            message = QueueMessage(f"m{next(self._ids)}", compact_json(operation))
             self._invisible[message.message_id] = message
             self._held.add(message.message_id)
             return HeldMessage(operation, message.message_id)

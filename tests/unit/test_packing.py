@@ -32,6 +32,10 @@ def test_what_is_deflated_inflates_and_so_does_plain_zlib() -> None:
     data = json.dumps({"type": "chat.message", "data": {"content": "hello " * 50}}).encode()
     assert packing.inflate(packing.deflate(data)) == data
     assert packing.inflate(zlib.compress(data)) == data, "a stream made without a dictionary"
+    deflated = packing.deflate(data)
+    for missing in (1, 4, 8, len(deflated) // 2):
+        with pytest.raises((ValueError, zlib.error)):
+            packing.inflate(deflated[:-missing])
     unknown = zlib.compressobj(zdict=b"another dictionary")
     with pytest.raises(ValueError, match="dictionary"):
         packing.inflate(unknown.compress(data) + unknown.flush())
