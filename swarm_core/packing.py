@@ -1,15 +1,17 @@
 """Deflate for the stored JSON that nothing queries: stream batches (`adapters/blob.py`) and a
 swarm's pending effects (`swarm.PendingCommit`).
 
-zlib with a preset dictionary (`packing_v1.txt`): the JSON keys, event types, record shapes and
-fixed prompt texts those documents repeat, with every id, time and text left out. A batch of a
-few hundred bytes then does not pay for spelling them out: an exchange's history batches, journal
-and pending effects deflate to about two thirds of what zlib alone makes of them.
+Deflate with a preset dictionary (`packing_v1.txt`): the JSON keys, event types, record shapes
+and fixed prompt texts those documents repeat, with every id, time and text left out. A batch of
+a few hundred bytes then does not pay for spelling them out: an exchange's history batches,
+journal and pending effects deflate to about two thirds of what zlib alone makes of them.
 
-A zlib stream names the dictionary it was made with (its Adler-32, in the stream's header, RFC
-1950), so `inflate` reads every stream ever written as long as its dictionary is in
-`_DICTIONARIES`, and a stream made without one too. A dictionary is never changed (a test pins
-its checksum): a better one is added next to it and made `_CURRENT`.
+A packed document is one byte naming the dictionary (`_DICTIONARIES`), then the raw deflate
+stream (RFC 1951; a zlib header and checksum would add 10 bytes to each batch of a few hundred).
+A zlib stream is read too (what `PendingCommit` stored before there was a dictionary; its first
+byte is never a dictionary's). A stream cut short is refused; a damaged one fails to inflate or
+to parse as JSON. A dictionary is never changed (a test pins it): a better one is added next to
+it, under the next byte, and made `_CURRENT`.
 """
 
 from __future__ import annotations
@@ -20,27 +22,27 @@ from pathlib import Path
 # zlib's default level: on a few KB, well under a tenth of a millisecond.
 LEVEL = 6
 
-_DICTIONARY_V1 = (Path(__file__).parent / "packing_v1.txt").read_bytes()
-_DICTIONARIES = {zlib.adler32(_DICTIONARY_V1): _DICTIONARY_V1}
-_CURRENT = _DICTIONARY_V1
-# RFC 1950: bit 5 of a zlib stream's second byte (FDICT) says the dictionary's Adler-32 follows.
-_FDICT = 0x20
+_DICTIONARIES = {1: (Path(__file__).parent / "packing_v1.txt").read_bytes()}
+_CURRENT = 1
+# A zlib stream's first byte says "deflate" in its low four bits (8); a dictionary's byte, 1 to 7,
+# never does.
+_ZLIB_METHOD = 8
 
 
 def deflate(data: bytes) -> bytes:
-    compressor = zlib.compressobj(LEVEL, zdict=_CURRENT)
-    return compressor.compress(data) + compressor.flush()
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15, zdict=_DICTIONARIES[_CURRENT])
+    return bytes((_CURRENT,)) + compressor.compress(data) + compressor.flush()
 
 
 def inflate(data: bytes) -> bytes:
-    """The bytes of a zlib stream, made with one of the known dictionaries or with none."""
-    if len(data) < 6 or not data[1] & _FDICT:
+    """The bytes of a packed document (or of a zlib stream)."""
+    if data and data[0] & 0x0F == _ZLIB_METHOD:
         return zlib.decompress(data)
-    dictionary = _DICTIONARIES.get(int.from_bytes(data[2:6], "big"))
+    dictionary = _DICTIONARIES.get(data[0]) if data else None
     if dictionary is None:
-        raise ValueError("a deflated document names a dictionary this version does not know")
-    decompressor = zlib.decompressobj(zdict=dictionary)
-    inflated = decompressor.decompress(data) + decompressor.flush()
-    if not decompressor.eof:  # cut short: its checksum was never read (`zlib.decompress` checks)
-        raise ValueError("a deflated document is cut short")
+        raise ValueError("a packed document names a dictionary this version does not know")
+    decompressor = zlib.decompressobj(-15, zdict=dictionary)
+    inflated = decompressor.decompress(data[1:]) + decompressor.flush()
+    if not decompressor.eof or decompressor.unused_data:
+        raise ValueError("a packed document is cut short, or has bytes after its end")
     return inflated

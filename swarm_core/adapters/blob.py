@@ -83,7 +83,7 @@ _MAX_PROBES = 8
 _SEGMENT_NAME = re.compile(r"/(\d{6,})\.jsonl\Z")
 _LAST_SEQ = re.compile(rb'"seq":(-?\d+)\}\n\Z')
 _PREV_SEQ_KEY = "prev_seq"
-# Below this a deflated batch is rarely shorter than the plain one (zlib's and the frame's lines).
+# Below this a deflated batch is rarely shorter than the plain one (the frame takes two lines).
 _PACK_MIN_BYTES = 120
 _DEFLATED = "zb"
 _DEFLATED_HEADER = b'{"zb":'
