@@ -270,50 +270,58 @@ _CHANGE_KINDS = ("set", "merge", "slide")
 
 
 def patch_operations(
-    changes: Mapping[str, Any], stored: Callable[[], Mapping[str, Any]] | None = None
+    changes: Mapping[str, Any], stored: Callable[[str], Any] | None = None
 ) -> list[dict[str, Any]] | None:
     """`changes` (`forks.changes`: of an object its changed keys, set, unset or merged; of a
     window, the items that left its head and those that came at its end) as the operations of
     a Cosmos DB patch, in order; None when they are the whole document or too many for one.
 
-    Given (`stored`) the document they lead to as it is stored (`_as_item`), a property whose
-    changes take more bytes than its new value is set whole (a few counters, a node's progress
-    fields), and while the operations are more than one patch takes, the property whose changes
-    take the most operations per byte is set whole (a node written whole is several times a
-    patch that sets a few of its parts)."""
+    Given (`stored`) the new value of a top-level property as the document stores it
+    (`_stored_property`), a property whose changes take more bytes than its value is set whole
+    (a few counters, a node's progress fields), and while the operations are more than one patch
+    takes, the property whose changes take the most operations per byte is set whole (a node
+    written whole is several times a patch that sets a few of its parts)."""
     if "all" in changes:
         return None
     parts = _patch_parts(changes)
-    # The document is made only for a property of several operations (one goes as it is).
-    several = any(key is not None and len(operations) > 1 for key, operations in parts)
-    document = None if stored is None or not several else stored()
-    if document is not None:
-        for i, (key, operations) in enumerate(parts):
-            if key is not None and len(operations) > 1 and key in document:
-                whole = _set_whole(document, key)
-                if len(_json(whole)) < len(_json(operations)):
-                    parts[i] = (key, whole)
+    # Only a merged or slid property of several operations can be fewer (set whole).
+    several = [i for i, (key, operations) in enumerate(parts) if key and len(operations) > 1]
+    if stored is None or not several:
+        operations = _joined(parts)
+        return operations if len(operations) <= MAX_PATCH_OPERATIONS else None
+    wholes = {i: [_set_whole(str(parts[i][0]), stored(str(parts[i][0])))] for i in several}
+    for i in several:
+        if len(_json(wholes[i])) < len(_json(parts[i][1])):
+            parts[i] = (parts[i][0], wholes[i])
     count = sum(len(operations) for _, operations in parts)
     while count > MAX_PATCH_OPERATIONS:
-        if document is None:
-            return None
         candidates = [
-            (len(operations) - 1, len(_json(document[key])), i)
-            for i, (key, operations) in enumerate(parts)
-            if key is not None and len(operations) > 1 and key in document
+            (len(parts[i][1]) - 1, len(_json(wholes[i])), i)
+            for i in several
+            if len(parts[i][1]) > 1
         ]
         if not candidates:
             return None
         saved, _, i = max(candidates, key=lambda c: c[0] / (c[1] + 1))
-        key = parts[i][0]
-        assert key is not None
-        parts[i] = (key, _set_whole(document, key))
+        parts[i] = (parts[i][0], wholes[i])
         count -= saved
+    return _joined(parts)
+
+
+def _joined(parts: list[tuple[str | None, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     return [operation for _, operations in parts for operation in operations]
 
 
-def _set_whole(document: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
-    return [{"op": "set", "path": f"/{_pointer(key)}", "value": document[key]}]
+def _set_whole(key: str, value: Any) -> dict[str, Any]:
+    return {"op": "set", "path": f"/{_pointer(key)}", "value": value}
+
+
+def _stored_property(document: Document, key: str) -> Any:
+    """One top-level property of `document` as `_as_item` stores it, without the rest (a
+    swarm document's dump would pack its pending effects again)."""
+    if isinstance(document, Node) and key == NODE_PROGRESS:
+        return document.model_dump(mode="json", include=set(NODE_PROGRESS_FIELDS))
+    return document.model_dump(mode="json", include={key})[key]
 
 
 def _json(value: Any) -> str:
@@ -543,7 +551,7 @@ class CosmosSwarmStore:
         swarm_patch = (
             None
             if changes is None
-            else patch_operations(changes.swarm, partial(_as_item, swarm, SWARM_DOC_ID))
+            else patch_operations(changes.swarm, partial(_stored_property, swarm))
         )
         operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
             ("patch", (SWARM_DOC_ID, swarm_patch), {"if_match_etag": etag})
@@ -558,7 +566,7 @@ class CosmosSwarmStore:
                 None
                 if changed is None
                 else patch_operations(
-                    node_item_changes(changed.changes), partial(_as_item, node, item_id)
+                    node_item_changes(changed.changes), partial(_stored_property, node)
                 )
             )
             if changed is not None and patch:

@@ -17,7 +17,7 @@ from swarm_core.forks import changes
 
 
 def stored(document: dict[str, Any]) -> Any:
-    return lambda: document
+    return lambda key: document[key]
 
 
 def test_a_property_whose_changes_are_longer_than_its_value_is_set_whole() -> None:
