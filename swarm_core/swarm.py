@@ -53,10 +53,10 @@ class PendingCommit(BaseModel):
     """A committed step whose effects may not all be applied yet (see `swarm_core.commits`).
 
     Stored (as JSON), its effects are packed: their JSON deflated (`swarm_core.packing`) and
-    base64-encoded.
-    They are the bulk of the swarm document (a step's messages, events and LLM journal, whose
-    texts repeat one another), which every commit writes, and nothing queries them: packed,
-    a commit writes a third to a half of the bytes (Cosmos DB charges a write by its size)."""
+    base64-encoded. They are the bulk of the swarm document (a step's messages, events and LLM
+    journal, whose texts repeat one another), which every commit writes, and nothing queries
+    them: packed, a commit writes a third to a half of the bytes (Cosmos DB charges a write by
+    its size)."""
 
     op_id: str
     seq: int

@@ -180,12 +180,6 @@ def _deflated_bytes(frame: bytes) -> tuple[int, int]:
     return start, start + int(frame[len(_DEFLATED_HEADER) : start - 2])
 
 
-def _frame_seq(frame: bytes) -> int:
-    # Every frame ends with `"seq":N}` and a newline: a plain line (its seq written last), a
-    # deflated batch with its seq's line.
-    return _last_seq(frame)
-
-
 def _frame_lines(frame: bytes, swarm_id: str) -> list[dict[str, Any]]:
     """The lines a frame stands for: itself, or a deflated batch's lines."""
     if not frame.startswith(_DEFLATED_HEADER):
@@ -195,10 +189,15 @@ def _frame_lines(frame: bytes, swarm_id: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in block.split(b"\n") if raw]
 
 
-def _all_lines(data: bytes, swarm_id: str) -> list[dict[str, Any]]:
-    """The lines of a segment's (or batch blob's) bytes, deflated batches inflated."""
+def _all_lines(data: bytes, swarm_id: str, after_seq: int | None = None) -> list[dict[str, Any]]:
+    """The lines of a segment's (or batch blob's) bytes, deflated batches inflated; with
+    `after_seq`, only those of the batches after it (the others are not inflated). A frame's
+    seq is its end's (`_last_seq`): a plain line's is written last, a deflated batch ends with
+    its seq's line."""
     frames, taken = _split_frames(data)
     _require_whole(data, taken)
+    if after_seq is not None:
+        frames = [frame for frame in frames if _last_seq(frame) > after_seq]
     return [line for frame in frames for line in _frame_lines(frame, swarm_id)]
 
 
@@ -224,7 +223,7 @@ def _cut_after(data: bytes, until_seq: int) -> bytes:
     """A segment's bytes up to its first frame with a seq after `until_seq`."""
     offset = 0
     for frame in _split_frames(data)[0]:
-        if _frame_seq(frame) > until_seq:
+        if _last_seq(frame) > until_seq:
             break
         offset += len(frame)
     return data[:offset]
@@ -581,9 +580,7 @@ class BlobContentStore:
             if segment.size == 0:
                 continue
             data = self._blob(self._segment_name(stream, segment.index)).download_blob().readall()
-            for seq, count, batch in self._batches(data, _swarm_of(stream)):
-                if seq <= after_seq:
-                    continue
+            for count, batch in self._batches(data, _swarm_of(stream), after_seq):
                 if limit is not None and out and len(out) + count > limit:
                     return out
                 # An oversize batch's blob is fetched only once the batch is known to be wanted.
@@ -592,11 +589,12 @@ class BlobContentStore:
 
     @staticmethod
     def _batches(
-        data: bytes, swarm_id: str
-    ) -> Iterator[tuple[int, int, list[dict[str, Any]] | str]]:
-        """(seq, record count, the records or the name of the blob holding them) per batch;
-        a batch's lines are contiguous and share its seq (its commit line is not a record)."""
-        lines = _all_lines(data, swarm_id)
+        data: bytes, swarm_id: str, after_seq: int
+    ) -> Iterator[tuple[int, list[dict[str, Any]] | str]]:
+        """(record count, the records or the name of the blob holding them) per batch after
+        `after_seq`; a batch's lines are contiguous and share its seq (its commit line is
+        not a record)."""
+        lines = _all_lines(data, swarm_id, after_seq)
         i = 0
         while i < len(lines):
             seq, j = int(lines[i]["seq"]), i
@@ -605,10 +603,10 @@ class BlobContentStore:
             group, i = lines[i:j], j
             pointer = next((line for line in group if "batch" in line), None)
             if pointer is not None:  # an oversize batch
-                yield seq, int(pointer["n"]), str(pointer["batch"])
+                yield int(pointer["n"]), str(pointer["batch"])
             else:
                 records = [line["r"] for line in group if "r" in line]
-                yield seq, len(records), records
+                yield len(records), records
 
     def _read_batch_blob(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """An oversize batch's records and commit record."""
@@ -665,7 +663,7 @@ class BlobContentStore:
             frames, taken = _split_frames(cut + data)
             cut = (cut + data)[taken:]
             for frame in frames:
-                seq = last_seq = _frame_seq(frame)
+                seq = last_seq = _last_seq(frame)
                 if seq > until_seq:
                     return
                 if seq > after_seq:

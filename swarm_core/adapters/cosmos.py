@@ -329,22 +329,16 @@ def _json(value: Any) -> str:
 
 
 def _patch_parts(changes: Mapping[str, Any]) -> list[tuple[str | None, list[dict[str, Any]]]]:
-    """The operations of `changes`, by the top-level property they change (None for a key set
-    or removed: one operation that cannot be fewer)."""
+    """The operations of `changes` (`_patch_into`'s, in its order), by the top-level property
+    they change (None for a key set or removed: one operation that cannot be fewer)."""
     parts: list[tuple[str | None, list[dict[str, Any]]]] = []
-    for key, value in changes.get("set", {}).items():
-        parts.append((None, [{"op": "set", "path": f"/{_pointer(key)}", "value": value}]))
-    for key in changes.get("unset", ()):
-        parts.append((None, [{"op": "remove", "path": f"/{_pointer(key)}"}]))
-    for key, inner in changes.get("merge", {}).items():
-        operations: list[dict[str, Any]] = []
-        _patch_into(inner, f"/{_pointer(key)}", operations)
-        parts.append((key, operations))
-    for key, (dropped, added) in changes.get("slide", {}).items():
-        window = f"/{_pointer(key)}"
-        operations = [{"op": "remove", "path": f"{window}/0"} for _ in range(dropped)]
-        operations += [{"op": "add", "path": f"{window}/-", "value": item} for item in added]
-        parts.append((key, operations))
+    for kind in ("set", "unset", "merge", "slide"):
+        keys = changes.get(kind, ())
+        for key in keys:
+            one = {kind: [key]} if kind == "unset" else {kind: {key: keys[key]}}
+            operations: list[dict[str, Any]] = []
+            _patch_into(one, "", operations)
+            parts.append((key if kind in ("merge", "slide") else None, operations))
     return parts
 
 
