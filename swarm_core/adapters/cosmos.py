@@ -335,7 +335,7 @@ def _patch_parts(changes: Mapping[str, Any]) -> list[tuple[str | None, list[dict
     for kind in ("set", "unset", "merge", "slide"):
         keys = changes.get(kind, ())
         for key in keys:
-            one = {kind: [key]} if kind == "unset" else {kind: {key: keys[key]}}
+            one: dict[str, Any] = {kind: [key]} if kind == "unset" else {kind: {key: keys[key]}}
             operations: list[dict[str, Any]] = []
             _patch_into(one, "", operations)
             parts.append((key if kind in ("merge", "slide") else None, operations))
